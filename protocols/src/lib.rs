@@ -1,0 +1,205 @@
+//! Wire types of Bulkhead's IPC socket.
+//!
+//! The protocol is newline-delimited JSON over a Unix stream socket: the client writes one
+//! [`Request`] per line, the compositor answers each with one [`Response`] line, in order.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable that overrides the IPC socket path.
+pub const SOCKET_ENV: &str = "BULKHEAD_SOCKET";
+
+/// Longest request line the compositor accepts, in bytes.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+
+/// A request to the compositor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    /// The compositor's version.
+    Version,
+    /// Every toplevel window, in stacking order from bottom to top.
+    Windows,
+    /// The host domain and every configured VM domain.
+    Domains,
+    /// The outputs and their geometry in the global space.
+    Outputs,
+    /// Write a PNG of everything composed (all outputs side by side) to `path`.
+    Screenshot { path: PathBuf },
+    /// Run a named action, as a key binding would.
+    Action {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arg: Option<String>,
+    },
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    /// What went wrong, phrased so that a person can fix it.
+    Error(String),
+}
+
+/// The successful result of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Version { version: String },
+    Windows(Vec<WindowInfo>),
+    Domains(Vec<DomainInfo>),
+    Outputs(Vec<OutputInfo>),
+    Screenshot { path: PathBuf, width: u32, height: u32 },
+    /// The action ran.
+    Done,
+}
+
+/// A rectangle in the compositor's global (logical) space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+impl Rect {
+    pub fn contains(&self, x: i32, y: i32) -> bool {
+        x >= self.x && y >= self.y && x < self.x + self.width && y < self.y + self.height
+    }
+}
+
+/// One toplevel window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowInfo {
+    /// Stable for the window's lifetime; what `focus-window` takes.
+    pub id: u64,
+    /// `host` or the VM's name: the socket the client connected to.
+    pub domain: String,
+    /// The client's title after sanitising (without the `[vm]` prefix the frame shows).
+    pub title: String,
+    pub app_id: String,
+    /// The client's content area (its xdg geometry) in global coordinates.
+    pub geometry: Rect,
+    /// The compositor-drawn frame around it, title bar included; equal to `geometry` when the
+    /// window has no frame (a fullscreen host window).
+    pub frame: Rect,
+    /// The output the window is mostly on.
+    pub output: Option<String>,
+    pub focused: bool,
+    pub maximized: bool,
+    pub fullscreen: bool,
+    pub minimized: bool,
+}
+
+/// One domain: the host or a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub name: String,
+    /// `#rrggbb`; the host's neutral frame colour for `host`.
+    pub color: String,
+    /// The Wayland socket whose clients belong to this domain.
+    pub socket: PathBuf,
+    /// Connected Wayland clients.
+    pub clients: usize,
+    pub windows: usize,
+}
+
+/// One output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    pub name: String,
+    /// Logical geometry in the global space.
+    pub geometry: Rect,
+    pub scale: f64,
+    /// Refresh rate in millihertz.
+    pub refresh_mhz: i32,
+}
+
+/// The IPC socket path: `$BULKHEAD_SOCKET`, else `<runtime dir>/bulkhead/ipc.sock`.
+pub fn socket_path(runtime_dir: &Path) -> PathBuf {
+    match std::env::var_os(SOCKET_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => runtime_dir.join("bulkhead").join("ipc.sock"),
+    }
+}
+
+/// Serialises a message as one line (with the trailing newline).
+pub fn to_line<T: Serialize>(msg: &T) -> serde_json::Result<String> {
+    let mut s = serde_json::to_string(msg)?;
+    s.push('\n');
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip_request(r: Request) {
+        let line = to_line(&r).unwrap();
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn requests_roundtrip() {
+        roundtrip_request(Request::Version);
+        roundtrip_request(Request::Windows);
+        roundtrip_request(Request::Domains);
+        roundtrip_request(Request::Outputs);
+        roundtrip_request(Request::Screenshot { path: "/tmp/a b.png".into() });
+        roundtrip_request(Request::Action { name: "focus-next".into(), arg: None });
+        roundtrip_request(Request::Action { name: "focus-window".into(), arg: Some("3".into()) });
+    }
+
+    #[test]
+    fn wire_shape_is_stable() {
+        assert_eq!(to_line(&Request::Windows).unwrap(), "{\"request\":\"windows\"}\n");
+        assert_eq!(
+            serde_json::to_string(&Request::Action { name: "close".into(), arg: None }).unwrap(),
+            r#"{"request":"action","name":"close"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Error("no such window 7".into())).unwrap(),
+            r#"{"error":"no such window 7"}"#
+        );
+        assert_eq!(serde_json::to_string(&Response::Ok(Reply::Done)).unwrap(), r#"{"ok":"done"}"#);
+    }
+
+    #[test]
+    fn replies_roundtrip() {
+        let w = WindowInfo {
+            id: 1,
+            domain: "work".into(),
+            title: "foot".into(),
+            app_id: "foot".into(),
+            geometry: Rect { x: 10, y: 40, width: 640, height: 480 },
+            frame: Rect { x: 6, y: 14, width: 648, height: 510 },
+            output: Some("headless-1".into()),
+            focused: true,
+            maximized: false,
+            fullscreen: false,
+            minimized: false,
+        };
+        let r = Response::Ok(Reply::Windows(vec![w]));
+        let back: Response = serde_json::from_str(&to_line(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn unknown_request_is_an_error() {
+        assert!(serde_json::from_str::<Request>(r#"{"request":"format-disk"}"#).is_err());
+        assert!(serde_json::from_str::<Request>("not json").is_err());
+    }
+
+    #[test]
+    fn rect_contains() {
+        let r = Rect { x: 0, y: 0, width: 2, height: 2 };
+        assert!(r.contains(1, 1));
+        assert!(!r.contains(2, 0));
+        assert!(!r.contains(-1, 0));
+    }
+}
