@@ -1,1 +1,101 @@
+//! Bulkhead, the compositor: a Wayland session whose clients belong to security domains (the
+//! host or a VM), decided by the socket they connect to, and framed by the compositor in
+//! their domain's colour.
 
+pub mod backend;
+pub mod domain;
+pub mod frame;
+mod handlers;
+pub mod input;
+pub mod ipc;
+pub mod lock;
+pub mod render;
+pub mod sanitize;
+pub mod shell;
+pub mod state;
+pub mod text;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bulkhead_config::Config;
+use smithay::reexports::calloop::EventLoop;
+use smithay::reexports::wayland_server::Display;
+
+use crate::backend::{Backend, BackendKind};
+use crate::state::{Desktop, State};
+
+/// How to start the compositor.
+pub struct RunOptions {
+    pub config: Config,
+    pub backend: BackendKind,
+    /// Program run on the host socket once the compositor is up (tests, demos).
+    pub startup_command: Option<String>,
+}
+
+/// Runs the compositor until it is asked to quit.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let mut event_loop: EventLoop<'static, State> =
+        EventLoop::try_new().context("cannot create the event loop")?;
+    let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
+    let kind = opts.backend.resolve();
+    let headless_cfg = opts.config.headless.clone();
+    let mut desk = Desktop::new(
+        opts.config,
+        display,
+        event_loop.handle(),
+        event_loop.get_signal(),
+        "seat0",
+    )?;
+    let backend = match kind {
+        BackendKind::Headless => {
+            Backend::Headless(backend::headless::Headless::new(&mut desk, &headless_cfg)?)
+        }
+        BackendKind::Winit => Backend::Winit(backend::winit::Winit::new(&mut desk)?),
+        BackendKind::Auto => unreachable!("resolved above"),
+    };
+    let ipc_path = bulkhead_ipc::socket_path(&desk.runtime_dir);
+    let ipc = ipc::IpcServer::start(&ipc_path, &desk.loop_handle).map_err(anyhow::Error::msg)?;
+    let mut state = State {
+        backend,
+        desk,
+        ipc: Some(ipc),
+    };
+
+    // SAFETY: set_var is not thread-safe; no other thread exists yet at this point.
+    unsafe {
+        std::env::set_var("WAYLAND_DISPLAY", &state.desk.host_socket);
+    }
+    print_ready(&state, &ipc_path);
+    if let Some(cmd) = opts.startup_command {
+        state
+            .run_action(&bulkhead_config::Action::Spawn(cmd))
+            .map_err(anyhow::Error::msg)?;
+    }
+
+    event_loop
+        .run(None, &mut state, |state| {
+            state.desk.space.refresh();
+            state.desk.popups.cleanup();
+            if let Err(e) = state.desk.display_handle.flush_clients() {
+                tracing::warn!("flushing clients failed: {e}");
+            }
+        })
+        .context("the event loop failed")?;
+    tracing::info!("Bulkhead exits");
+    Ok(())
+}
+
+fn print_ready(state: &State, ipc_path: &std::path::Path) {
+    let desk = &state.desk;
+    let host: PathBuf = desk.runtime_dir.join(&desk.host_socket);
+    println!("bulkhead: host socket {}", host.display());
+    for vm in &desk.vms {
+        println!(
+            "bulkhead: VM {} socket {}",
+            vm.domain.name(),
+            vm.socket.path.display()
+        );
+    }
+    println!("bulkhead: IPC socket {}", ipc_path.display());
+}

@@ -1,1 +1,197 @@
-fn main() {}
+//! `bulkhead`: run the compositor, check a config, or talk to a running compositor.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bulkhead_compositor::backend::BackendKind;
+use bulkhead_compositor::{ipc, run, RunOptions};
+use bulkhead_config::Config;
+use bulkhead_ipc::{Request, Response};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bulkhead",
+    version,
+    about = "A Wayland compositor whose windows belong to VM security domains"
+)]
+struct Cli {
+    /// Where the compositor draws: nested in a running desktop (winit), in memory (headless),
+    /// or auto (winit inside a desktop, else headless).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendKind,
+    /// Config file (default: $XDG_CONFIG_HOME/bulkhead/config.toml, then /etc/bulkhead/config.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Run this command line on the host socket once the compositor is up.
+    #[arg(long)]
+    startup: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config file without starting anything.
+    Validate {
+        /// The file to check (default: the one Bulkhead would use).
+        path: Option<PathBuf>,
+    },
+    /// Send a request to the running compositor and print the JSON reply.
+    Msg {
+        #[command(subcommand)]
+        request: MsgRequest,
+    },
+}
+
+#[derive(Subcommand)]
+enum MsgRequest {
+    /// The compositor's version.
+    Version,
+    /// Every window: id, domain, title, app id, geometry, focus.
+    Windows,
+    /// The host and VM domains with their sockets.
+    Domains,
+    /// The outputs and their layout.
+    Outputs,
+    /// Write a PNG of everything on screen.
+    Screenshot { path: PathBuf },
+    /// Run a named action (focus-next, focus-window ID, close, fullscreen, maximize, minimize,
+    /// escape, quit, spawn CMD).
+    Action { name: String, arg: Option<String> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { path }) => validate(path.or(cli.config)),
+        Some(Command::Msg { request }) => msg(request),
+        None => start(cli.config, cli.backend, cli.startup),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(explicit: Option<PathBuf>) -> Result<Config, String> {
+    match Config::locate(explicit.as_deref()) {
+        Some(path) => Config::load(&path).map_err(|e| e.to_string()),
+        None => Ok(Config::builtin_default()),
+    }
+}
+
+fn validate(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = Config::locate(path.as_deref()) else {
+        eprintln!("no config file found (looked in $XDG_CONFIG_HOME/bulkhead/config.toml and /etc/bulkhead/config.toml)");
+        return ExitCode::FAILURE;
+    };
+    let result = Config::load(&path).and_then(|c| {
+        if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            c.check_socket_paths(std::path::Path::new(&rt))?;
+        }
+        Ok(c)
+    });
+    match result {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} VM{})",
+                path.display(),
+                c.vms.len(),
+                if c.vms.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn msg(request: MsgRequest) -> ExitCode {
+    let req = match request {
+        MsgRequest::Version => Request::Version,
+        MsgRequest::Windows => Request::Windows,
+        MsgRequest::Domains => Request::Domains,
+        MsgRequest::Outputs => Request::Outputs,
+        MsgRequest::Screenshot { path } => {
+            let path = if path.is_absolute() {
+                path
+            } else {
+                match std::env::current_dir() {
+                    Ok(d) => d.join(path),
+                    Err(e) => {
+                        eprintln!("cannot resolve {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            Request::Screenshot { path }
+        }
+        MsgRequest::Action { name, arg } => Request::Action { name, arg },
+    };
+    let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
+        if std::env::var_os(bulkhead_ipc::SOCKET_ENV).is_none() {
+            eprintln!(
+                "neither BULKHEAD_SOCKET nor XDG_RUNTIME_DIR is set; cannot find the compositor"
+            );
+            return ExitCode::FAILURE;
+        }
+        return send(&bulkhead_ipc::socket_path(std::path::Path::new("/")), &req);
+    };
+    send(
+        &bulkhead_ipc::socket_path(std::path::Path::new(&runtime)),
+        &req,
+    )
+}
+
+fn send(socket: &std::path::Path, req: &Request) -> ExitCode {
+    match ipc::request(socket, req) {
+        Ok(Response::Ok(reply)) => {
+            match serde_json::to_string_pretty(&reply) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("cannot print the reply: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Error(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(config: Option<PathBuf>, backend: BackendKind, startup: Option<String>) -> ExitCode {
+    init_logging();
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("bulkhead: the config has errors; nothing was started");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(RunOptions {
+        config,
+        backend,
+        startup_command: startup,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkhead: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -48,11 +48,17 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    Version { version: String },
+    Version {
+        version: String,
+    },
     Windows(Vec<WindowInfo>),
     Domains(Vec<DomainInfo>),
     Outputs(Vec<OutputInfo>),
-    Screenshot { path: PathBuf, width: u32, height: u32 },
+    Screenshot {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+    },
     /// The action ran.
     Done,
 }
@@ -150,23 +156,41 @@ mod tests {
         roundtrip_request(Request::Windows);
         roundtrip_request(Request::Domains);
         roundtrip_request(Request::Outputs);
-        roundtrip_request(Request::Screenshot { path: "/tmp/a b.png".into() });
-        roundtrip_request(Request::Action { name: "focus-next".into(), arg: None });
-        roundtrip_request(Request::Action { name: "focus-window".into(), arg: Some("3".into()) });
+        roundtrip_request(Request::Screenshot {
+            path: "/tmp/a b.png".into(),
+        });
+        roundtrip_request(Request::Action {
+            name: "focus-next".into(),
+            arg: None,
+        });
+        roundtrip_request(Request::Action {
+            name: "focus-window".into(),
+            arg: Some("3".into()),
+        });
     }
 
     #[test]
     fn wire_shape_is_stable() {
-        assert_eq!(to_line(&Request::Windows).unwrap(), "{\"request\":\"windows\"}\n");
         assert_eq!(
-            serde_json::to_string(&Request::Action { name: "close".into(), arg: None }).unwrap(),
+            to_line(&Request::Windows).unwrap(),
+            "{\"request\":\"windows\"}\n"
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Action {
+                name: "close".into(),
+                arg: None
+            })
+            .unwrap(),
             r#"{"request":"action","name":"close"}"#
         );
         assert_eq!(
             serde_json::to_string(&Response::Error("no such window 7".into())).unwrap(),
             r#"{"error":"no such window 7"}"#
         );
-        assert_eq!(serde_json::to_string(&Response::Ok(Reply::Done)).unwrap(), r#"{"ok":"done"}"#);
+        assert_eq!(
+            serde_json::to_string(&Response::Ok(Reply::Done)).unwrap(),
+            r#"{"ok":"done"}"#
+        );
     }
 
     #[test]
@@ -176,8 +200,18 @@ mod tests {
             domain: "work".into(),
             title: "foot".into(),
             app_id: "foot".into(),
-            geometry: Rect { x: 10, y: 40, width: 640, height: 480 },
-            frame: Rect { x: 6, y: 14, width: 648, height: 510 },
+            geometry: Rect {
+                x: 10,
+                y: 40,
+                width: 640,
+                height: 480,
+            },
+            frame: Rect {
+                x: 6,
+                y: 14,
+                width: 648,
+                height: 510,
+            },
             output: Some("headless-1".into()),
             focused: true,
             maximized: false,
@@ -197,7 +231,12 @@ mod tests {
 
     #[test]
     fn rect_contains() {
-        let r = Rect { x: 0, y: 0, width: 2, height: 2 };
+        let r = Rect {
+            x: 0,
+            y: 0,
+            width: 2,
+            height: 2,
+        };
         assert!(r.contains(1, 1));
         assert!(!r.contains(2, 0));
         assert!(!r.contains(-1, 0));

@@ -55,7 +55,9 @@ impl Action {
         let arg = arg.filter(|a| !a.is_empty());
         let no_arg = |a: Action| match arg {
             None => Ok(a),
-            Some(x) => Err(format!("action {name:?} takes no argument, but {x:?} was given")),
+            Some(x) => Err(format!(
+                "action {name:?} takes no argument, but {x:?} was given"
+            )),
         };
         match name {
             "focus-next" => no_arg(Action::FocusNext),
@@ -67,10 +69,12 @@ impl Action {
             "escape" => no_arg(Action::Escape),
             "quit" => no_arg(Action::Quit),
             "focus-window" => {
-                let a = arg.ok_or("action \"focus-window\" needs a window id (see `bulkhead msg windows`)")?;
-                a.parse::<u64>()
-                    .map(Action::FocusWindow)
-                    .map_err(|_| format!("window id {a:?} is not a number (see `bulkhead msg windows`)"))
+                let a = arg.ok_or(
+                    "action \"focus-window\" needs a window id (see `bulkhead msg windows`)",
+                )?;
+                a.parse::<u64>().map(Action::FocusWindow).map_err(|_| {
+                    format!("window id {a:?} is not a number (see `bulkhead msg windows`)")
+                })
             }
             "spawn" => {
                 let a = arg.ok_or("action \"spawn\" needs a command line, e.g. \"spawn foot\"")?;

@@ -51,7 +51,10 @@ impl KeyCombo {
                  Escape, F1 or a letter"
             ));
         }
-        Ok(KeyCombo { mods, keysym: lowercase_keysym(sym.raw()) })
+        Ok(KeyCombo {
+            mods,
+            keysym: lowercase_keysym(sym.raw()),
+        })
     }
 }
 
@@ -75,9 +78,10 @@ impl fmt::Display for KeyCombo {
 pub fn lowercase_keysym(raw: u32) -> u32 {
     let sym = xkb::Keysym::new(raw);
     match sym.key_char() {
-        Some(c) if c.is_alphabetic() && c.is_uppercase() => {
-            c.to_lowercase().next().map_or(raw, |l| xkb::Keysym::from_char(l).raw())
-        }
+        Some(c) if c.is_alphabetic() && c.is_uppercase() => c
+            .to_lowercase()
+            .next()
+            .map_or(raw, |l| xkb::Keysym::from_char(l).raw()),
         _ => raw,
     }
 }

@@ -40,7 +40,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -75,7 +77,12 @@ impl Color {
 
     /// Components as `[r, g, b, a]` floats in 0..=1 (alpha always 1).
     pub fn to_f32(self) -> [f32; 4] {
-        [self.r as f32 / 255.0, self.g as f32 / 255.0, self.b as f32 / 255.0, 1.0]
+        [
+            self.r as f32 / 255.0,
+            self.g as f32 / 255.0,
+            self.b as f32 / 255.0,
+            1.0,
+        ]
     }
 
     /// Relative luminance (WCAG), used to pick black or white text on this colour.
@@ -181,7 +188,13 @@ pub struct HeadlessConfig {
 
 impl Default for HeadlessConfig {
     fn default() -> Self {
-        HeadlessConfig { outputs: 1, width: 1280, height: 800, refresh: 60, scale: 1.0 }
+        HeadlessConfig {
+            outputs: 1,
+            width: 1280,
+            height: 800,
+            refresh: 60,
+            scale: 1.0,
+        }
     }
 }
 
@@ -275,7 +288,12 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml's message repeats the whole snippet; keep its first line, which says what.
-            let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string();
             err(e.span(), hint_for_toml_error(&msg))
         })?;
 
@@ -290,15 +308,23 @@ impl Config {
                     format!("VM name {name:?} is already used on line {line}; every VM needs its own name"),
                 ));
             }
-            let color = Color::parse(vm.color.get_ref()).map_err(|m| err(Some(vm.color.span()), m))?;
-            vms.push(VmConfig { name: name.clone(), color, name_span: vm.name.span() });
+            let color =
+                Color::parse(vm.color.get_ref()).map_err(|m| err(Some(vm.color.span()), m))?;
+            vms.push(VmConfig {
+                name: name.clone(),
+                color,
+                name_span: vm.name.span(),
+            });
         }
 
         let mut appearance = Appearance::default();
         let a = raw.appearance;
         if let Some(bw) = a.border_width {
             if !(1..=32).contains(bw.get_ref()) {
-                return Err(err(Some(bw.span()), "border-width must be between 1 and 32 pixels".into()));
+                return Err(err(
+                    Some(bw.span()),
+                    "border-width must be between 1 and 32 pixels".into(),
+                ));
             }
             appearance.border_width = *bw.get_ref();
         }
@@ -312,10 +338,12 @@ impl Config {
             appearance.title_height = *th.get_ref();
         }
         if let Some(c) = a.host_color {
-            appearance.host_color = Color::parse(c.get_ref()).map_err(|m| err(Some(c.span()), m))?;
+            appearance.host_color =
+                Color::parse(c.get_ref()).map_err(|m| err(Some(c.span()), m))?;
         }
         if let Some(c) = a.background {
-            appearance.background = Color::parse(c.get_ref()).map_err(|m| err(Some(c.span()), m))?;
+            appearance.background =
+                Color::parse(c.get_ref()).map_err(|m| err(Some(c.span()), m))?;
         }
 
         let headless = match raw.headless {
@@ -329,23 +357,33 @@ impl Config {
         };
 
         if raw.keyboard.repeat_rate < 0 || raw.keyboard.repeat_delay < 0 {
-            return Err(err(None, "[keyboard] repeat-rate and repeat-delay must not be negative".into()));
+            return Err(err(
+                None,
+                "[keyboard] repeat-rate and repeat-delay must not be negative".into(),
+            ));
         }
 
         let mut bindings: Vec<Binding> = Vec::new();
         for (combo, action) in DEFAULT_BINDINGS {
-            let combo = KeyCombo::parse(combo).unwrap_or_else(|e| panic!("default binding {combo}: {e}"));
-            let action = Action::parse(action).unwrap_or_else(|e| panic!("default binding {action}: {e}"));
+            let combo =
+                KeyCombo::parse(combo).unwrap_or_else(|e| panic!("default binding {combo}: {e}"));
+            let action =
+                Action::parse(action).unwrap_or_else(|e| panic!("default binding {action}: {e}"));
             bindings.push(Binding { combo, action });
         }
         for (combo, action) in raw.binds {
-            let parsed = KeyCombo::parse(combo.get_ref()).map_err(|m| err(Some(combo.span()), m))?;
+            let parsed =
+                KeyCombo::parse(combo.get_ref()).map_err(|m| err(Some(combo.span()), m))?;
             bindings.retain(|b| b.combo != parsed);
             if action.get_ref().trim() == "none" {
                 continue;
             }
-            let action = Action::parse(action.get_ref()).map_err(|m| err(Some(action.span()), m))?;
-            bindings.push(Binding { combo: parsed, action });
+            let action =
+                Action::parse(action.get_ref()).map_err(|m| err(Some(action.span()), m))?;
+            bindings.push(Binding {
+                combo: parsed,
+                action,
+            });
         }
 
         Ok(Config {
@@ -377,7 +415,11 @@ impl Config {
 
     /// The Wayland socket of VM `name` under the given runtime dir.
     pub fn vm_socket_path(runtime_dir: &Path, name: &str) -> PathBuf {
-        runtime_dir.join("bulkhead").join("vms").join(name).join("wayland-0")
+        runtime_dir
+            .join("bulkhead")
+            .join("vms")
+            .join(name)
+            .join("wayland-0")
     }
 
     /// Checks that every VM's socket path fits in `sun_path` under `runtime_dir`.
@@ -423,7 +465,9 @@ fn hint_for_toml_error(msg: &str) -> String {
 pub fn check_vm_name(name: &str) -> Result<(), String> {
     let valid = name.len() <= 32
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !valid {
         return Err(format!(
             "VM name {name:?} is not allowed: use 1 to 32 characters, lowercase letters, digits and \

@@ -13,7 +13,9 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 fn error(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -31,7 +33,11 @@ fn minimal_issue_config_is_valid() {
 fn example_config_is_valid() {
     let c = parse(EXAMPLE_CONFIG).unwrap();
     assert_eq!(c.vms.len(), 2);
-    let spawn = c.bindings.iter().find(|b| b.action.name() == "spawn").unwrap();
+    let spawn = c
+        .bindings
+        .iter()
+        .find(|b| b.action.name() == "spawn")
+        .unwrap();
     assert_eq!(spawn.combo.to_string(), "Super+Return");
     assert_eq!(spawn.action, Action::Spawn("foot".into()));
 }
@@ -40,7 +46,10 @@ fn example_config_is_valid() {
 fn empty_file_gives_defaults() {
     let c = parse("").unwrap();
     assert!(c.vms.is_empty());
-    assert_eq!(Config::builtin_default().keyboard, KeyboardConfig::default());
+    assert_eq!(
+        Config::builtin_default().keyboard,
+        KeyboardConfig::default()
+    );
 }
 
 #[test]
@@ -73,7 +82,14 @@ fn duplicate_names_point_at_the_second_and_name_the_first() {
 
 #[test]
 fn bad_colors_are_rejected() {
-    for c in ["blue", "#12345", "#1234567", "#12345g", "3060ff", "#3060ff80"] {
+    for c in [
+        "blue",
+        "#12345",
+        "#1234567",
+        "#12345g",
+        "3060ff",
+        "#3060ff80",
+    ] {
         let e = error(&format!("[[vm]]\nname = \"a\"\ncolor = {c:?}\n"));
         assert!(e.starts_with("/cfg/config.toml:3:9: "), "{e}");
         assert!(e.contains("#rrggbb"), "{e}");
@@ -83,7 +99,10 @@ fn bad_colors_are_rejected() {
 #[test]
 fn unknown_and_missing_fields_are_errors() {
     let e = error("[[vm]]\nname = \"a\"\ncolour = \"#000000\"\n");
-    assert!(e.contains("unknown field `colour`") && e.contains("check its spelling"), "{e}");
+    assert!(
+        e.contains("unknown field `colour`") && e.contains("check its spelling"),
+        "{e}"
+    );
     assert!(e.starts_with("/cfg/config.toml:3:1"), "{e}");
     let e = error("[[vm]]\nname = \"a\"\n");
     assert!(e.contains("missing field `color`"), "{e}");
@@ -103,10 +122,18 @@ fn syntax_errors_have_positions() {
 fn bindings_override_add_and_remove() {
     let c = parse("[binds]\n\"Super+Q\" = \"none\"\n\"Ctrl+Alt+T\" = \"spawn foot --server\"\n\"alt+tab\" = \"focus-prev\"\n").unwrap();
     assert!(!c.bindings.iter().any(|b| b.action == Action::Close));
-    let t = c.bindings.iter().find(|b| matches!(b.action, Action::Spawn(_))).unwrap();
+    let t = c
+        .bindings
+        .iter()
+        .find(|b| matches!(b.action, Action::Spawn(_)))
+        .unwrap();
     assert_eq!(t.action, Action::Spawn("foot --server".into()));
     assert!(t.combo.mods.ctrl && t.combo.mods.alt && !t.combo.mods.logo);
-    let tab: Vec<_> = c.bindings.iter().filter(|b| b.combo == KeyCombo::parse("Alt+Tab").unwrap()).collect();
+    let tab: Vec<_> = c
+        .bindings
+        .iter()
+        .filter(|b| b.combo == KeyCombo::parse("Alt+Tab").unwrap())
+        .collect();
     assert_eq!(tab.len(), 1);
     assert_eq!(tab[0].action, Action::FocusPrev);
 }
@@ -114,11 +141,17 @@ fn bindings_override_add_and_remove() {
 #[test]
 fn bad_bindings_are_rejected() {
     let e = error("[binds]\n\"Hyper+Q\" = \"close\"\n");
-    assert!(e.starts_with("/cfg/config.toml:2:1: ") && e.contains("unknown modifier"), "{e}");
+    assert!(
+        e.starts_with("/cfg/config.toml:2:1: ") && e.contains("unknown modifier"),
+        "{e}"
+    );
     let e = error("[binds]\n\"Super+Nope\" = \"close\"\n");
     assert!(e.contains("unknown key \"Nope\""), "{e}");
     let e = error("[binds]\n\"Super+Q\" = \"explode\"\n");
-    assert!(e.starts_with("/cfg/config.toml:2:13: ") && e.contains("unknown action"), "{e}");
+    assert!(
+        e.starts_with("/cfg/config.toml:2:13: ") && e.contains("unknown action"),
+        "{e}"
+    );
     let e = error("[binds]\n\"Super+Q\" = \"close now\"\n");
     assert!(e.contains("takes no argument"), "{e}");
     let e = error("[binds]\n\"Super+Q\" = \"spawn\"\n");
@@ -133,7 +166,10 @@ fn appearance_and_headless_limits() {
     assert!(error("[headless]\noutputs = 0\n").contains("outputs"));
     assert!(error("[headless]\nscale = 0.0\n").contains("scale"));
     let c = parse("[headless]\noutputs = 2\nwidth = 640\nheight = 480\nrefresh = 30\n").unwrap();
-    assert_eq!((c.headless.outputs, c.headless.width, c.headless.refresh), (2, 640, 30));
+    assert_eq!(
+        (c.headless.outputs, c.headless.width, c.headless.refresh),
+        (2, 640, 30)
+    );
 }
 
 #[test]
@@ -147,21 +183,38 @@ fn socket_path_length_is_checked() {
     c.check_socket_paths(Path::new("/run/user/1000")).unwrap();
     let long = PathBuf::from(format!("/{}", "r".repeat(60)));
     let e = c.check_socket_paths(&long).unwrap_err().to_string();
-    assert!(e.contains(":2:8: ") && e.contains("longer than the 107 bytes"), "{e}");
+    assert!(
+        e.contains(":2:8: ") && e.contains("longer than the 107 bytes"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let e = Config::load(Path::new("/nonexistent/bulkhead.toml")).unwrap_err().to_string();
-    assert!(e.starts_with("/nonexistent/bulkhead.toml: cannot read the config file"), "{e}");
+    let e = Config::load(Path::new("/nonexistent/bulkhead.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/bulkhead.toml: cannot read the config file"),
+        "{e}"
+    );
 }
 
 #[test]
 fn text_color_contrasts() {
-    assert_eq!(Color::parse("#ffff00").unwrap().text_color(), Color::rgb(0, 0, 0));
-    assert_eq!(Color::parse("#3060ff").unwrap().text_color(), Color::rgb(255, 255, 255));
-    assert_eq!(Color::parse("#2ecc71").unwrap().text_color(), Color::rgb(0, 0, 0));
+    assert_eq!(
+        Color::parse("#ffff00").unwrap().text_color(),
+        Color::rgb(0, 0, 0)
+    );
+    assert_eq!(
+        Color::parse("#3060ff").unwrap().text_color(),
+        Color::rgb(255, 255, 255)
+    );
+    assert_eq!(
+        Color::parse("#2ecc71").unwrap().text_color(),
+        Color::rgb(0, 0, 0)
+    );
 }
 
 #[test]
@@ -183,5 +236,7 @@ fn actions_parse_and_print() {
         assert_eq!(a.name(), *name);
         assert_eq!(Action::parse(&a.to_string()).unwrap(), a);
     }
-    assert!(Action::from_name("focus-window", Some("x")).unwrap_err().contains("not a number"));
+    assert!(Action::from_name("focus-window", Some("x"))
+        .unwrap_err()
+        .contains("not a number"));
 }

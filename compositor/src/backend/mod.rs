@@ -1,0 +1,224 @@
+//! Backends: how composed frames reach a screen (or a buffer) and where input comes from.
+//! `headless` renders with pixman into memory (tests, screenshots, benchmarks); `winit` runs
+//! nested in an existing desktop. The DRM/KMS session backend plugs in here as a third arm.
+
+pub mod headless;
+pub mod winit;
+
+use std::time::Duration;
+
+use smithay::backend::allocator::Fourcc;
+use smithay::backend::renderer::damage::OutputDamageTracker;
+use smithay::backend::renderer::{
+    Bind, ExportMem, ImportAll, ImportMem, Offscreen, Renderer, Texture, TextureMapping,
+};
+use smithay::desktop::layer_map_for_output;
+use smithay::desktop::utils::{send_frames_surface_tree, OutputPresentationFeedback};
+use smithay::input::pointer::CursorImageStatus;
+use smithay::output::Output;
+use smithay::reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback;
+use smithay::utils::{Rectangle, Transform};
+use smithay::wayland::presentation::Refresh;
+
+use crate::render::output_elements;
+use crate::state::{Desktop, State};
+
+/// Which backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Nested in a running Wayland or X11 desktop when there is one, else headless.
+    Auto,
+    Headless,
+    Winit,
+}
+
+impl BackendKind {
+    pub fn resolve(self) -> BackendKind {
+        match self {
+            BackendKind::Auto => {
+                let has = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+                if has("WAYLAND_DISPLAY") || has("DISPLAY") {
+                    BackendKind::Winit
+                } else {
+                    BackendKind::Headless
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+pub enum Backend {
+    Headless(headless::Headless),
+    Winit(winit::Winit),
+}
+
+/// An RGBA image of everything composed.
+pub struct Screenshot {
+    pub width: u32,
+    pub height: u32,
+    /// Tightly packed RGBA8, rows top to bottom.
+    pub rgba: Vec<u8>,
+}
+
+impl Backend {
+    pub fn screenshot(&mut self, desk: &Desktop) -> Result<Screenshot, String> {
+        match self {
+            Backend::Headless(b) => screenshot_with::<
+                _,
+                smithay::reexports::pixman::Image<'static, 'static>,
+            >(b.renderer(), desk),
+            Backend::Winit(b) => {
+                screenshot_with::<_, smithay::backend::renderer::gles::GlesTexture>(
+                    b.renderer(),
+                    desk,
+                )
+            }
+        }
+    }
+
+    pub fn is_headless(&self) -> bool {
+        matches!(self, Backend::Headless(_))
+    }
+}
+
+impl State {
+    /// Composes every output whose content changed.
+    pub fn render(&mut self) {
+        match &mut self.backend {
+            Backend::Headless(b) => b.render(&mut self.desk),
+            Backend::Winit(b) => b.render(&mut self.desk),
+        }
+    }
+}
+
+/// Renders all outputs into one RGBA canvas, each output at its physical size, placed at
+/// its logical position times its scale, with the same elements the screen shows.
+pub fn screenshot_with<R, T>(renderer: &mut R, desk: &Desktop) -> Result<Screenshot, String>
+where
+    R: Renderer + ImportAll + ImportMem + Offscreen<T> + Bind<T> + ExportMem,
+    R::TextureId: Texture + Clone + Send + 'static,
+{
+    struct Part {
+        output: Output,
+        x: usize,
+        y: usize,
+        size: smithay::utils::Size<i32, smithay::utils::Physical>,
+        scale: f64,
+    }
+    let mut parts = Vec::new();
+    let (mut cw, mut ch) = (0usize, 0usize);
+    let origin = desk
+        .output_rects()
+        .into_iter()
+        .reduce(|a, b| a.merge(b))
+        .ok_or("there is no output to capture")?
+        .loc;
+    for output in desk.space.outputs() {
+        let Some(geo) = desk.space.output_geometry(output) else {
+            continue;
+        };
+        let scale = output.current_scale().fractional_scale();
+        let size = geo.size.to_f64().to_physical(scale).to_i32_round::<i32>();
+        let at = (geo.loc - origin)
+            .to_f64()
+            .to_physical(scale)
+            .to_i32_round::<i32>();
+        let (x, y) = (at.x.max(0) as usize, at.y.max(0) as usize);
+        cw = cw.max(x + size.w as usize);
+        ch = ch.max(y + size.h as usize);
+        parts.push(Part {
+            output: output.clone(),
+            x,
+            y,
+            size,
+            scale,
+        });
+    }
+    let mut canvas = vec![0u8; cw * ch * 4];
+    for part in parts {
+        let elements = output_elements(desk, renderer, &part.output, desk.pointer_seen);
+        let buffer_size = (part.size.w, part.size.h).into();
+        let mut buffer = renderer
+            .create_buffer(Fourcc::Abgr8888, buffer_size)
+            .map_err(|e| format!("cannot allocate a capture buffer: {e:?}"))?;
+        let mut fb = renderer
+            .bind(&mut buffer)
+            .map_err(|e| format!("cannot bind the capture buffer: {e:?}"))?;
+        let mut tracker = OutputDamageTracker::new(part.size, part.scale, Transform::Normal);
+        tracker
+            .render_output(
+                renderer,
+                &mut fb,
+                0,
+                &elements,
+                desk.config.appearance.background.to_f32(),
+            )
+            .map_err(|e| format!("rendering the capture failed: {e:?}"))?;
+        let mapping = renderer
+            .copy_framebuffer(&fb, Rectangle::from_size(buffer_size), Fourcc::Abgr8888)
+            .map_err(|e| format!("cannot read back the capture: {e:?}"))?;
+        let flipped = mapping.flipped();
+        let data = renderer
+            .map_texture(&mapping)
+            .map_err(|e| format!("cannot map the capture: {e:?}"))?;
+        let (w, h) = (part.size.w as usize, part.size.h as usize);
+        let stride = data.len() / h.max(1);
+        for y in 0..h {
+            let src_y = if flipped { h - 1 - y } else { y };
+            let n = w * 4;
+            let src = &data[src_y * stride..][..n];
+            canvas[((part.y + y) * cw + part.x) * 4..][..n].copy_from_slice(src);
+        }
+    }
+    Ok(Screenshot {
+        width: cw as u32,
+        height: ch as u32,
+        rgba: canvas,
+    })
+}
+
+/// After an output was composed: frame callbacks and presentation feedback for everything
+/// shown on it.
+pub fn post_render(desk: &mut Desktop, output: &Output, refresh: Duration) {
+    let time = desk.clock.now();
+    let elapsed = desk.elapsed();
+    let on_output = |_: &_, _: &_| Some(output.clone());
+    let mut feedback = OutputPresentationFeedback::new(output);
+    for window in desk.space.elements() {
+        if desk.space.outputs_for_element(window).contains(output) {
+            window.send_frame(output, elapsed, Some(Duration::ZERO), on_output);
+            window.take_presentation_feedback(&mut feedback, on_output, |_, _| {
+                wp_presentation_feedback::Kind::empty()
+            });
+        }
+    }
+    // Windows not yet mapped still need frame callbacks to make progress.
+    for window in &desk.pending_windows {
+        window.send_frame(output, elapsed, Some(Duration::ZERO), on_output);
+    }
+    let map = layer_map_for_output(output);
+    for layer in map.layers() {
+        layer.send_frame(output, elapsed, Some(Duration::ZERO), on_output);
+    }
+    drop(map);
+    if let Some(lock) = desk.lock.surface_for(output) {
+        send_frames_surface_tree(
+            lock.wl_surface(),
+            output,
+            elapsed,
+            Some(Duration::ZERO),
+            on_output,
+        );
+    }
+    if let CursorImageStatus::Surface(s) = &desk.cursor_status {
+        send_frames_surface_tree(s, output, elapsed, Some(Duration::ZERO), on_output);
+    }
+    desk.frame_seq += 1;
+    feedback.presented(
+        time,
+        Refresh::Fixed(refresh),
+        desk.frame_seq,
+        wp_presentation_feedback::Kind::Vsync,
+    );
+}

@@ -1,0 +1,196 @@
+//! Frame geometry: where the compositor draws each window's border and title bar, and the
+//! limits every client-chosen size and position is clamped to. Pure functions, unit-tested.
+
+use smithay::utils::{Logical, Point, Rectangle, Size};
+
+/// Largest window content a client may have (as Qubes' GUI daemon).
+pub const MAX_WINDOW_SIZE: (i32, i32) = (16384, 6144);
+/// How much of a frame's title bar stays on some output, horizontally, when clamping.
+pub const MIN_VISIBLE: i32 = 64;
+
+/// What is drawn around a window's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Title bar on top, borders on the other sides.
+    Full,
+    /// Fullscreen VM window: only the title strip, above the content.
+    Strip,
+    /// Fullscreen host window: nothing.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMetrics {
+    pub border: i32,
+    pub title: i32,
+}
+
+impl FrameMetrics {
+    /// The frame's outer rectangle around `content`.
+    pub fn outer(
+        &self,
+        content: Rectangle<i32, Logical>,
+        kind: FrameKind,
+    ) -> Rectangle<i32, Logical> {
+        let (l, t, r, b) = self.insets(kind);
+        Rectangle::new(
+            (content.loc.x - l, content.loc.y - t).into(),
+            (content.size.w + l + r, content.size.h + t + b).into(),
+        )
+    }
+
+    /// The title bar's rectangle (empty for `FrameKind::None`).
+    pub fn title_bar(
+        &self,
+        content: Rectangle<i32, Logical>,
+        kind: FrameKind,
+    ) -> Rectangle<i32, Logical> {
+        let outer = self.outer(content, kind);
+        match kind {
+            FrameKind::None => Rectangle::new(outer.loc, (0, 0).into()),
+            _ => Rectangle::new(outer.loc, (outer.size.w, self.title).into()),
+        }
+    }
+
+    /// (left, top, right, bottom) widths of the frame.
+    pub fn insets(&self, kind: FrameKind) -> (i32, i32, i32, i32) {
+        match kind {
+            FrameKind::Full => (self.border, self.title, self.border, self.border),
+            FrameKind::Strip => (0, self.title, 0, 0),
+            FrameKind::None => (0, 0, 0, 0),
+        }
+    }
+
+    /// The content area that fits in `area` with this frame around it (maximize, fullscreen).
+    pub fn content_in(
+        &self,
+        area: Rectangle<i32, Logical>,
+        kind: FrameKind,
+    ) -> Rectangle<i32, Logical> {
+        let (l, t, r, b) = self.insets(kind);
+        Rectangle::new(
+            (area.loc.x + l, area.loc.y + t).into(),
+            ((area.size.w - l - r).max(1), (area.size.h - t - b).max(1)).into(),
+        )
+    }
+}
+
+/// Clamps a client-chosen size to 1..=MAX_WINDOW_SIZE.
+pub fn clamp_size(size: Size<i32, Logical>) -> Size<i32, Logical> {
+    Size::from((
+        size.w.clamp(1, MAX_WINDOW_SIZE.0),
+        size.h.clamp(1, MAX_WINDOW_SIZE.1),
+    ))
+}
+
+/// Moves `content` so that its frame's title bar can still be grabbed: the title bar's top
+/// edge inside the output area vertically, at least [`MIN_VISIBLE`] pixels of it horizontally.
+pub fn clamp_position(
+    content: Rectangle<i32, Logical>,
+    metrics: FrameMetrics,
+    kind: FrameKind,
+    outputs: &[Rectangle<i32, Logical>],
+) -> Point<i32, Logical> {
+    let Some(bounds) = outputs.iter().copied().reduce(|a, b| a.merge(b)) else {
+        return content.loc;
+    };
+    let bar = metrics.title_bar(content, kind);
+    let offset = content.loc - bar.loc;
+    let min_x = bounds.loc.x - bar.size.w + MIN_VISIBLE.min(bar.size.w);
+    let max_x = bounds.loc.x + bounds.size.w - MIN_VISIBLE.min(bar.size.w);
+    let min_y = bounds.loc.y;
+    let max_y = (bounds.loc.y + bounds.size.h - metrics.title).max(min_y);
+    let x = bar.loc.x.clamp(min_x, max_x.max(min_x));
+    let y = bar.loc.y.clamp(min_y, max_y);
+    Point::from((x, y)) + offset
+}
+
+/// Where a new window of `size` goes: centred on `output`, cascaded away from `taken` (the
+/// content origins of windows already there), then clamped.
+pub fn place_new(
+    size: Size<i32, Logical>,
+    metrics: FrameMetrics,
+    output: Rectangle<i32, Logical>,
+    taken: &[Point<i32, Logical>],
+) -> Point<i32, Logical> {
+    let outer = metrics.outer(Rectangle::new((0, 0).into(), size), FrameKind::Full);
+    let x0 = output.loc.x + (output.size.w - outer.size.w).max(0) / 2 + metrics.border;
+    let y0 = output.loc.y + (output.size.h - outer.size.h).max(0) / 2 + metrics.title;
+    let step = metrics.title;
+    let mut p = Point::from((x0, y0));
+    for _ in 0..32 {
+        if !taken.contains(&p) {
+            break;
+        }
+        p += Point::from((step, step));
+        if p.x + size.w > output.loc.x + output.size.w
+            || p.y + size.h > output.loc.y + output.size.h
+        {
+            p = Point::from((output.loc.x + metrics.border, output.loc.y + metrics.title));
+        }
+    }
+    clamp_position(Rectangle::new(p, size), metrics, FrameKind::Full, &[output])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: FrameMetrics = FrameMetrics {
+        border: 4,
+        title: 24,
+    };
+
+    fn rect(x: i32, y: i32, w: i32, h: i32) -> Rectangle<i32, Logical> {
+        Rectangle::new((x, y).into(), (w, h).into())
+    }
+
+    #[test]
+    fn outer_and_title_bar() {
+        let c = rect(100, 100, 200, 150);
+        assert_eq!(M.outer(c, FrameKind::Full), rect(96, 76, 208, 178));
+        assert_eq!(M.title_bar(c, FrameKind::Full), rect(96, 76, 208, 24));
+        assert_eq!(M.outer(c, FrameKind::Strip), rect(100, 76, 200, 174));
+        assert_eq!(M.outer(c, FrameKind::None), c);
+        let out = rect(0, 0, 1280, 800);
+        let inner = M.content_in(out, FrameKind::Full);
+        assert_eq!(M.outer(inner, FrameKind::Full), out);
+        assert_eq!(M.content_in(out, FrameKind::Strip), rect(0, 24, 1280, 776));
+    }
+
+    #[test]
+    fn sizes_are_clamped() {
+        assert_eq!(clamp_size((i32::MAX, -5).into()), Size::from((16384, 1)));
+        assert_eq!(clamp_size((640, 480).into()), Size::from((640, 480)));
+    }
+
+    #[test]
+    fn positions_keep_the_title_bar_reachable() {
+        let outs = [rect(0, 0, 1280, 800), rect(1280, 0, 1280, 800)];
+        // Far away: pulled back.
+        let p = clamp_position(rect(-100_000, 99_999, 300, 200), M, FrameKind::Full, &outs);
+        let bar = M.title_bar(rect(p.x, p.y, 300, 200), FrameKind::Full);
+        assert!(bar.loc.y >= 0 && bar.loc.y <= 800 - 24);
+        assert!(bar.loc.x + bar.size.w >= MIN_VISIBLE);
+        // Title bar above the top edge: pulled down.
+        let p = clamp_position(rect(10, 0, 300, 200), M, FrameKind::Full, &outs);
+        assert_eq!(p, Point::from((10, 24)));
+        // Already fine: untouched.
+        let p = clamp_position(rect(1500, 300, 300, 200), M, FrameKind::Full, &outs);
+        assert_eq!(p, Point::from((1500, 300)));
+    }
+
+    #[test]
+    fn new_windows_cascade() {
+        let out = rect(0, 0, 1280, 800);
+        let a = place_new((400, 300).into(), M, out, &[]);
+        let b = place_new((400, 300).into(), M, out, &[a]);
+        let c = place_new((400, 300).into(), M, out, &[a, b]);
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert!(out.contains(M.outer(rect(c.x, c.y, 400, 300), FrameKind::Full).loc));
+        // Bigger than the output: still starts with its title bar on it.
+        let big = place_new((5000, 5000).into(), M, out, &[]);
+        assert_eq!(big, Point::from((4, 24)));
+    }
+}

@@ -1,0 +1,166 @@
+//! wl_compositor, wl_shm, wl_subcompositor: commits drive mapping, popups and layer surfaces.
+
+use smithay::backend::renderer::utils::on_commit_buffer_handler;
+use smithay::desktop::{layer_map_for_output, PopupKind, WindowSurfaceType};
+use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurface};
+use smithay::reexports::wayland_server::{Client, Resource};
+use smithay::wayland::buffer::BufferHandler;
+use smithay::wayland::compositor::{
+    add_destruction_hook, is_sync_subsurface, with_states, CompositorClientState,
+    CompositorHandler, CompositorState,
+};
+use smithay::wayland::shell::wlr_layer::LayerSurfaceData;
+use smithay::wayland::shell::xdg::XdgPopupSurfaceData;
+use smithay::wayland::shm::{ShmHandler, ShmState};
+use smithay::{delegate_compositor, delegate_shm};
+
+use crate::domain::ClientState;
+use crate::shell::{meta, root_surface};
+use crate::state::State;
+
+impl CompositorHandler for State {
+    fn compositor_state(&mut self) -> &mut CompositorState {
+        &mut self.desk.compositor_state
+    }
+
+    fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
+        match client.get_data::<ClientState>() {
+            Some(c) => &c.compositor_state,
+            // Every client is inserted with ClientState; XWayland and others come later.
+            None => unreachable!("client without ClientState"),
+        }
+    }
+
+    fn new_surface(&mut self, surface: &WlSurface) {
+        let Some(client) = surface.client() else {
+            return;
+        };
+        let Some(data) = client.get_data::<ClientState>() else {
+            return;
+        };
+        if !data.add_surface() {
+            tracing::warn!(
+                domain = data.domain.name(),
+                "client exceeded its surface limit; disconnecting it"
+            );
+            client.kill(
+                &self.desk.display_handle,
+                smithay::reexports::wayland_server::backend::protocol::ProtocolError {
+                    code: 0,
+                    object_id: surface.id().protocol_id(),
+                    object_interface: "wl_surface".into(),
+                    message: "too many surfaces".into(),
+                },
+            );
+            return;
+        }
+        add_destruction_hook(surface, |_: &mut State, surface| {
+            if let Some(c) = surface.client() {
+                if let Some(d) = c.get_data::<ClientState>() {
+                    d.remove_surface();
+                }
+            }
+        });
+    }
+
+    fn commit(&mut self, surface: &WlSurface) {
+        on_commit_buffer_handler::<Self>(surface);
+        self.desk.request_redraw();
+        if is_sync_subsurface(surface) {
+            return;
+        }
+        let root = root_surface(surface);
+        if let Some(window) = self.desk.window_for_surface(&root) {
+            if meta(&window).state.borrow().mapped {
+                window.on_commit();
+                if &root == surface {
+                    self.desk.clamp_window(&window);
+                }
+            } else if &root == surface {
+                self.ensure_initial_configure(surface);
+                self.map_if_ready(surface);
+            }
+        }
+        self.popup_commit(surface);
+        self.layer_commit(surface);
+    }
+}
+
+impl State {
+    fn ensure_initial_configure(&mut self, surface: &WlSurface) {
+        let Some(window) = self.desk.window_for_surface(surface) else {
+            return;
+        };
+        let Some(toplevel) = window.toplevel() else {
+            return;
+        };
+        if !toplevel.is_initial_configure_sent() {
+            toplevel.send_configure();
+        }
+    }
+
+    fn popup_commit(&mut self, surface: &WlSurface) {
+        self.desk.popups.commit(surface);
+        if let Some(PopupKind::Xdg(popup)) = self.desk.popups.find_popup(surface) {
+            let sent = with_states(surface, |states| {
+                states
+                    .data_map
+                    .get::<XdgPopupSurfaceData>()
+                    .map(|d| {
+                        d.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .initial_configure_sent
+                    })
+                    .unwrap_or(true)
+            });
+            if !sent {
+                // A popup whose configure fails to send is dead anyway.
+                let _ = popup.send_configure();
+            }
+        }
+    }
+
+    fn layer_commit(&mut self, surface: &WlSurface) {
+        let outputs: Vec<_> = self.desk.space.outputs().cloned().collect();
+        for output in outputs {
+            let mut map = layer_map_for_output(&output);
+            let Some(layer) = map
+                .layer_for_surface(surface, WindowSurfaceType::TOPLEVEL)
+                .cloned()
+            else {
+                continue;
+            };
+            let initial_sent = with_states(surface, |states| {
+                states
+                    .data_map
+                    .get::<LayerSurfaceData>()
+                    .map(|d| {
+                        d.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .initial_configure_sent
+                    })
+                    .unwrap_or(true)
+            });
+            map.arrange();
+            if !initial_sent {
+                layer.layer_surface().send_configure();
+            }
+            drop(map);
+            self.desk.refresh_maximized(&output);
+            return;
+        }
+    }
+}
+
+impl BufferHandler for State {
+    fn buffer_destroyed(&mut self, _buffer: &wl_buffer::WlBuffer) {}
+}
+
+impl ShmHandler for State {
+    fn shm_state(&self) -> &ShmState {
+        &self.desk.shm_state
+    }
+}
+
+delegate_compositor!(State);
+delegate_shm!(State);

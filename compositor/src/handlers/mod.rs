@@ -1,0 +1,8 @@
+//! One file per protocol handler, each `impl` next to its `delegate_*!`.
+
+mod compositor;
+mod layer_shell;
+mod misc;
+mod seat;
+mod session_lock;
+mod xdg_shell;

@@ -1,0 +1,142 @@
+//! The seat, and selections kept inside their domain.
+//!
+//! smithay keeps one clipboard and one primary selection per seat. Until the two-level
+//! clipboard, the rule is enforced here: a selection is only ever offered to clients of the
+//! domain that set it. When keyboard focus moves to a client of another domain, that client's
+//! data devices get no focus (so no offer); a client can still set its own selection (it has
+//! keyboard focus), which then becomes the selection of its domain.
+
+use smithay::input::pointer::CursorImageStatus;
+use smithay::input::{Seat, SeatHandler, SeatState};
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Resource;
+use smithay::wayland::selection::data_device::{
+    set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
+    ServerDndGrabHandler,
+};
+use smithay::wayland::selection::primary_selection::{
+    set_primary_focus, PrimarySelectionHandler, PrimarySelectionState,
+};
+use smithay::wayland::selection::{SelectionHandler, SelectionSource, SelectionTarget};
+use smithay::{delegate_data_device, delegate_primary_selection, delegate_seat};
+
+use crate::domain::{client_domain, Domain};
+use crate::state::State;
+
+impl SeatHandler for State {
+    type KeyboardFocus = WlSurface;
+    type PointerFocus = WlSurface;
+    type TouchFocus = WlSurface;
+
+    fn seat_state(&mut self) -> &mut SeatState<State> {
+        &mut self.desk.seat_state
+    }
+
+    fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {
+        self.desk.cursor_status = image;
+        self.desk.request_redraw();
+    }
+
+    fn focus_changed(&mut self, _seat: &Seat<Self>, focused: Option<&WlSurface>) {
+        // Called with the keyboard's lock held: never query the keyboard from here.
+        self.desk.keyboard_focus = focused.cloned();
+        self.update_selection_focus();
+        self.desk.request_redraw();
+    }
+}
+
+impl State {
+    /// Offers the clipboard and primary selection to the focused client only when it is of
+    /// the domain that owns them.
+    pub fn update_selection_focus(&mut self) {
+        let dh = self.desk.display_handle.clone();
+        let focused = self.desk.keyboard_focus.clone();
+        let client = focused.as_ref().and_then(|s| dh.get_client(s.id()).ok());
+        let domain = client.as_ref().map(client_domain);
+        let allowed = |owner: &Option<Domain>| match (owner, &domain) {
+            (None, _) => true,
+            (Some(o), Some(d)) => o == d,
+            (Some(_), None) => false,
+        };
+        let clip = if allowed(&self.desk.clipboard_domain) {
+            client.clone()
+        } else {
+            None
+        };
+        let primary = if allowed(&self.desk.primary_domain) {
+            client
+        } else {
+            None
+        };
+        let seat = self.desk.seat.clone();
+        set_data_device_focus(&dh, &seat, clip);
+        set_primary_focus(&dh, &seat, primary);
+    }
+}
+
+impl SelectionHandler for State {
+    type SelectionUserData = ();
+
+    fn new_selection(
+        &mut self,
+        ty: SelectionTarget,
+        source: Option<SelectionSource>,
+        _seat: Seat<Self>,
+    ) {
+        // Only the focused client can set a selection, so the owner is the focused domain.
+        let owner = source.is_some().then(|| {
+            self.desk
+                .keyboard_focus
+                .as_ref()
+                .and_then(|s| self.desk.display_handle.get_client(s.id()).ok())
+                .map_or(Domain::Host, |c| client_domain(&c))
+        });
+        match ty {
+            SelectionTarget::Clipboard => self.desk.clipboard_domain = owner,
+            SelectionTarget::Primary => self.desk.primary_domain = owner,
+        }
+        // smithay stores the new selection right after this call; re-evaluate the offer
+        // focus once it has, so the old domain's data is never sent to the new one.
+        self.desk
+            .loop_handle
+            .insert_idle(|state| state.update_selection_focus());
+    }
+}
+
+impl DataDeviceHandler for State {
+    fn data_device_state(&self) -> &DataDeviceState {
+        &self.desk.data_device_state
+    }
+}
+
+impl ClientDndGrabHandler for State {
+    fn started(
+        &mut self,
+        source: Option<smithay::reexports::wayland_server::protocol::wl_data_source::WlDataSource>,
+        _icon: Option<WlSurface>,
+        _seat: Seat<Self>,
+    ) {
+        let dh = &self.desk.display_handle;
+        self.desk.dnd_domain = Some(
+            source
+                .and_then(|s| dh.get_client(s.id()).ok())
+                .map_or(Domain::Host, |c| client_domain(&c)),
+        );
+    }
+
+    fn dropped(&mut self, _target: Option<WlSurface>, _validated: bool, _seat: Seat<Self>) {
+        self.desk.dnd_domain = None;
+    }
+}
+
+impl ServerDndGrabHandler for State {}
+
+impl PrimarySelectionHandler for State {
+    fn primary_selection_state(&self) -> &PrimarySelectionState {
+        &self.desk.primary_selection_state
+    }
+}
+
+delegate_seat!(State);
+delegate_data_device!(State);
+delegate_primary_selection!(State);

@@ -1,0 +1,221 @@
+//! xdg-shell and xdg-decoration: every toplevel gets server-side decorations, always.
+
+use smithay::desktop::{
+    find_popup_root_surface, get_popup_toplevel_coords, PopupKeyboardGrab, PopupKind, PopupPointerGrab,
+    PopupUngrabStrategy,
+};
+use smithay::input::pointer::Focus;
+use smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode as DecorationMode;
+use smithay::reexports::wayland_server::protocol::{wl_output, wl_seat};
+use smithay::utils::{Rectangle, Serial};
+use smithay::wayland::shell::xdg::decoration::XdgDecorationHandler;
+use smithay::wayland::shell::xdg::{
+    PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState,
+};
+use smithay::{delegate_xdg_decoration, delegate_xdg_shell};
+
+use crate::input::GrabStart;
+use crate::shell::meta;
+use crate::state::State;
+
+impl XdgShellHandler for State {
+    fn xdg_shell_state(&mut self) -> &mut XdgShellState {
+        &mut self.desk.xdg_shell_state
+    }
+
+    fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        self.desk.add_toplevel(surface);
+    }
+
+    fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
+        self.remove_window(surface.wl_surface());
+    }
+
+    fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        let geometry = self.constrained_popup_geometry(&surface, &positioner);
+        surface.with_pending_state(|s| {
+            s.geometry = geometry;
+            s.positioner = positioner;
+        });
+        if let Err(e) = self.desk.popups.track_popup(PopupKind::Xdg(surface)) {
+            tracing::warn!("popup not tracked: {e}");
+        }
+    }
+
+    fn reposition_request(
+        &mut self,
+        surface: PopupSurface,
+        positioner: PositionerState,
+        token: u32,
+    ) {
+        let geometry = self.constrained_popup_geometry(&surface, &positioner);
+        surface.with_pending_state(|s| {
+            s.geometry = geometry;
+            s.positioner = positioner;
+        });
+        surface.send_repositioned(token);
+    }
+
+    fn grab(&mut self, surface: PopupSurface, _seat: wl_seat::WlSeat, serial: Serial) {
+        let kind = PopupKind::Xdg(surface);
+        let Ok(root) = find_popup_root_surface(&kind) else {
+            return;
+        };
+        let seat = self.desk.seat.clone();
+        let Ok(mut grab) = self
+            .desk
+            .popups
+            .grab_popup::<State>(root, kind, &seat, serial)
+        else {
+            return;
+        };
+        if let Some(keyboard) = seat.get_keyboard() {
+            if keyboard.is_grabbed()
+                && !(keyboard.has_grab(serial)
+                    || keyboard.has_grab(grab.previous_serial().unwrap_or(serial)))
+            {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            keyboard.set_focus(self, grab.current_grab(), serial);
+            keyboard.set_grab(self, PopupKeyboardGrab::new(&grab), serial);
+        }
+        if let Some(pointer) = seat.get_pointer() {
+            if pointer.is_grabbed()
+                && !(pointer.has_grab(serial)
+                    || pointer.has_grab(grab.previous_serial().unwrap_or_else(|| grab.serial())))
+            {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            pointer.set_grab(self, PopupPointerGrab::new(&grab), serial, Focus::Keep);
+        }
+    }
+
+    fn move_request(&mut self, surface: ToplevelSurface, _seat: wl_seat::WlSeat, serial: Serial) {
+        self.start_client_grab(surface.wl_surface(), serial, GrabStart::Move);
+    }
+
+    fn resize_request(
+        &mut self,
+        surface: ToplevelSurface,
+        _seat: wl_seat::WlSeat,
+        serial: Serial,
+        edges: smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::ResizeEdge,
+    ) {
+        self.start_client_grab(
+            surface.wl_surface(),
+            serial,
+            GrabStart::Resize(edges.into()),
+        );
+    }
+
+    fn maximize_request(&mut self, surface: ToplevelSurface) {
+        match self.desk.window_for_surface(surface.wl_surface()) {
+            Some(w) => self.desk.set_maximized(&w, true),
+            None => {
+                surface.send_configure();
+            }
+        }
+    }
+
+    fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        if let Some(w) = self.desk.window_for_surface(surface.wl_surface()) {
+            self.desk.set_maximized(&w, false);
+        }
+    }
+
+    fn fullscreen_request(
+        &mut self,
+        surface: ToplevelSurface,
+        output: Option<wl_output::WlOutput>,
+    ) {
+        let output = output
+            .as_ref()
+            .and_then(smithay::output::Output::from_resource);
+        match self.desk.window_for_surface(surface.wl_surface()) {
+            Some(w) if meta(&w).state.borrow().mapped => self.desk.set_fullscreen(&w, true, output),
+            Some(w) => {
+                // Not mapped yet: remember the wish, apply it when it maps.
+                meta(&w).state.borrow_mut().wants_fullscreen = true;
+                surface.send_configure();
+            }
+            None => {}
+        }
+    }
+
+    fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
+        if let Some(w) = self.desk.window_for_surface(surface.wl_surface()) {
+            meta(&w).state.borrow_mut().wants_fullscreen = false;
+            self.desk.set_fullscreen(&w, false, None);
+        }
+    }
+
+    fn minimize_request(&mut self, surface: ToplevelSurface) {
+        if let Some(w) = self.desk.window_for_surface(surface.wl_surface()) {
+            self.minimize_window(&w);
+        }
+    }
+
+    fn title_changed(&mut self, _surface: ToplevelSurface) {
+        self.desk.request_redraw();
+    }
+
+    fn app_id_changed(&mut self, _surface: ToplevelSurface) {
+        self.desk.request_redraw();
+    }
+}
+
+impl State {
+    /// The popup's geometry, moved so that it stays on its parent's output.
+    fn constrained_popup_geometry(
+        &self,
+        surface: &PopupSurface,
+        positioner: &PositionerState,
+    ) -> Rectangle<i32, smithay::utils::Logical> {
+        let kind = PopupKind::Xdg(surface.clone());
+        let fallback = positioner.get_geometry();
+        let Ok(root) = find_popup_root_surface(&kind) else {
+            return fallback;
+        };
+        let Some(window) = self.desk.window_for_surface(&root) else {
+            return fallback;
+        };
+        let Some(win_loc) = self.desk.space.element_location(&window) else {
+            return fallback;
+        };
+        let Some(output) = self.desk.window_output(&window) else {
+            return fallback;
+        };
+        let Some(out_geo) = self.desk.space.output_geometry(&output) else {
+            return fallback;
+        };
+        // The positioner works relative to the popup's parent: move the output's rectangle
+        // into that coordinate system (window content origin, then nested popup offsets).
+        let mut target = out_geo;
+        target.loc -= win_loc;
+        target.loc -= get_popup_toplevel_coords(&kind);
+        positioner.get_unconstrained_geometry(target)
+    }
+}
+
+impl XdgDecorationHandler for State {
+    fn new_decoration(&mut self, toplevel: ToplevelSurface) {
+        toplevel.with_pending_state(|s| s.decoration_mode = Some(DecorationMode::ServerSide));
+        if toplevel.is_initial_configure_sent() {
+            toplevel.send_pending_configure();
+        }
+    }
+
+    fn request_mode(&mut self, toplevel: ToplevelSurface, _mode: DecorationMode) {
+        // Whatever the client asks, the compositor draws the frame.
+        self.new_decoration(toplevel);
+    }
+
+    fn unset_mode(&mut self, toplevel: ToplevelSurface) {
+        self.new_decoration(toplevel);
+    }
+}
+
+delegate_xdg_shell!(State);
+delegate_xdg_decoration!(State);

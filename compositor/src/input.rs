@@ -1,0 +1,757 @@
+//! Input: key bindings (checked before any client sees a key, so no VM can inhibit them),
+//! pointer focus and hit-testing against compositor frames, and move/resize grabs.
+
+use bulkhead_config::Action;
+use smithay::backend::input::{
+    AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
+    KeyState, KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent,
+};
+use smithay::desktop::{layer_map_for_output, PopupManager, Window, WindowSurfaceType};
+use smithay::input::keyboard::{FilterResult, Keycode};
+use smithay::input::pointer::{
+    AxisFrame, ButtonEvent, Focus, GestureHoldBeginEvent, GestureHoldEndEvent,
+    GesturePinchBeginEvent, GesturePinchEndEvent, GesturePinchUpdateEvent, GestureSwipeBeginEvent,
+    GestureSwipeEndEvent, GestureSwipeUpdateEvent, GrabStartData, MotionEvent, PointerGrab,
+    PointerInnerHandle, RelativeMotionEvent,
+};
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::{self, ResizeEdge};
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Resource;
+use smithay::utils::{Logical, Point, Rectangle, Serial, Size, SERIAL_COUNTER};
+use smithay::wayland::seat::WaylandFocus;
+use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
+
+use crate::frame::{self, FrameKind};
+use crate::shell::meta;
+use crate::state::State;
+
+pub const BTN_LEFT: u32 = 0x110;
+pub const BTN_RIGHT: u32 = 0x111;
+
+/// Resize edges as a small bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Edges {
+    pub left: bool,
+    pub right: bool,
+    pub top: bool,
+    pub bottom: bool,
+}
+
+impl From<ResizeEdge> for Edges {
+    fn from(e: ResizeEdge) -> Self {
+        let v = e as u32;
+        Edges {
+            top: v & 1 != 0,
+            bottom: v & 2 != 0,
+            left: v & 4 != 0,
+            right: v & 8 != 0,
+        }
+    }
+}
+
+/// What a grab does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrabStart {
+    Move,
+    Resize(Edges),
+}
+
+/// What is under a point of the global space.
+pub enum Hit {
+    /// A client surface, with its origin in global coordinates.
+    Surface(WlSurface, Point<f64, Logical>),
+    /// A compositor-drawn frame: title bar (move) or border (resize edges).
+    Frame(Window, GrabStart),
+    Nothing,
+}
+
+impl State {
+    /// Hit-tests the scene at `pos`, in the order it is drawn.
+    pub fn hit(&self, pos: Point<f64, Logical>) -> Hit {
+        let desk = &self.desk;
+        let output = desk.space.output_under(pos).next().cloned();
+        if desk.lock.is_locked() {
+            let Some(output) = output else {
+                return Hit::Nothing;
+            };
+            let Some(lock) = desk.lock.surface_for(&output) else {
+                return Hit::Nothing;
+            };
+            let origin = desk
+                .space
+                .output_geometry(&output)
+                .map_or((0, 0).into(), |g| g.loc);
+            return Hit::Surface(lock.wl_surface().clone(), origin.to_f64());
+        }
+        if let Some(o) = &output {
+            if let Some(hit) = self.layer_hit(o, pos, &[Layer::Overlay, Layer::Top]) {
+                return hit;
+            }
+        }
+        let metrics = desk.metrics();
+        for window in desk.space.elements().rev() {
+            let Some(loc) = desk.space.element_location(window) else {
+                continue;
+            };
+            let Some(toplevel_surface) = window.wl_surface() else {
+                continue;
+            };
+            let geo = window.geometry();
+            // Popups first: they are drawn above their window.
+            for (popup, offset) in PopupManager::popups_for_surface(&toplevel_surface) {
+                let rect = Rectangle::new(loc + offset, popup.geometry().size);
+                if rect.to_f64().contains(pos) {
+                    let origin = rect.loc - popup.geometry().loc;
+                    if let Some((s, p)) = smithay::desktop::utils::under_from_surface_tree(
+                        popup.wl_surface(),
+                        pos,
+                        origin,
+                        WindowSurfaceType::ALL,
+                    ) {
+                        return Hit::Surface(s, p.to_f64());
+                    }
+                    return Hit::Nothing;
+                }
+            }
+            let content = Rectangle::new(loc, frame::clamp_size(geo.size));
+            let kind = desk.frame_kind(window);
+            let outer = metrics.outer(content, kind);
+            if !outer.to_f64().contains(pos) {
+                continue;
+            }
+            if content.to_f64().contains(pos) {
+                let render_loc = loc - geo.loc;
+                let under = window.surface_under(
+                    pos - render_loc.to_f64(),
+                    WindowSurfaceType::TOPLEVEL | WindowSurfaceType::SUBSURFACE,
+                );
+                return match under {
+                    Some((s, p)) => Hit::Surface(s, (p + render_loc).to_f64()),
+                    // Inside the frame but not on an input region: nobody gets it.
+                    None => Hit::Nothing,
+                };
+            }
+            let bar = metrics.title_bar(content, kind);
+            let grab = if bar.to_f64().contains(pos) && pos.y >= (bar.loc.y + metrics.border) as f64
+            {
+                GrabStart::Move
+            } else {
+                let p = pos.to_i32_round::<i32>();
+                GrabStart::Resize(Edges {
+                    left: p.x < content.loc.x,
+                    right: p.x >= content.loc.x + content.size.w,
+                    top: p.y < bar.loc.y + metrics.border,
+                    bottom: p.y >= content.loc.y + content.size.h,
+                })
+            };
+            return Hit::Frame(window.clone(), grab);
+        }
+        if let Some(o) = &output {
+            if let Some(hit) = self.layer_hit(o, pos, &[Layer::Bottom, Layer::Background]) {
+                return hit;
+            }
+        }
+        Hit::Nothing
+    }
+
+    fn layer_hit(
+        &self,
+        output: &smithay::output::Output,
+        pos: Point<f64, Logical>,
+        layers: &[Layer],
+    ) -> Option<Hit> {
+        let out_geo = self.desk.space.output_geometry(output)?;
+        let map = layer_map_for_output(output);
+        for layer in layers {
+            for surface in map.layers_on(*layer).rev() {
+                let Some(geo) = map.layer_geometry(surface) else {
+                    continue;
+                };
+                let origin = out_geo.loc + geo.loc;
+                if let Some((s, p)) =
+                    surface.surface_under(pos - origin.to_f64(), WindowSurfaceType::ALL)
+                {
+                    return Some(Hit::Surface(s, (p + origin).to_f64()));
+                }
+            }
+        }
+        None
+    }
+
+    /// The pointer focus for `pos`: the surface under it, except that a running drag only
+    /// ever sees surfaces of its own domain.
+    pub fn pointer_focus(
+        &self,
+        pos: Point<f64, Logical>,
+    ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        match self.hit(pos) {
+            Hit::Surface(s, p) => {
+                if let Some(d) = &self.desk.dnd_domain {
+                    if &self.desk.surface_domain(&s) != d {
+                        return None;
+                    }
+                }
+                Some((s, p))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn process_input_event<I: InputBackend>(&mut self, event: InputEvent<I>) {
+        match event {
+            InputEvent::Keyboard { event } => {
+                let pressed = event.state() == KeyState::Pressed;
+                self.on_key(event.key_code(), pressed, event.time_msec());
+            }
+            InputEvent::PointerMotion { event } => {
+                let pos = self.desk.pointer_location + event.delta();
+                self.on_pointer_motion(self.clamp_to_outputs(pos), event.time_msec());
+            }
+            InputEvent::PointerMotionAbsolute { event } => {
+                let Some(out) = self.desk.space.outputs().next().cloned() else {
+                    return;
+                };
+                let Some(geo) = self.desk.space.output_geometry(&out) else {
+                    return;
+                };
+                let pos = event.position_transformed(geo.size) + geo.loc.to_f64();
+                self.on_pointer_motion(pos, event.time_msec());
+            }
+            InputEvent::PointerButton { event } => {
+                self.on_pointer_button(
+                    event.button_code(),
+                    event.state() == ButtonState::Pressed,
+                    event.time_msec(),
+                );
+            }
+            InputEvent::PointerAxis { event } => {
+                let source = event.source();
+                let mut frame = AxisFrame::new(event.time_msec()).source(source);
+                for axis in [Axis::Horizontal, Axis::Vertical] {
+                    let amount = event
+                        .amount(axis)
+                        .or_else(|| event.amount_v120(axis).map(|v| v * 15.0 / 120.0))
+                        .unwrap_or(0.0);
+                    if amount != 0.0 {
+                        frame = frame.value(axis, amount);
+                        if let Some(v120) = event.amount_v120(axis) {
+                            frame = frame.v120(axis, v120 as i32);
+                        }
+                    } else if source == AxisSource::Finger {
+                        frame = frame.stop(axis);
+                    }
+                }
+                if let Some(pointer) = self.desk.seat.get_pointer() {
+                    pointer.axis(self, frame);
+                    pointer.frame(self);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
+        let rects = self.desk.output_rects();
+        if rects.iter().any(|r| r.to_f64().contains(pos)) {
+            return pos;
+        }
+        // Clamp into the nearest output.
+        rects
+            .iter()
+            .map(|r| {
+                let x = pos.x.clamp(r.loc.x as f64, (r.loc.x + r.size.w - 1) as f64);
+                let y = pos.y.clamp(r.loc.y as f64, (r.loc.y + r.size.h - 1) as f64);
+                Point::from((x, y))
+            })
+            .min_by(|a, b| {
+                let da = (a.x - pos.x).powi(2) + (a.y - pos.y).powi(2);
+                let db = (b.x - pos.x).powi(2) + (b.y - pos.y).powi(2);
+                da.total_cmp(&db)
+            })
+            .unwrap_or(pos)
+    }
+
+    /// A key press or release, exactly as from a real keyboard.
+    pub fn on_key(&mut self, keycode: Keycode, pressed: bool, time: u32) {
+        let Some(kb) = self.desk.keyboard() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        let state = if pressed {
+            KeyState::Pressed
+        } else {
+            KeyState::Released
+        };
+        let locked = self.desk.lock.is_locked();
+        let action = kb.input::<Option<Action>, _>(
+            self,
+            keycode,
+            state,
+            serial,
+            time,
+            |st, mods, handle| {
+                if !pressed {
+                    if let Some(pos) = st.desk.suppressed_keys.iter().position(|k| *k == keycode) {
+                        st.desk.suppressed_keys.remove(pos);
+                        return FilterResult::Intercept(None);
+                    }
+                    return FilterResult::Forward;
+                }
+                if locked {
+                    // While locked, bindings are off (the locker gets every key).
+                    return FilterResult::Forward;
+                }
+                for sym in handle.raw_syms() {
+                    let sym = bulkhead_config::lowercase_keysym(sym.raw());
+                    let found = st.desk.config.bindings.iter().find(|b| {
+                        b.combo.keysym == sym
+                            && b.combo.mods.ctrl == mods.ctrl
+                            && b.combo.mods.alt == mods.alt
+                            && b.combo.mods.shift == mods.shift
+                            && b.combo.mods.logo == mods.logo
+                    });
+                    if let Some(b) = found {
+                        st.desk.suppressed_keys.push(keycode);
+                        return FilterResult::Intercept(Some(b.action.clone()));
+                    }
+                }
+                FilterResult::Forward
+            },
+        );
+        if let Some(Some(action)) = action {
+            if let Err(e) = self.run_action(&action) {
+                tracing::info!("{action}: {e}");
+            }
+        }
+    }
+
+    pub fn on_pointer_motion(&mut self, pos: Point<f64, Logical>, time: u32) {
+        self.desk.pointer_location = pos;
+        self.desk.pointer_seen = true;
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        let focus = self.pointer_focus(pos);
+        let serial = SERIAL_COUNTER.next_serial();
+        pointer.motion(
+            self,
+            focus,
+            &MotionEvent {
+                location: pos,
+                serial,
+                time,
+            },
+        );
+        pointer.frame(self);
+        self.desk.request_redraw();
+    }
+
+    pub fn on_pointer_button(&mut self, button: u32, pressed: bool, time: u32) {
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        if pressed && !pointer.is_grabbed() {
+            let pos = self.desk.pointer_location;
+            let super_held = self
+                .desk
+                .keyboard()
+                .is_some_and(|k| k.modifier_state().logo);
+            match self.hit(pos) {
+                Hit::Frame(window, grab) => {
+                    self.focus_window(&window);
+                    if button == BTN_LEFT {
+                        self.start_grab(&window, serial, pos, grab, button);
+                    }
+                    return;
+                }
+                Hit::Surface(surface, _) => {
+                    let window = self.desk.window_for_any_surface(&surface);
+                    if let Some(w) = &window {
+                        if super_held && (button == BTN_LEFT || button == BTN_RIGHT) {
+                            self.focus_window(w);
+                            let grab = if button == BTN_LEFT {
+                                GrabStart::Move
+                            } else {
+                                GrabStart::Resize(self.nearest_edges(w, pos))
+                            };
+                            self.start_grab(w, serial, pos, grab, button);
+                            return;
+                        }
+                        if self.desk.focused_window().as_ref() != Some(w) {
+                            self.focus_window(w);
+                        }
+                    } else {
+                        self.focus_layer_on_click(&surface);
+                    }
+                }
+                Hit::Nothing => {}
+            }
+        }
+        let state = if pressed {
+            ButtonState::Pressed
+        } else {
+            ButtonState::Released
+        };
+        pointer.button(
+            self,
+            &ButtonEvent {
+                button,
+                state,
+                serial,
+                time,
+            },
+        );
+        pointer.frame(self);
+    }
+
+    fn focus_layer_on_click(&mut self, surface: &WlSurface) {
+        let Some(output) = self.desk.active_output() else {
+            return;
+        };
+        let map = layer_map_for_output(&output);
+        let interactive = map
+            .layer_for_surface(surface, WindowSurfaceType::ALL)
+            .is_some_and(|l| {
+                l.cached_state().keyboard_interactivity != KeyboardInteractivity::None
+            });
+        drop(map);
+        if interactive {
+            if let Some(kb) = self.desk.keyboard() {
+                let serial = SERIAL_COUNTER.next_serial();
+                kb.set_focus(self, Some(surface.clone()), serial);
+            }
+        }
+    }
+
+    fn nearest_edges(&self, window: &Window, pos: Point<f64, Logical>) -> Edges {
+        let Some(geo) = self.desk.space.element_geometry(window) else {
+            return Edges::default();
+        };
+        let rel = pos - geo.loc.to_f64();
+        Edges {
+            left: rel.x < geo.size.w as f64 / 2.0,
+            right: rel.x >= geo.size.w as f64 / 2.0,
+            top: rel.y < geo.size.h as f64 / 2.0,
+            bottom: rel.y >= geo.size.h as f64 / 2.0,
+        }
+    }
+
+    /// A client asked to be moved or resized (xdg_toplevel.move/resize): only honoured while
+    /// the pointer button that started it is still held on that client.
+    pub fn start_client_grab(&mut self, surface: &WlSurface, serial: Serial, grab: GrabStart) {
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        if !pointer.has_grab(serial) {
+            return;
+        }
+        let Some(start) = pointer.grab_start_data() else {
+            return;
+        };
+        let Some((focus, _)) = &start.focus else {
+            return;
+        };
+        if !focus.id().same_client_as(&surface.id()) {
+            return;
+        }
+        let Some(window) = self.desk.window_for_surface(surface) else {
+            return;
+        };
+        self.start_grab(&window, serial, start.location, grab, start.button);
+    }
+
+    fn start_grab(
+        &mut self,
+        window: &Window,
+        serial: Serial,
+        location: Point<f64, Logical>,
+        grab: GrabStart,
+        button: u32,
+    ) {
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        let Some(initial) = self.desk.space.element_geometry(window) else {
+            return;
+        };
+        {
+            let st = meta(window).state.borrow();
+            if st.fullscreen {
+                return;
+            }
+        }
+        if meta(window).state.borrow().maximized {
+            self.desk.set_maximized(window, false);
+        }
+        let start_data = GrabStartData {
+            focus: None,
+            button,
+            location,
+        };
+        let grab = WindowGrab {
+            start_data,
+            window: window.clone(),
+            initial,
+            mode: grab,
+        };
+        if let GrabStart::Resize(_) = grab.mode {
+            if let Some(t) = window.toplevel() {
+                t.with_pending_state(|s| s.states.set(xdg_toplevel::State::Resizing));
+                t.send_pending_configure();
+            }
+        }
+        pointer.set_grab(self, grab, serial, Focus::Clear);
+    }
+
+    /// Runs a named action (key binding or IPC).
+    pub fn run_action(&mut self, action: &Action) -> Result<(), String> {
+        let focused = self.desk.focused_window();
+        let need_focus = || "no window has focus".to_string();
+        match action {
+            Action::FocusNext => self.focus_cycle(true),
+            Action::FocusPrev => self.focus_cycle(false),
+            Action::FocusWindow(id) => {
+                let w = self.desk.window_by_id(*id).ok_or_else(|| {
+                    format!("no window with id {id} (see `bulkhead msg windows`)")
+                })?;
+                self.focus_window(&w);
+            }
+            Action::Close => {
+                let w = focused.ok_or_else(need_focus)?;
+                self.desk.close_window(&w);
+            }
+            Action::Fullscreen => {
+                let w = focused.ok_or_else(need_focus)?;
+                let on = !meta(&w).state.borrow().fullscreen;
+                self.desk.set_fullscreen(&w, on, None);
+            }
+            Action::Maximize => {
+                let w = focused.ok_or_else(need_focus)?;
+                let on = !meta(&w).state.borrow().maximized;
+                self.desk.set_maximized(&w, on);
+            }
+            Action::Minimize => {
+                let w = focused.ok_or_else(need_focus)?;
+                self.minimize_window(&w);
+            }
+            Action::Escape => {
+                let w = focused.ok_or_else(need_focus)?;
+                self.desk.set_fullscreen(&w, false, None);
+            }
+            Action::Quit => self.desk.loop_signal.stop(),
+            Action::Spawn(cmd) => {
+                let mut c = std::process::Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg(cmd)
+                    .env("WAYLAND_DISPLAY", &self.desk.host_socket);
+                c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moving or resizing a window with the pointer.
+pub struct WindowGrab {
+    start_data: GrabStartData<State>,
+    window: Window,
+    initial: Rectangle<i32, Logical>,
+    mode: GrabStart,
+}
+
+impl WindowGrab {
+    fn update(&mut self, state: &mut State, location: Point<f64, Logical>) {
+        let delta = (location - self.start_data.location).to_i32_round::<i32>();
+        match self.mode {
+            GrabStart::Move => {
+                let loc = self.initial.loc + delta;
+                let metrics = state.desk.metrics();
+                let rect = Rectangle::new(loc, self.initial.size);
+                let loc = frame::clamp_position(
+                    rect,
+                    metrics,
+                    FrameKind::Full,
+                    &state.desk.output_rects(),
+                );
+                state.desk.space.map_element(self.window.clone(), loc, true);
+            }
+            GrabStart::Resize(edges) => {
+                let (min, max) =
+                    self.window
+                        .toplevel()
+                        .map_or(((1, 1).into(), (0, 0).into()), |t| {
+                            smithay::wayland::compositor::with_states(t.wl_surface(), |s| {
+                                let mut cached =
+                                    s.cached_state
+                                        .get::<smithay::wayland::shell::xdg::SurfaceCachedState>();
+                                let c = cached.current();
+                                (c.min_size, c.max_size)
+                            })
+                        });
+                let mut w = self.initial.size.w;
+                let mut h = self.initial.size.h;
+                if edges.left {
+                    w -= delta.x;
+                } else if edges.right {
+                    w += delta.x;
+                }
+                if edges.top {
+                    h -= delta.y;
+                } else if edges.bottom {
+                    h += delta.y;
+                }
+                let max_w = if max.w > 0 {
+                    max.w
+                } else {
+                    frame::MAX_WINDOW_SIZE.0
+                };
+                let max_h = if max.h > 0 {
+                    max.h
+                } else {
+                    frame::MAX_WINDOW_SIZE.1
+                };
+                let size = Size::from((
+                    w.clamp(min.w.max(1), max_w.max(1)),
+                    h.clamp(min.h.max(1), max_h.max(1)),
+                ));
+                let mut loc = self.initial.loc;
+                if edges.left {
+                    loc.x = self.initial.loc.x + self.initial.size.w - size.w;
+                }
+                if edges.top {
+                    loc.y = self.initial.loc.y + self.initial.size.h - size.h;
+                }
+                if let Some(t) = self.window.toplevel() {
+                    t.with_pending_state(|s| s.size = Some(size));
+                    t.send_pending_configure();
+                }
+                state.desk.space.map_element(self.window.clone(), loc, true);
+            }
+        }
+        state.desk.request_redraw();
+    }
+
+    fn finish(&mut self) {
+        if let GrabStart::Resize(_) = self.mode {
+            if let Some(t) = self.window.toplevel() {
+                t.with_pending_state(|s| s.states.unset(xdg_toplevel::State::Resizing));
+                t.send_pending_configure();
+            }
+        }
+    }
+}
+
+impl PointerGrab<State> for WindowGrab {
+    fn motion(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        _focus: Option<(WlSurface, Point<f64, Logical>)>,
+        event: &MotionEvent,
+    ) {
+        handle.motion(data, None, event);
+        self.update(data, event.location);
+    }
+    fn relative_motion(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        _focus: Option<(WlSurface, Point<f64, Logical>)>,
+        event: &RelativeMotionEvent,
+    ) {
+        handle.relative_motion(data, None, event);
+    }
+    fn button(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &ButtonEvent,
+    ) {
+        handle.button(data, event);
+        if !handle.current_pressed().contains(&self.start_data.button) {
+            handle.unset_grab(self, data, event.serial, event.time, true);
+        }
+    }
+    fn axis(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        details: AxisFrame,
+    ) {
+        handle.axis(data, details)
+    }
+    fn frame(&mut self, data: &mut State, handle: &mut PointerInnerHandle<'_, State>) {
+        handle.frame(data);
+    }
+    fn gesture_swipe_begin(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GestureSwipeBeginEvent,
+    ) {
+        handle.gesture_swipe_begin(data, event)
+    }
+    fn gesture_swipe_update(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GestureSwipeUpdateEvent,
+    ) {
+        handle.gesture_swipe_update(data, event)
+    }
+    fn gesture_swipe_end(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GestureSwipeEndEvent,
+    ) {
+        handle.gesture_swipe_end(data, event)
+    }
+    fn gesture_pinch_begin(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GesturePinchBeginEvent,
+    ) {
+        handle.gesture_pinch_begin(data, event)
+    }
+    fn gesture_pinch_update(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GesturePinchUpdateEvent,
+    ) {
+        handle.gesture_pinch_update(data, event)
+    }
+    fn gesture_pinch_end(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GesturePinchEndEvent,
+    ) {
+        handle.gesture_pinch_end(data, event)
+    }
+    fn gesture_hold_begin(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GestureHoldBeginEvent,
+    ) {
+        handle.gesture_hold_begin(data, event)
+    }
+    fn gesture_hold_end(
+        &mut self,
+        data: &mut State,
+        handle: &mut PointerInnerHandle<'_, State>,
+        event: &GestureHoldEndEvent,
+    ) {
+        handle.gesture_hold_end(data, event)
+    }
+    fn start_data(&self) -> &GrabStartData<State> {
+        &self.start_data
+    }
+    fn unset(&mut self, _data: &mut State) {
+        self.finish();
+    }
+}

@@ -1,0 +1,487 @@
+//! Floating window management: mapping, focus, stacking, maximize/fullscreen/minimize, close.
+
+use std::cell::RefCell;
+
+use smithay::desktop::{find_popup_root_surface, Window};
+use smithay::input::keyboard::KeyboardHandle;
+use smithay::output::Output;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Resource;
+use smithay::utils::{IsAlive, Logical, Point, Rectangle, SERIAL_COUNTER};
+use smithay::wayland::compositor::with_states;
+use smithay::wayland::seat::WaylandFocus;
+use smithay::wayland::shell::xdg::{ToplevelSurface, XdgToplevelSurfaceData};
+
+use crate::domain::Domain;
+use crate::frame::{self, FrameKind};
+use crate::sanitize::sanitize_title;
+use crate::state::{Desktop, State};
+
+/// What the compositor keeps about each toplevel, in the window's user data.
+pub struct WindowMeta {
+    pub id: u64,
+    pub domain: Domain,
+    pub state: RefCell<WindowState>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WindowState {
+    /// Where the window was before maximize/fullscreen, to go back to.
+    pub restore: Option<Rectangle<i32, Logical>>,
+    pub maximized: bool,
+    pub fullscreen: bool,
+    /// Mapped into the space yet (after its first buffer commit).
+    pub mapped: bool,
+    /// Asked for fullscreen before it was mapped.
+    pub wants_fullscreen: bool,
+}
+
+pub fn meta(window: &Window) -> &WindowMeta {
+    // Every window we create gets its meta before it is stored anywhere.
+    window
+        .user_data()
+        .get::<WindowMeta>()
+        .unwrap_or_else(|| unreachable!("window without WindowMeta"))
+}
+
+/// Sanitised title and app id of a toplevel.
+pub fn title_and_app_id(window: &Window) -> (String, String) {
+    let Some(toplevel) = window.toplevel() else {
+        return (String::new(), String::new());
+    };
+    with_states(toplevel.wl_surface(), |states| {
+        states
+            .data_map
+            .get::<XdgToplevelSurfaceData>()
+            .map(|d| {
+                let d = d.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    sanitize_title(d.title.as_deref().unwrap_or("")),
+                    sanitize_title(d.app_id.as_deref().unwrap_or("")),
+                )
+            })
+            .unwrap_or_default()
+    })
+}
+
+impl Desktop {
+    /// A new xdg toplevel: remember it, map it when it has content.
+    pub fn add_toplevel(&mut self, toplevel: ToplevelSurface) {
+        let domain = self.surface_domain(toplevel.wl_surface());
+        let window = Window::new_wayland_window(toplevel.clone());
+        let id = self.next_window_id;
+        self.next_window_id += 1;
+        window.user_data().insert_if_missing(|| WindowMeta {
+            id,
+            domain,
+            state: RefCell::new(WindowState::default()),
+        });
+        toplevel.with_pending_state(|s| {
+            s.decoration_mode = Some(smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode::ServerSide);
+            s.states.set(xdg_toplevel::State::TiledLeft);
+            s.states.set(xdg_toplevel::State::TiledRight);
+            s.states.set(xdg_toplevel::State::TiledTop);
+            s.states.set(xdg_toplevel::State::TiledBottom);
+            if let Some(out) = self.active_output().and_then(|o| self.space.output_geometry(&o)) {
+                let inner = self.metrics().content_in(out, FrameKind::Full);
+                s.bounds = Some(inner.size);
+            }
+        });
+        // Placed off-screen until its first commit with a buffer decides its size.
+        self.pending_windows.push(window);
+    }
+
+    /// The window whose toplevel is `surface`, mapped, pending or minimised.
+    pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
+        self.space
+            .elements()
+            .chain(self.pending_windows.iter())
+            .chain(self.minimized.iter().map(|(w, _)| w))
+            .find(|w| w.wl_surface().as_deref() == Some(surface))
+            .cloned()
+    }
+
+    /// The window containing `surface` anywhere in its tree (subsurfaces, popups).
+    pub fn window_for_any_surface(&self, surface: &WlSurface) -> Option<Window> {
+        let mut root = root_surface(surface);
+        if let Some(popup) = self.popups.find_popup(&root) {
+            root = find_popup_root_surface(&popup).ok()?;
+        }
+        self.window_for_surface(&root)
+    }
+
+    pub fn window_by_id(&self, id: u64) -> Option<Window> {
+        self.all_windows().into_iter().find(|w| meta(w).id == id)
+    }
+
+    /// Every toplevel: mapped (bottom to top), then minimised.
+    pub fn all_windows(&self) -> Vec<Window> {
+        self.space
+            .elements()
+            .cloned()
+            .chain(self.minimized.iter().map(|(w, _)| w.clone()))
+            .collect()
+    }
+
+    pub fn keyboard(&self) -> Option<KeyboardHandle<State>> {
+        self.seat.get_keyboard()
+    }
+
+    /// The window with keyboard focus.
+    pub fn focused_window(&self) -> Option<Window> {
+        let focus = self.keyboard_focus.as_ref()?;
+        self.space
+            .elements()
+            .find(|w| w.wl_surface().as_deref() == Some(focus))
+            .cloned()
+    }
+
+    pub fn close_window(&mut self, window: &Window) {
+        if let Some(t) = window.toplevel() {
+            t.send_close();
+        }
+    }
+
+    /// The output a window is mostly on.
+    pub fn window_output(&self, window: &Window) -> Option<Output> {
+        let geo = self.space.element_geometry(window)?;
+        self.space
+            .outputs()
+            .filter_map(|o| {
+                let og = self.space.output_geometry(o)?;
+                let i = og.intersection(geo)?;
+                Some((o.clone(), i.size.w as i64 * i.size.h as i64))
+            })
+            .max_by_key(|(_, area)| *area)
+            .map(|(o, _)| o)
+            .or_else(|| self.active_output())
+    }
+
+    pub fn frame_kind(&self, window: &Window) -> FrameKind {
+        let m = meta(window);
+        match (m.state.borrow().fullscreen, m.domain.is_host()) {
+            (false, _) => FrameKind::Full,
+            (true, false) => FrameKind::Strip,
+            (true, true) => FrameKind::None,
+        }
+    }
+
+    pub fn set_fullscreen(&mut self, window: &Window, on: bool, output: Option<Output>) {
+        let Some(toplevel) = window.toplevel().map(|t| t.clone()) else {
+            return;
+        };
+        let m = meta(window);
+        let mut st = m.state.borrow_mut();
+        if st.fullscreen == on {
+            drop(st);
+            toplevel.send_pending_configure();
+            return;
+        }
+        let current = self.space.element_geometry(window);
+        if on {
+            let Some(out) = output.or_else(|| self.window_output(window)) else {
+                return;
+            };
+            let Some(area) = self.space.output_geometry(&out) else {
+                return;
+            };
+            if !st.maximized {
+                st.restore = current;
+            }
+            st.fullscreen = true;
+            let kind = if m.domain.is_host() {
+                FrameKind::None
+            } else {
+                FrameKind::Strip
+            };
+            let content = self.metrics().content_in(area, kind);
+            drop(st);
+            toplevel.with_pending_state(|s| {
+                s.states.set(xdg_toplevel::State::Fullscreen);
+                s.size = Some(content.size);
+                s.fullscreen_output = toplevel
+                    .wl_surface()
+                    .client()
+                    .and_then(|c| out.client_outputs(&c).into_iter().next());
+            });
+            self.space.map_element(window.clone(), content.loc, true);
+        } else {
+            st.fullscreen = false;
+            let maximized = st.maximized;
+            let restore = st.restore;
+            drop(st);
+            toplevel.with_pending_state(|s| {
+                s.states.unset(xdg_toplevel::State::Fullscreen);
+                s.fullscreen_output = None;
+            });
+            if maximized {
+                self.apply_maximized(window);
+            } else if let Some(r) = restore {
+                toplevel.with_pending_state(|s| s.size = Some(r.size));
+                self.space.map_element(window.clone(), r.loc, true);
+            } else {
+                toplevel.with_pending_state(|s| s.size = None);
+            }
+        }
+        toplevel.send_pending_configure();
+        self.request_redraw();
+    }
+
+    pub fn set_maximized(&mut self, window: &Window, on: bool) {
+        let Some(toplevel) = window.toplevel().map(|t| t.clone()) else {
+            return;
+        };
+        let m = meta(window);
+        let mut st = m.state.borrow_mut();
+        if st.maximized == on || st.fullscreen {
+            st.maximized = on;
+            drop(st);
+            toplevel.send_pending_configure();
+            return;
+        }
+        st.maximized = on;
+        if on {
+            st.restore = self.space.element_geometry(window);
+            drop(st);
+            self.apply_maximized(window);
+        } else {
+            let restore = st.restore.take();
+            drop(st);
+            toplevel.with_pending_state(|s| {
+                s.states.unset(xdg_toplevel::State::Maximized);
+                s.size = restore.map(|r| r.size);
+            });
+            if let Some(r) = restore {
+                self.space.map_element(window.clone(), r.loc, true);
+            }
+        }
+        toplevel.send_pending_configure();
+        self.request_redraw();
+    }
+
+    fn apply_maximized(&mut self, window: &Window) {
+        let Some(toplevel) = window.toplevel() else {
+            return;
+        };
+        let Some(out) = self.window_output(window) else {
+            return;
+        };
+        let Some(area) = self.usable_area(&out) else {
+            return;
+        };
+        let content = self.metrics().content_in(area, FrameKind::Full);
+        toplevel.with_pending_state(|s| {
+            s.states.set(xdg_toplevel::State::Maximized);
+            s.size = Some(content.size);
+        });
+        self.space.map_element(window.clone(), content.loc, true);
+    }
+
+    /// Re-fits maximized windows on `output` after its usable area changed.
+    pub fn refresh_maximized(&mut self, output: &smithay::output::Output) {
+        let windows: Vec<Window> = self
+            .space
+            .elements()
+            .filter(|w| {
+                let st = meta(w).state.borrow();
+                st.maximized && !st.fullscreen
+            })
+            .filter(|w| self.window_output(w).as_ref() == Some(output))
+            .cloned()
+            .collect();
+        for w in windows {
+            self.apply_maximized(&w);
+            if let Some(t) = w.toplevel() {
+                t.send_pending_configure();
+            }
+        }
+    }
+
+    /// The output's area not reserved by layer-shell panels, in global coordinates.
+    pub fn usable_area(&self, output: &Output) -> Option<Rectangle<i32, Logical>> {
+        let geo = self.space.output_geometry(output)?;
+        let zone = smithay::desktop::layer_map_for_output(output).non_exclusive_zone();
+        Some(Rectangle::new(geo.loc + zone.loc, zone.size))
+    }
+
+    /// Keeps a window where its title bar can be reached after a client-driven change.
+    pub fn clamp_window(&mut self, window: &Window) {
+        if meta(window).state.borrow().fullscreen {
+            return;
+        }
+        let Some(geo) = self.space.element_geometry(window) else {
+            return;
+        };
+        let geo = Rectangle::new(geo.loc, frame::clamp_size(geo.size));
+        let loc = frame::clamp_position(geo, self.metrics(), FrameKind::Full, &self.output_rects());
+        if loc != geo.loc {
+            self.space.map_element(window.clone(), loc, false);
+        }
+    }
+
+    /// A fresh serial for compositor-initiated events.
+    pub fn next_serial(&self) -> smithay::utils::Serial {
+        SERIAL_COUNTER.next_serial()
+    }
+}
+
+impl State {
+    /// Called on a toplevel's commit: maps it on its first buffer.
+    pub fn map_if_ready(&mut self, surface: &WlSurface) {
+        let Some(pos) = self
+            .desk
+            .pending_windows
+            .iter()
+            .position(|w| w.wl_surface().as_deref() == Some(surface))
+        else {
+            return;
+        };
+        let window = self.desk.pending_windows[pos].clone();
+        let has_buffer =
+            smithay::backend::renderer::utils::with_renderer_surface_state(surface, |s| {
+                s.buffer().is_some()
+            })
+            .unwrap_or(false);
+        if !has_buffer {
+            return;
+        }
+        self.desk.pending_windows.remove(pos);
+        window.on_commit();
+        let size = frame::clamp_size(window.geometry().size);
+        let out = self
+            .desk
+            .active_output()
+            .and_then(|o| self.desk.space.output_geometry(&o))
+            .unwrap_or_else(|| Rectangle::new((0, 0).into(), (1280, 800).into()));
+        let taken: Vec<Point<i32, Logical>> = self
+            .desk
+            .space
+            .elements()
+            .filter_map(|w| self.desk.space.element_location(w))
+            .collect();
+        let loc = frame::place_new(size, self.desk.metrics(), out, &taken);
+        meta(&window).state.borrow_mut().mapped = true;
+        self.desk.space.map_element(window.clone(), loc, true);
+        if meta(&window).state.borrow().wants_fullscreen {
+            self.desk.set_fullscreen(&window, true, None);
+        }
+        self.focus_window(&window);
+        self.desk.request_redraw();
+    }
+
+    /// Raises, activates and gives keyboard focus to `window` (restoring it if minimised).
+    pub fn focus_window(&mut self, window: &Window) {
+        if self.desk.lock.is_locked() {
+            return;
+        }
+        if let Some(pos) = self.desk.minimized.iter().position(|(w, _)| w == window) {
+            let (w, loc) = self.desk.minimized.remove(pos);
+            self.desk.space.map_element(w, loc, false);
+        }
+        self.desk.space.raise_element(window, true);
+        for w in self.desk.space.elements() {
+            let active = w == window;
+            if w.set_activated(active) {
+                if let Some(t) = w.toplevel() {
+                    t.send_pending_configure();
+                }
+            }
+        }
+        self.desk.focus_order.retain(|w| w != window && w.alive());
+        self.desk.focus_order.insert(0, window.clone());
+        if let (Some(kb), Some(surface)) = (self.desk.keyboard(), window.wl_surface()) {
+            let serial = self.desk.next_serial();
+            kb.set_focus(self, Some(surface.into_owned()), serial);
+        }
+        self.desk.request_redraw();
+    }
+
+    /// Moves focus along the most-recently-used order (`forward` = next older window).
+    pub fn focus_cycle(&mut self, forward: bool) {
+        self.desk.focus_order.retain(|w| w.alive());
+        for w in self.desk.all_windows() {
+            if !self.desk.focus_order.contains(&w) {
+                self.desk.focus_order.push(w);
+            }
+        }
+        if self.desk.focus_order.len() < 2 {
+            if let Some(w) = self.desk.focus_order.first().cloned() {
+                self.focus_window(&w);
+            }
+            return;
+        }
+        let target = if forward {
+            // Bring the second most recent to front; the old front becomes second.
+            self.desk.focus_order[1].clone()
+        } else {
+            self.desk.focus_order[self.desk.focus_order.len() - 1].clone()
+        };
+        self.focus_window(&target);
+    }
+
+    /// After a window went away: focus the next one in MRU order.
+    pub fn focus_after_removal(&mut self) {
+        self.desk
+            .focus_order
+            .retain(|w| w.alive() && self.desk.space.elements().any(|e| e == w));
+        let next = self.desk.focus_order.first().cloned();
+        match next {
+            Some(w) => self.focus_window(&w),
+            None => {
+                if let Some(kb) = self.desk.keyboard() {
+                    let serial = self.desk.next_serial();
+                    kb.set_focus(self, None, serial);
+                }
+            }
+        }
+    }
+
+    pub fn remove_window(&mut self, surface: &WlSurface) {
+        self.desk
+            .pending_windows
+            .retain(|w| w.wl_surface().as_deref() != Some(surface));
+        self.desk
+            .minimized
+            .retain(|(w, _)| w.wl_surface().as_deref() != Some(surface));
+        let window = self
+            .desk
+            .space
+            .elements()
+            .find(|w| w.wl_surface().as_deref() == Some(surface))
+            .cloned();
+        if let Some(w) = window {
+            let was_focused = self.desk.focused_window().as_ref() == Some(&w);
+            self.desk.space.unmap_elem(&w);
+            self.desk.focus_order.retain(|x| x != &w);
+            if was_focused {
+                self.focus_after_removal();
+            }
+        }
+        self.desk.request_redraw();
+    }
+
+    pub fn minimize_window(&mut self, window: &Window) {
+        let Some(loc) = self.desk.space.element_location(window) else {
+            return;
+        };
+        let was_focused = self.desk.focused_window().as_ref() == Some(window);
+        self.desk.space.unmap_elem(window);
+        self.desk.minimized.push((window.clone(), loc));
+        self.desk.focus_order.retain(|w| w != window);
+        self.desk.focus_order.push(window.clone());
+        if was_focused {
+            self.focus_after_removal();
+        }
+        self.desk.request_redraw();
+    }
+}
+
+/// The root of a surface tree (the toplevel of a subsurface).
+pub fn root_surface(surface: &WlSurface) -> WlSurface {
+    let mut root = surface.clone();
+    while let Some(parent) = smithay::wayland::compositor::get_parent(&root) {
+        root = parent;
+    }
+    root
+}

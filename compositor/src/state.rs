@@ -1,0 +1,376 @@
+//! The compositor's state: `State { backend, desk }`, where `desk` holds everything that does
+//! not depend on how pixels reach a screen.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulkhead_config::{Color, Config};
+use smithay::desktop::{PopupManager, Space, Window};
+use smithay::input::pointer::CursorImageStatus;
+use smithay::input::{Seat, SeatState};
+use smithay::output::Output;
+use smithay::reexports::calloop::generic::Generic;
+use smithay::reexports::calloop::{Interest, LoopHandle, LoopSignal, Mode, PostAction};
+use smithay::reexports::wayland_server::backend::ClientId;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::{Display, DisplayHandle, Resource};
+use smithay::utils::{Clock, ClockSource, Logical, Monotonic, Point, Rectangle};
+use smithay::wayland::compositor::CompositorState;
+use smithay::wayland::cursor_shape::CursorShapeManagerState;
+use smithay::wayland::fractional_scale::FractionalScaleManagerState;
+use smithay::wayland::idle_inhibit::IdleInhibitManagerState;
+use smithay::wayland::output::OutputManagerState;
+use smithay::wayland::presentation::PresentationState;
+use smithay::wayland::security_context::SecurityContextState;
+use smithay::wayland::selection::data_device::DataDeviceState;
+use smithay::wayland::selection::primary_selection::PrimarySelectionState;
+use smithay::wayland::session_lock::SessionLockManagerState;
+use smithay::wayland::shell::wlr_layer::WlrLayerShellState;
+use smithay::wayland::shell::xdg::decoration::XdgDecorationState;
+use smithay::wayland::shell::xdg::XdgShellState;
+use smithay::wayland::shm::ShmState;
+use smithay::wayland::socket::ListeningSocketSource;
+use smithay::wayland::viewporter::ViewporterState;
+use smithay::wayland::virtual_keyboard::VirtualKeyboardManagerState;
+use smithay::wayland::xdg_activation::XdgActivationState;
+
+use crate::backend::Backend;
+use crate::domain::{self, ClientState, Domain, DomainSocket};
+use crate::frame::FrameMetrics;
+use crate::lock::LockState;
+
+/// Everything the event loop owns.
+pub struct State {
+    pub backend: Backend,
+    pub desk: Desktop,
+    pub ipc: Option<crate::ipc::IpcServer>,
+}
+
+/// A configured VM domain with its listening socket.
+pub struct VmDomain {
+    pub domain: Domain,
+    pub color: Color,
+    pub socket: DomainSocket,
+}
+
+/// The backend-independent compositor state.
+pub struct Desktop {
+    pub config: Config,
+    pub display_handle: DisplayHandle,
+    pub loop_handle: LoopHandle<'static, State>,
+    pub loop_signal: LoopSignal,
+    pub start_time: Instant,
+    pub runtime_dir: PathBuf,
+    pub host_socket: OsString,
+    pub vms: Vec<Arc<VmDomain>>,
+
+    pub space: Space<Window>,
+    pub popups: PopupManager,
+    /// Minimised windows, unmapped from the space, with where they were.
+    pub minimized: Vec<(Window, Point<i32, Logical>)>,
+    /// Toplevels that have not committed a buffer yet (not shown, not focusable).
+    pub pending_windows: Vec<Window>,
+    /// Most recently focused first: the order of focus-next.
+    pub focus_order: Vec<Window>,
+    pub next_window_id: u64,
+    pub seat: Seat<State>,
+    /// The keyboard focus as last reported to `focus_changed` (the keyboard's own lock may be
+    /// held when we need it).
+    pub keyboard_focus: Option<WlSurface>,
+    pub pointer_location: Point<f64, Logical>,
+    /// False until the pointer first moves: the headless backend then draws no cursor.
+    pub pointer_seen: bool,
+    pub cursor_status: CursorImageStatus,
+    /// The compositor's own arrow, for named cursors.
+    pub default_cursor: smithay::backend::renderer::element::memory::MemoryRenderBuffer,
+    /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
+    pub dnd_domain: Option<Domain>,
+    /// Which domain owns the current clipboard and primary selection.
+    pub clipboard_domain: Option<Domain>,
+    pub primary_domain: Option<Domain>,
+    pub lock: LockState,
+    pub dirty: bool,
+    /// Keys whose press ran a binding: their release is not sent to clients either.
+    pub suppressed_keys: Vec<smithay::input::keyboard::Keycode>,
+    pub clock: Clock<Monotonic>,
+    /// Frames composed per output so far (presentation sequence numbers).
+    pub frame_seq: u64,
+
+    pub compositor_state: CompositorState,
+    pub xdg_shell_state: XdgShellState,
+    pub xdg_decoration_state: XdgDecorationState,
+    pub shm_state: ShmState,
+    pub output_manager_state: OutputManagerState,
+    pub seat_state: SeatState<State>,
+    pub data_device_state: DataDeviceState,
+    pub primary_selection_state: PrimarySelectionState,
+    pub layer_shell_state: WlrLayerShellState,
+    pub viewporter_state: ViewporterState,
+    pub fractional_scale_state: FractionalScaleManagerState,
+    pub presentation_state: PresentationState,
+    pub xdg_activation_state: XdgActivationState,
+    pub cursor_shape_state: CursorShapeManagerState,
+    pub idle_inhibit_state: IdleInhibitManagerState,
+    pub virtual_keyboard_state: VirtualKeyboardManagerState,
+    pub security_context_state: SecurityContextState,
+    pub session_lock_state: SessionLockManagerState,
+    /// Surfaces that currently inhibit idling (kept for the idle logic of the DRM session).
+    pub idle_inhibitors: Vec<WlSurface>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("XDG_RUNTIME_DIR is not set; log in through a session manager or set it to a private directory")]
+    NoRuntimeDir,
+    #[error("{0}")]
+    Config(#[from] bulkhead_config::ConfigError),
+    #[error("cannot set up the Wayland socket of VM {vm:?}")]
+    VmSocket {
+        vm: String,
+        #[source]
+        source: domain::SocketError,
+    },
+    #[error("cannot create the host Wayland socket in XDG_RUNTIME_DIR")]
+    HostSocket(#[source] smithay::reexports::wayland_server::BindError),
+    #[error("cannot register a socket with the event loop: {0}")]
+    EventLoop(String),
+    #[error("cannot set up the seat's keyboard (check the [keyboard] section of the config)")]
+    Keyboard(#[source] smithay::input::keyboard::Error),
+}
+
+impl Desktop {
+    /// Creates the display state, the host socket and one socket per configured VM.
+    pub fn new(
+        config: Config,
+        display: Display<State>,
+        loop_handle: LoopHandle<'static, State>,
+        loop_signal: LoopSignal,
+        seat_name: &str,
+    ) -> Result<Desktop, StartError> {
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .ok_or(StartError::NoRuntimeDir)?;
+        config.check_socket_paths(&runtime_dir)?;
+
+        let dh = display.handle();
+        let privileged = domain::is_privileged;
+
+        let compositor_state = CompositorState::new::<State>(&dh);
+        let xdg_shell_state = XdgShellState::new::<State>(&dh);
+        let xdg_decoration_state = XdgDecorationState::new::<State>(&dh);
+        let shm_state = ShmState::new::<State>(&dh, vec![]);
+        let output_manager_state = OutputManagerState::new_with_xdg_output::<State>(&dh);
+        let mut seat_state = SeatState::new();
+        let data_device_state = DataDeviceState::new::<State>(&dh);
+        let primary_selection_state = PrimarySelectionState::new::<State>(&dh);
+        let layer_shell_state = WlrLayerShellState::new_with_filter::<State, _>(&dh, privileged);
+        let viewporter_state = ViewporterState::new::<State>(&dh);
+        let fractional_scale_state = FractionalScaleManagerState::new::<State>(&dh);
+        let presentation_state = PresentationState::new::<State>(&dh, Monotonic::ID as u32);
+        let xdg_activation_state = XdgActivationState::new::<State>(&dh);
+        let cursor_shape_state = CursorShapeManagerState::new::<State>(&dh);
+        let idle_inhibit_state = IdleInhibitManagerState::new::<State>(&dh);
+        let virtual_keyboard_state = VirtualKeyboardManagerState::new::<State, _>(&dh, privileged);
+        let security_context_state = SecurityContextState::new::<State, _>(&dh, privileged);
+        let session_lock_state = SessionLockManagerState::new::<State, _>(&dh, privileged);
+
+        let mut seat: Seat<State> = seat_state.new_wl_seat(&dh, seat_name);
+        let kb = &config.keyboard;
+        let xkb = smithay::input::keyboard::XkbConfig {
+            rules: &kb.rules,
+            model: &kb.model,
+            layout: &kb.layout,
+            variant: &kb.variant,
+            options: (!kb.options.is_empty()).then(|| kb.options.clone()),
+        };
+        seat.add_keyboard(xkb, kb.repeat_delay, kb.repeat_rate)
+            .map_err(StartError::Keyboard)?;
+        seat.add_pointer();
+
+        // The display itself: dispatch client requests when their sockets are readable.
+        loop_handle
+            .insert_source(
+                Generic::new(display, Interest::READ, Mode::Level),
+                |_, display, state| {
+                    // SAFETY: the display is owned by this event source and never dropped while the
+                    // loop runs; `get_mut` only hands out a reference for this dispatch.
+                    let display = unsafe { display.get_mut() };
+                    if let Err(e) = display.dispatch_clients(state) {
+                        tracing::error!("dispatching Wayland clients failed: {e}");
+                    }
+                    Ok(PostAction::Continue)
+                },
+            )
+            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+
+        // The host socket: wayland-N in XDG_RUNTIME_DIR, as any compositor.
+        let host = ListeningSocketSource::new_auto().map_err(StartError::HostSocket)?;
+        let host_socket = host.socket_name().to_os_string();
+        loop_handle
+            .insert_source(host, |stream, _, state| {
+                state.desk.accept_client(stream, Domain::Host);
+            })
+            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+
+        // One socket per VM: the socket is what decides a client's domain.
+        let mut vms = Vec::new();
+        for vm in &config.vms {
+            let path = Config::vm_socket_path(&runtime_dir, &vm.name);
+            let socket = DomainSocket::bind(&path).map_err(|source| StartError::VmSocket {
+                vm: vm.name.clone(),
+                source,
+            })?;
+            let vm = Arc::new(VmDomain {
+                domain: Domain::Vm(vm.name.as_str().into()),
+                color: vm.color,
+                socket,
+            });
+            let fd = vm
+                .socket
+                .listener()
+                .try_clone()
+                .map_err(|e| StartError::EventLoop(e.to_string()))?;
+            let this = vm.clone();
+            loop_handle
+                .insert_source(
+                    Generic::new(fd, Interest::READ, Mode::Level),
+                    move |_, _, state| {
+                        for stream in this.socket.accept_all() {
+                            state.desk.accept_client(stream, this.domain.clone());
+                        }
+                        Ok(PostAction::Continue)
+                    },
+                )
+                .map_err(|e| StartError::EventLoop(e.to_string()))?;
+            tracing::info!("VM {} listens on {}", vm.domain.name(), path.display());
+            vms.push(vm);
+        }
+
+        Ok(Desktop {
+            config,
+            display_handle: dh,
+            loop_handle,
+            loop_signal,
+            start_time: Instant::now(),
+            runtime_dir,
+            host_socket,
+            vms,
+            space: Space::default(),
+            popups: PopupManager::default(),
+            minimized: Vec::new(),
+            pending_windows: Vec::new(),
+            focus_order: Vec::new(),
+            next_window_id: 1,
+            seat,
+            keyboard_focus: None,
+            pointer_location: (0.0, 0.0).into(),
+            pointer_seen: false,
+            cursor_status: CursorImageStatus::default_named(),
+            default_cursor: crate::render::default_cursor_buffer(),
+            dnd_domain: None,
+            clipboard_domain: None,
+            primary_domain: None,
+            lock: LockState::Unlocked,
+            dirty: true,
+            suppressed_keys: Vec::new(),
+            clock: Clock::new(),
+            frame_seq: 0,
+            compositor_state,
+            xdg_shell_state,
+            xdg_decoration_state,
+            shm_state,
+            output_manager_state,
+            seat_state,
+            data_device_state,
+            primary_selection_state,
+            layer_shell_state,
+            viewporter_state,
+            fractional_scale_state,
+            presentation_state,
+            xdg_activation_state,
+            cursor_shape_state,
+            idle_inhibit_state,
+            virtual_keyboard_state,
+            security_context_state,
+            session_lock_state,
+            idle_inhibitors: Vec::new(),
+        })
+    }
+
+    /// Registers a freshly accepted connection as a client of `domain`.
+    pub fn accept_client(&mut self, stream: std::os::unix::net::UnixStream, domain: Domain) {
+        self.insert_client(stream, ClientState::new(domain));
+    }
+
+    pub fn insert_client(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+        data: ClientState,
+    ) -> Option<ClientId> {
+        let name = data.domain.name().to_string();
+        match self.display_handle.insert_client(stream, Arc::new(data)) {
+            Ok(client) => {
+                tracing::debug!(domain = name, "new client");
+                Some(client.id())
+            }
+            Err(e) => {
+                tracing::warn!("could not add a {name} client: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn metrics(&self) -> FrameMetrics {
+        FrameMetrics {
+            border: self.config.appearance.border_width,
+            title: self.config.appearance.title_height,
+        }
+    }
+
+    /// The frame colour of a domain.
+    pub fn domain_color(&self, domain: &Domain) -> Color {
+        match domain {
+            Domain::Host => self.config.appearance.host_color,
+            Domain::Vm(name) => self
+                .vms
+                .iter()
+                .find(|v| v.domain.name() == &**name)
+                .map_or(self.config.appearance.host_color, |v| v.color),
+        }
+    }
+
+    /// The domain of the client owning `surface`.
+    pub fn surface_domain(&self, surface: &WlSurface) -> Domain {
+        self.display_handle
+            .get_client(surface.id())
+            .map_or(Domain::Host, |c| domain::client_domain(&c))
+    }
+
+    /// Output geometries in the global space.
+    pub fn output_rects(&self) -> Vec<Rectangle<i32, Logical>> {
+        self.space
+            .outputs()
+            .filter_map(|o| self.space.output_geometry(o))
+            .collect()
+    }
+
+    /// The output under the pointer, else the first one.
+    pub fn active_output(&self) -> Option<Output> {
+        self.space
+            .output_under(self.pointer_location)
+            .next()
+            .or_else(|| self.space.outputs().next())
+            .cloned()
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start_time.elapsed()
+    }
+
+    pub fn request_redraw(&mut self) {
+        self.dirty = true;
+    }
+}
