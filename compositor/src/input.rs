@@ -271,6 +271,34 @@ impl State {
             .unwrap_or(pos)
     }
 
+    /// One synthetic event (headless backend), through the same paths as real devices.
+    pub fn synthetic_input(&mut self, event: bulkhead_ipc::InputEvent) {
+        use bulkhead_ipc::InputEvent as E;
+        let time = self.desk.elapsed().as_millis() as u32;
+        match event {
+            E::PointerMotion { x, y } => {
+                let pos = self.clamp_to_outputs((x, y).into());
+                self.on_pointer_motion(pos, time);
+            }
+            E::PointerButton { button, pressed } => self.on_pointer_button(button, pressed, time),
+            E::PointerAxis { dx, dy } => {
+                let mut frame = AxisFrame::new(time).source(AxisSource::Wheel);
+                if dx != 0.0 {
+                    frame = frame.value(Axis::Horizontal, dx);
+                }
+                if dy != 0.0 {
+                    frame = frame.value(Axis::Vertical, dy);
+                }
+                if let Some(pointer) = self.desk.seat.get_pointer() {
+                    pointer.axis(self, frame);
+                    pointer.frame(self);
+                }
+            }
+            // evdev codes are offset by 8 in xkb.
+            E::Key { code, pressed } => self.on_key(Keycode::new(code.saturating_add(8)), pressed, time),
+        }
+    }
+
     /// A key press or release, exactly as from a real keyboard.
     pub fn on_key(&mut self, keycode: Keycode, pressed: bool, time: u32) {
         let Some(kb) = self.desk.keyboard() else {

@@ -258,6 +258,16 @@ impl State {
             Request::Action { name, arg } => Action::from_name(&name, arg.as_deref())
                 .and_then(|a| self.run_action(&a))
                 .map(|()| Reply::Done),
+            Request::Input { events } => {
+                if !self.backend.is_headless() {
+                    Err("synthetic input is only accepted with --backend headless".to_string())
+                } else {
+                    for e in events {
+                        self.synthetic_input(e);
+                    }
+                    Ok(Reply::Done)
+                }
+            }
         };
         Outcome::Reply(match reply {
             Ok(r) => Response::Ok(r),
@@ -310,17 +320,14 @@ impl State {
         let desk = &self.desk;
         let clients = |name: &str| {
             let handle = desk.display_handle.backend_handle();
-            let mut n = 0;
-            handle.with_all_clients(|id| {
-                let data = handle.get_client_data(id).ok();
-                if data
-                    .and_then(|d| d.downcast_arc::<crate::domain::ClientState>().ok())
-                    .is_some_and(|c| c.domain.name() == name)
-                {
-                    n += 1;
-                }
-            });
-            n
+            // Collect first: the backend is locked while iterating.
+            let mut ids = Vec::new();
+            handle.with_all_clients(|id| ids.push(id));
+            ids.into_iter()
+                .filter_map(|id| handle.get_client_data(id).ok())
+                .filter_map(|d| d.downcast_arc::<crate::domain::ClientState>().ok())
+                .filter(|c| c.domain.name() == name)
+                .count()
         };
         let windows = |name: &str| {
             desk.all_windows()

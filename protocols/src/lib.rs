@@ -14,7 +14,7 @@ pub const SOCKET_ENV: &str = "BULKHEAD_SOCKET";
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 
 /// A request to the compositor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "kebab-case")]
 pub enum Request {
     /// The compositor's version.
@@ -33,6 +33,28 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         arg: Option<String>,
     },
+    /// Feed synthetic input through the compositor's own input handling, exactly as a real
+    /// device would. Only accepted with `--backend headless` (tests, demos).
+    Input { events: Vec<InputEvent> },
+}
+
+/// A synthetic input event (headless backend only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum InputEvent {
+    /// Move the pointer to global logical coordinates.
+    PointerMotion { x: f64, y: f64 },
+    /// Press or release a pointer button (Linux evdev code: 272 left, 273 right, 274 middle).
+    PointerButton { button: u32, pressed: bool },
+    /// Scroll by `dy` (and `dx`) logical pixels.
+    PointerAxis {
+        #[serde(default)]
+        dx: f64,
+        #[serde(default)]
+        dy: f64,
+    },
+    /// Press or release a key (Linux evdev code, e.g. 30 for A, 15 for Tab).
+    Key { code: u32, pressed: bool },
 }
 
 /// The answer to one request.

@@ -1,0 +1,344 @@
+//! Test harness: the real `bulkhead` binary on the headless backend, each instance in its own
+//! private XDG_RUNTIME_DIR, with real clients started against its sockets. Everything
+//! started here is killed when its guard drops, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bulkhead_compositor::ipc;
+use bulkhead_ipc::{Reply, Request, Response, WindowInfo};
+
+/// Generous: the CI machine has 2 cores and may be busy.
+pub const TIMEOUT: Duration = Duration::from_secs(40);
+
+pub const TWO_VMS: &str = r##"
+[[vm]]
+name = "work"
+color = "#3060ff"
+[[vm]]
+name = "banking"
+color = "#2ecc71"
+
+[keyboard]
+repeat-rate = 0
+"##;
+
+pub const WORK: [u8; 3] = [0x30, 0x60, 0xff];
+pub const BANKING: [u8; 3] = [0x2e, 0xcc, 0x71];
+pub const HOST: [u8; 3] = [0x5a, 0x5a, 0x5a];
+
+/// A running headless compositor.
+pub struct Compositor {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub runtime: PathBuf,
+    pub ipc: PathBuf,
+    pub host_socket: PathBuf,
+    log: PathBuf,
+    /// Run clients as this user (uid, gid) when set.
+    user: Option<(u32, u32)>,
+}
+
+/// Kills and reaps a child process on drop.
+pub struct ChildGuard(pub Child, pub String);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Compositor {
+    pub fn start(config: &str) -> Compositor {
+        Self::start_with(config, None, &[])
+    }
+
+    /// Starts the compositor, optionally as another user (needs root), with extra args.
+    pub fn start_with(config: &str, user: Option<(u32, u32)>, extra: &[&str]) -> Compositor {
+        let dir = tempfile::Builder::new().prefix("bulkhead-test-").tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let runtime = dir.path().join("run");
+        std::fs::create_dir(&runtime).expect("runtime dir");
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let log = dir.path().join("bulkhead.log");
+        let mut exe = PathBuf::from(env!("CARGO_BIN_EXE_bulkhead"));
+        if let Some((uid, gid)) = user {
+            // The build tree may not be reachable for another user: run a copy.
+            let copy = dir.path().join("bulkhead");
+            std::fs::copy(&exe, &copy).expect("copy binary");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            exe = copy;
+            for p in [dir.path(), &runtime, &config_path] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+            }
+            let _ = gid;
+        }
+        let mut cmd = wrap_user(user, &exe);
+        cmd.arg("--backend")
+            .arg("headless")
+            .arg("--config")
+            .arg(&config_path)
+            .args(extra)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", dir.path())
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .env_remove("BULKHEAD_SOCKET")
+            .env("RUST_LOG", "warn,bulkhead_compositor=info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("bulkhead.out")).expect("out"))
+            .stderr(std::fs::File::create(&log).expect("log"));
+        let child = cmd.spawn().expect("start bulkhead");
+        let ipc = runtime.join("bulkhead/ipc.sock");
+        let mut c = Compositor { child, dir, host_socket: PathBuf::new(), runtime, ipc, log, user };
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Response::Ok(_)) = ipc::request(&c.ipc, &Request::Version) {
+                break;
+            }
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!("bulkhead exited during start ({status}):\n{}", c.log_text());
+            }
+            assert!(Instant::now() < deadline, "bulkhead did not open its IPC socket:\n{}", c.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = std::fs::read_to_string(c.dir.path().join("bulkhead.out")).unwrap_or_default();
+        let host = out
+            .lines()
+            .find_map(|l| l.strip_prefix("bulkhead: host socket "))
+            .expect("host socket line");
+        c.host_socket = PathBuf::from(host);
+        c
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn vm_socket(&self, vm: &str) -> PathBuf {
+        self.runtime.join("bulkhead/vms").join(vm).join("wayland-0")
+    }
+
+    /// The socket of `domain` ("host" or a VM name).
+    pub fn socket(&self, domain: &str) -> PathBuf {
+        if domain == "host" {
+            self.host_socket.clone()
+        } else {
+            self.vm_socket(domain)
+        }
+    }
+
+    pub fn try_request(&self, req: &Request) -> Result<Response, String> {
+        ipc::request(&self.ipc, req)
+    }
+
+    pub fn request(&self, req: &Request) -> Reply {
+        match self.try_request(req) {
+            Ok(Response::Ok(r)) => r,
+            other => panic!("request {req:?} failed: {other:?}\n{}", self.log_text()),
+        }
+    }
+
+    pub fn windows(&self) -> Vec<WindowInfo> {
+        match self.request(&Request::Windows) {
+            Reply::Windows(w) => w,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Polls the window list until `pred` holds.
+    pub fn wait_windows(&self, what: &str, pred: impl Fn(&[WindowInfo]) -> bool) -> Vec<WindowInfo> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let w = self.windows();
+            if pred(&w) {
+                return w;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; windows: {w:#?}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a window of `domain` whose app id or title contains `needle`.
+    pub fn wait_window(&self, domain: &str, needle: &str) -> WindowInfo {
+        let w = self.wait_windows(&format!("a {domain} window {needle:?}"), |ws| {
+            ws.iter().any(|w| w.domain == domain && (w.app_id.contains(needle) || w.title.contains(needle)))
+        });
+        w.into_iter()
+            .find(|w| w.domain == domain && (w.app_id.contains(needle) || w.title.contains(needle)))
+            .expect("window")
+    }
+
+    pub fn action(&self, name: &str, arg: Option<&str>) {
+        self.request(&Request::Action { name: name.into(), arg: arg.map(Into::into) });
+    }
+
+    pub fn input(&self, events: Vec<bulkhead_ipc::InputEvent>) {
+        self.request(&Request::Input { events });
+    }
+
+    /// Takes a screenshot, keeps a copy under the target dir for people to look at, decodes it.
+    pub fn screenshot(&self, name: &str) -> Image {
+        let path = self.dir.path().join(format!("{name}.png"));
+        if let Some((uid, gid)) = self.user {
+            let _ = (uid, gid);
+        }
+        self.request(&Request::Screenshot { path: path.clone() });
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&path, keep.join(format!("{name}.png")));
+        Image::load(&path)
+    }
+
+    /// Starts a client program on the socket of `domain`.
+    pub fn spawn(&self, domain: &str, program: &str, args: &[&str]) -> ChildGuard {
+        let mut cmd = wrap_user(self.user, Path::new(program));
+        cmd.args(args)
+            .env("WAYLAND_DISPLAY", self.socket(domain))
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("HOME", self.dir.path())
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join(format!("{}.log", program.replace('/', "_")))).expect("log"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        ChildGuard(child, program.to_string())
+    }
+
+    /// Runs a client to completion (20 s at most) and returns its success and stdout.
+    pub fn run(&self, domain: &str, program: &str, args: &[&str]) -> (bool, String) {
+        self.run_for(20, domain, program, args)
+    }
+
+    /// Runs a client for at most `secs` seconds.
+    pub fn run_for(&self, secs: u32, domain: &str, program: &str, args: &[&str]) -> (bool, String) {
+        let out_path = self.dir.path().join("run.out");
+        let mut cmd = wrap_user(self.user, Path::new("timeout"));
+        cmd.arg(secs.to_string())
+            .arg(program)
+            .args(args)
+            .env("WAYLAND_DISPLAY", self.socket(domain))
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("out"))
+            .stderr(Stdio::null());
+        let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        (status.success(), std::fs::read_to_string(&out_path).unwrap_or_default())
+    }
+
+    /// Whether the compositor process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+fn wrap_user(user: Option<(u32, u32)>, program: &Path) -> Command {
+    match user {
+        Some((uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+impl Drop for Compositor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- bulkhead log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// A decoded RGBA screenshot.
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+impl Image {
+    pub fn load(path: &Path) -> Image {
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let decoder = png::Decoder::new(std::io::BufReader::new(file));
+        let mut reader = decoder.read_info().expect("png header");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("png frame");
+        assert_eq!(info.color_type, png::ColorType::Rgba);
+        buf.truncate(info.buffer_size());
+        Image { width: info.width, height: info.height, rgba: buf }
+    }
+
+    pub fn pixel(&self, x: i32, y: i32) -> [u8; 3] {
+        assert!(x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height, "pixel {x},{y} off image");
+        let i = ((y as u32 * self.width + x as u32) * 4) as usize;
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
+    }
+
+    /// Every pixel for which `pred` holds, as coordinates.
+    pub fn find(&self, pred: impl Fn([u8; 3]) -> bool) -> Vec<(i32, i32)> {
+        let mut out = Vec::new();
+        for y in 0..self.height as i32 {
+            for x in 0..self.width as i32 {
+                if pred(self.pixel(x, y)) {
+                    out.push((x, y));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Checks the frame of `w` in `img`: borders and title bar background in `color`, and the
+/// title bar showing exactly `label` as the compositor's rasteriser draws it.
+pub fn assert_framed(img: &Image, w: &WindowInfo, color: [u8; 3], label: &str, focused: bool) {
+    let f = w.frame;
+    let g = w.geometry;
+    let mid_y = g.y + g.height / 2;
+    assert_eq!(img.pixel(f.x + 1, mid_y), color, "left border of {label}");
+    assert_eq!(img.pixel(f.x + f.width - 2, mid_y), color, "right border of {label}");
+    assert_eq!(img.pixel(g.x + g.width / 2, f.y + f.height - 2), color, "bottom border of {label}");
+    assert_eq!(img.pixel(f.x + f.width - 3, f.y + 2), color, "title bar corner of {label}");
+    // The bar shows the label: compare with the same text rendered by the same code.
+    let bar_h = g.y - f.y;
+    let c = bulkhead_config::Color::rgb(color[0], color[1], color[2]);
+    let want = bulkhead_compositor::text::render_line(label, f.width, bar_h, 8, c.text_color(), c, !focused);
+    let mut diff = 0;
+    for y in 0..bar_h {
+        for x in 0..f.width {
+            let i = ((y * f.width + x) * 4) as usize;
+            let expect = [want.pixels[i + 2], want.pixels[i + 1], want.pixels[i]];
+            if img.pixel(f.x + x, f.y + y) != expect {
+                diff += 1;
+            }
+        }
+    }
+    assert_eq!(diff, 0, "title bar of {label:?} differs from the expected label in {diff} pixels");
+}
+
+/// Whether the process runs as root (then a test can switch to an unprivileged user).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
