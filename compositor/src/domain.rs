@@ -285,7 +285,7 @@ mod tests {
         // A second compositor must not take over the live socket.
         match DomainSocket::bind(&path) {
             Err(SocketError::InUse { .. }) => {}
-            other => panic!("expected InUse, got {:?}", other.map(|s| s.path)),
+            other => panic!("expected InUse, got {:?}", other.map(|s| s.path.clone())),
         }
         drop(s);
         assert!(!path.exists());
