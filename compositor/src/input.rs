@@ -99,7 +99,8 @@ impl State {
             let geo = window.geometry();
             // Popups first: they are drawn above their window.
             for (popup, offset) in PopupManager::popups_for_surface(&toplevel_surface) {
-                let rect = Rectangle::new(loc + offset, popup.geometry().size);
+                let rect =
+                    Rectangle::new(loc + offset, crate::shell::popup_configured_size(&popup));
                 if rect.to_f64().contains(pos) {
                     let origin = rect.loc - popup.geometry().loc;
                     if let Some((s, p)) = smithay::desktop::utils::under_from_surface_tree(
@@ -295,7 +296,9 @@ impl State {
                 }
             }
             // evdev codes are offset by 8 in xkb.
-            E::Key { code, pressed } => self.on_key(Keycode::new(code.saturating_add(8)), pressed, time),
+            E::Key { code, pressed } => {
+                self.on_key(Keycode::new(code.saturating_add(8)), pressed, time)
+            }
         }
     }
 
@@ -360,6 +363,13 @@ impl State {
             return;
         };
         let focus = self.pointer_focus(pos);
+        // A client's cursor image ends where its surfaces end: back to ours until the next
+        // client sets one.
+        let new_client = focus.as_ref().and_then(|(s, _)| s.client()).map(|c| c.id());
+        if new_client != self.desk.pointer_client {
+            self.desk.pointer_client = new_client;
+            self.desk.cursor_status = smithay::input::pointer::CursorImageStatus::default_named();
+        }
         let serial = SERIAL_COUNTER.next_serial();
         pointer.motion(
             self,

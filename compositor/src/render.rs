@@ -249,9 +249,19 @@ fn window_elements<R>(
     // Popups: above their window, each cropped to its own geometry and the output, framed
     // in the domain colour.
     for (popup, offset) in PopupManager::popups_for_surface(&surface) {
-        let popup_geo = Rectangle::new(loc + offset, popup.geometry().size);
+        let popup_geo = Rectangle::new(loc + offset, crate::shell::popup_configured_size(&popup));
         let surface_origin = popup_geo.loc - popup.geometry().loc;
-        let Some(clip) = popup_geo.intersection(ctx.output_geo) else {
+        // Inside the output with room for the frame, so a popup can never cover the whole
+        // screen without a visible border in its domain's colour.
+        let inner = Rectangle::new(
+            ctx.output_geo.loc + Point::from((POPUP_BORDER, POPUP_BORDER)),
+            (
+                ctx.output_geo.size.w - 2 * POPUP_BORDER,
+                ctx.output_geo.size.h - 2 * POPUP_BORDER,
+            )
+                .into(),
+        );
+        let Some(clip) = popup_geo.intersection(inner) else {
             continue;
         };
         let frame = with_states(popup.wl_surface(), |s| {

@@ -477,6 +477,24 @@ impl State {
     }
 }
 
+/// The size the compositor configured for a popup: all of it that is ever shown, whatever
+/// buffer the client attaches.
+pub fn popup_configured_size(
+    popup: &smithay::desktop::PopupKind,
+) -> smithay::utils::Size<i32, Logical> {
+    with_states(popup.wl_surface(), |states| {
+        states
+            .data_map
+            .get::<smithay::wayland::shell::xdg::XdgPopupSurfaceData>()
+            .map(|d| {
+                d.lock()
+                    .map(|d| d.current.geometry.size)
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    })
+}
+
 /// The root of a surface tree (the toplevel of a subsurface).
 pub fn root_surface(surface: &WlSurface) -> WlSurface {
     let mut root = surface.clone();

@@ -83,6 +83,8 @@ pub struct Desktop {
     /// False until the pointer first moves: the headless backend then draws no cursor.
     pub pointer_seen: bool,
     pub cursor_status: CursorImageStatus,
+    /// The client under the pointer (its cursor image is reset when this changes).
+    pub pointer_client: Option<ClientId>,
     /// The compositor's own arrow, for named cursors.
     pub default_cursor: smithay::backend::renderer::element::memory::MemoryRenderBuffer,
     /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
@@ -269,6 +271,7 @@ impl Desktop {
             pointer_location: (0.0, 0.0).into(),
             pointer_seen: false,
             cursor_status: CursorImageStatus::default_named(),
+            pointer_client: None,
             default_cursor: crate::render::default_cursor_buffer(),
             dnd_domain: None,
             clipboard_domain: None,

@@ -17,7 +17,10 @@ fn foot_in_work_vm_is_framed_in_work_colour() {
     assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
     // The client's own pixels are inside the frame.
     let g = w.geometry;
-    assert_eq!(img.pixel(g.x + g.width / 2, g.y + g.height / 2), [0x10, 0x10, 0x10]);
+    assert_eq!(
+        img.pixel(g.x + g.width / 2, g.y + g.height / 2),
+        [0x10, 0x10, 0x10]
+    );
 }
 
 #[test]
@@ -36,7 +39,9 @@ fn two_domains_side_by_side_and_focus_follows_actions() {
     let a = c.wait_window("work", "foot");
     let _b = c.spawn("banking", "foot", &[]);
     let b = c.wait_window("banking", "foot");
-    let ws = c.wait_windows("banking focused", |ws| ws.iter().any(|w| w.id == b.id && w.focused));
+    let ws = c.wait_windows("banking focused", |ws| {
+        ws.iter().any(|w| w.id == b.id && w.focused)
+    });
     assert!(!ws.iter().find(|w| w.id == a.id).unwrap().focused);
     assert_ne!(a.geometry, b.geometry, "new windows cascade");
     let img = c.screenshot("two-domains");
@@ -44,22 +49,30 @@ fn two_domains_side_by_side_and_focus_follows_actions() {
     assert_framed(&img, b, BANKING, &format!("[banking] {}", b.title), true);
 
     c.action("focus-window", Some(&a.id.to_string()));
-    let ws = c.wait_windows("work focused", |ws| ws.iter().any(|w| w.id == a.id && w.focused));
+    let ws = c.wait_windows("work focused", |ws| {
+        ws.iter().any(|w| w.id == a.id && w.focused)
+    });
     let a = ws.iter().find(|w| w.id == a.id).unwrap();
     let img = c.screenshot("two-domains-refocus");
     assert_framed(&img, a, WORK, &format!("[work] {}", a.title), true);
 
     c.action("focus-next", None);
-    c.wait_windows("banking focused again", |ws| ws.iter().any(|w| w.domain == "banking" && w.focused));
+    c.wait_windows("banking focused again", |ws| {
+        ws.iter().any(|w| w.domain == "banking" && w.focused)
+    });
     c.action("maximize", None);
     // The frame fills the output once the client has drawn at the new size.
     c.wait_windows("banking maximized to the output", |ws| {
         ws.iter().any(|w| {
-            w.domain == "banking" && w.maximized && (w.frame.x, w.frame.y, w.frame.width, w.frame.height) == (0, 0, 1280, 800)
+            w.domain == "banking"
+                && w.maximized
+                && (w.frame.x, w.frame.y, w.frame.width, w.frame.height) == (0, 0, 1280, 800)
         })
     });
     c.action("close", None);
-    c.wait_windows("banking closed", |ws| ws.iter().all(|w| w.domain != "banking"));
+    c.wait_windows("banking closed", |ws| {
+        ws.iter().all(|w| w.domain != "banking")
+    });
 }
 
 #[test]
@@ -82,14 +95,25 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "zwp_pointer_constraints_v1",
     ];
     let (ok, vm) = c.run("work", "wayland-info", &[]);
-    assert!(ok && vm.contains("wl_compositor"), "wayland-info on the VM socket failed: {vm}");
+    assert!(
+        ok && vm.contains("wl_compositor"),
+        "wayland-info on the VM socket failed: {vm}"
+    );
     for g in PRIVILEGED {
         assert!(!vm.contains(&format!("'{g}'")), "VM client was offered {g}");
     }
     let (ok, host) = c.run("host", "wayland-info", &[]);
     assert!(ok, "wayland-info on the host socket failed");
-    for g in ["zwlr_layer_shell_v1", "zwp_virtual_keyboard_manager_v1", "ext_session_lock_manager_v1", "wp_security_context_manager_v1"] {
-        assert!(host.contains(&format!("'{g}'")), "host client was not offered {g}");
+    for g in [
+        "zwlr_layer_shell_v1",
+        "zwp_virtual_keyboard_manager_v1",
+        "ext_session_lock_manager_v1",
+        "wp_security_context_manager_v1",
+    ] {
+        assert!(
+            host.contains(&format!("'{g}'")),
+            "host client was not offered {g}"
+        );
     }
 }
 
@@ -107,7 +131,10 @@ fn clipboard_stays_in_its_domain() {
         if out == "secret-from-work" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "paste inside work never got the text");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "paste inside work never got the text"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     // Other domains are never offered it: wl-paste gets nothing (it waits for an offer that
@@ -123,7 +150,9 @@ fn domains_report_their_sockets_and_clients() {
     let c = Compositor::start(TWO_VMS);
     let _foot = c.spawn("work", "foot", &[]);
     c.wait_window("work", "foot");
-    let Reply::Domains(d) = c.request(&bulkhead_ipc::Request::Domains) else { panic!() };
+    let Reply::Domains(d) = c.request(&bulkhead_ipc::Request::Domains) else {
+        panic!()
+    };
     let names: Vec<_> = d.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["host", "work", "banking"]);
     let work = &d[1];

@@ -137,7 +137,6 @@ where
     }
     let mut canvas = vec![0u8; cw * ch * 4];
     for part in parts {
-        let elements = output_elements(desk, renderer, &part.output, desk.pointer_seen);
         let buffer_size = (part.size.w, part.size.h).into();
         let mut buffer = renderer
             .create_buffer(Fourcc::Abgr8888, buffer_size)
@@ -145,16 +144,22 @@ where
         let mut fb = renderer
             .bind(&mut buffer)
             .map_err(|e| format!("cannot bind the capture buffer: {e:?}"))?;
-        let mut tracker = OutputDamageTracker::new(part.size, part.scale, Transform::Normal);
-        tracker
-            .render_output(
-                renderer,
-                &mut fb,
-                0,
-                &elements,
-                desk.config.appearance.background.to_f32(),
-            )
-            .map_err(|e| format!("rendering the capture failed: {e:?}"))?;
+        let clear = desk.config.appearance.background.to_f32();
+        let mut rendered = Err(String::new());
+        // A client whose buffer faults while drawn is disconnected by that access; the second
+        // attempt composes without it.
+        for _ in 0..2 {
+            let elements = output_elements(desk, renderer, &part.output, desk.pointer_seen);
+            let mut tracker = OutputDamageTracker::new(part.size, part.scale, Transform::Normal);
+            rendered = tracker
+                .render_output(renderer, &mut fb, 0, &elements, clear)
+                .map(|_| ())
+                .map_err(|e| format!("rendering the capture failed: {e:?}"));
+            if rendered.is_ok() {
+                break;
+            }
+        }
+        rendered?;
         let mapping = renderer
             .copy_framebuffer(&fb, Rectangle::from_size(buffer_size), Fourcc::Abgr8888)
             .map_err(|e| format!("cannot read back the capture: {e:?}"))?;

@@ -65,6 +65,7 @@ impl CompositorHandler for State {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        probe_shm_buffer(surface);
         self.desk.request_redraw();
         if is_sync_subsurface(surface) {
             return;
@@ -149,6 +150,34 @@ impl State {
             self.desk.refresh_maximized(&output);
             return;
         }
+    }
+}
+
+/// Touches the last byte of a newly attached shm buffer, so that a pool whose file is shorter
+/// than it claims (reading it would fault) disconnects its client now, through smithay's SIGBUS
+/// guard, instead of failing a frame that other clients share.
+fn probe_shm_buffer(surface: &WlSurface) {
+    let buffer = smithay::backend::renderer::utils::with_renderer_surface_state(surface, |s| {
+        s.buffer().map(|b| (**b).clone())
+    })
+    .flatten();
+    let Some(buffer) = buffer else { return };
+    let result = smithay::wayland::shm::with_buffer_contents(&buffer, |ptr, len, data| {
+        let end = data.offset as usize + data.stride as usize * data.height as usize;
+        if end == 0 || end > len {
+            return false;
+        }
+        // SAFETY: `end - 1 < len`, so the byte lies inside the pool's mapping, which is valid
+        // for the duration of this callback; a read past the file's end raises SIGBUS, which
+        // smithay's guard turns into an error for this client.
+        unsafe { std::ptr::read_volatile(ptr.add(end - 1)) };
+        true
+    });
+    if let Ok(false) = result {
+        buffer.post_error(
+            smithay::reexports::wayland_server::protocol::wl_shm::Error::InvalidStride,
+            "buffer exceeds its pool",
+        );
     }
 }
 

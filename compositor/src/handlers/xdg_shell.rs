@@ -195,7 +195,11 @@ impl State {
         let mut target = out_geo;
         target.loc -= win_loc;
         target.loc -= get_popup_toplevel_coords(&kind);
-        positioner.get_unconstrained_geometry(target)
+        let mut geo = positioner.get_unconstrained_geometry(target);
+        // As Qubes does with override-redirect windows: no popup may cover the whole screen.
+        geo.size.w = geo.size.w.min(out_geo.size.w * 9 / 10).max(1);
+        geo.size.h = geo.size.h.min(out_geo.size.h * 9 / 10).max(1);
+        geo
     }
 }
 

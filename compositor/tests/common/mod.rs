@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,8 +69,12 @@ impl Compositor {
 
     /// Starts the compositor, optionally as another user (needs root), with extra args.
     pub fn start_with(config: &str, user: Option<(u32, u32)>, extra: &[&str]) -> Compositor {
-        let dir = tempfile::Builder::new().prefix("bulkhead-test-").tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = tempfile::Builder::new()
+            .prefix("bulkhead-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let runtime = dir.path().join("run");
         std::fs::create_dir(&runtime).expect("runtime dir");
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -104,7 +110,15 @@ impl Compositor {
             .stderr(std::fs::File::create(&log).expect("log"));
         let child = cmd.spawn().expect("start bulkhead");
         let ipc = runtime.join("bulkhead/ipc.sock");
-        let mut c = Compositor { child, dir, host_socket: PathBuf::new(), runtime, ipc, log, user };
+        let mut c = Compositor {
+            child,
+            dir,
+            host_socket: PathBuf::new(),
+            runtime,
+            ipc,
+            log,
+            user,
+        };
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Ok(Response::Ok(_)) = ipc::request(&c.ipc, &Request::Version) {
@@ -113,7 +127,11 @@ impl Compositor {
             if let Ok(Some(status)) = c.child.try_wait() {
                 panic!("bulkhead exited during start ({status}):\n{}", c.log_text());
             }
-            assert!(Instant::now() < deadline, "bulkhead did not open its IPC socket:\n{}", c.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "bulkhead did not open its IPC socket:\n{}",
+                c.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let out = std::fs::read_to_string(c.dir.path().join("bulkhead.out")).unwrap_or_default();
@@ -161,14 +179,22 @@ impl Compositor {
     }
 
     /// Polls the window list until `pred` holds.
-    pub fn wait_windows(&self, what: &str, pred: impl Fn(&[WindowInfo]) -> bool) -> Vec<WindowInfo> {
+    pub fn wait_windows(
+        &self,
+        what: &str,
+        pred: impl Fn(&[WindowInfo]) -> bool,
+    ) -> Vec<WindowInfo> {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let w = self.windows();
             if pred(&w) {
                 return w;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; windows: {w:#?}\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; windows: {w:#?}\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -176,7 +202,9 @@ impl Compositor {
     /// Waits for a window of `domain` whose app id or title contains `needle`.
     pub fn wait_window(&self, domain: &str, needle: &str) -> WindowInfo {
         let w = self.wait_windows(&format!("a {domain} window {needle:?}"), |ws| {
-            ws.iter().any(|w| w.domain == domain && (w.app_id.contains(needle) || w.title.contains(needle)))
+            ws.iter().any(|w| {
+                w.domain == domain && (w.app_id.contains(needle) || w.title.contains(needle))
+            })
         });
         w.into_iter()
             .find(|w| w.domain == domain && (w.app_id.contains(needle) || w.title.contains(needle)))
@@ -184,7 +212,10 @@ impl Compositor {
     }
 
     pub fn action(&self, name: &str, arg: Option<&str>) {
-        self.request(&Request::Action { name: name.into(), arg: arg.map(Into::into) });
+        self.request(&Request::Action {
+            name: name.into(),
+            arg: arg.map(Into::into),
+        });
     }
 
     pub fn input(&self, events: Vec<bulkhead_ipc::InputEvent>) {
@@ -214,8 +245,17 @@ impl Compositor {
             .env_remove("DISPLAY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join(format!("{}.log", program.replace('/', "_")))).expect("log"));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+            .stderr(
+                std::fs::File::create(
+                    self.dir
+                        .path()
+                        .join(format!("{}.log", program.replace('/', "_"))),
+                )
+                .expect("log"),
+            );
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         ChildGuard(child, program.to_string())
     }
 
@@ -237,8 +277,18 @@ impl Compositor {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_path).expect("out"))
             .stderr(Stdio::null());
-        let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        (status.success(), std::fs::read_to_string(&out_path).unwrap_or_default())
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        (
+            status.success(),
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+        )
+    }
+
+    /// Whether the compositor answers on its IPC socket.
+    pub fn answers(&self) -> bool {
+        matches!(self.try_request(&Request::Version), Ok(Response::Ok(_)))
     }
 
     /// Whether the compositor process still runs.
@@ -281,18 +331,26 @@ pub struct Image {
 
 impl Image {
     pub fn load(path: &Path) -> Image {
-        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let file =
+            std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         let decoder = png::Decoder::new(std::io::BufReader::new(file));
         let mut reader = decoder.read_info().expect("png header");
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).expect("png frame");
         assert_eq!(info.color_type, png::ColorType::Rgba);
         buf.truncate(info.buffer_size());
-        Image { width: info.width, height: info.height, rgba: buf }
+        Image {
+            width: info.width,
+            height: info.height,
+            rgba: buf,
+        }
     }
 
     pub fn pixel(&self, x: i32, y: i32) -> [u8; 3] {
-        assert!(x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height, "pixel {x},{y} off image");
+        assert!(
+            x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height,
+            "pixel {x},{y} off image"
+        );
         let i = ((y as u32 * self.width + x as u32) * 4) as usize;
         [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
     }
@@ -318,13 +376,33 @@ pub fn assert_framed(img: &Image, w: &WindowInfo, color: [u8; 3], label: &str, f
     let g = w.geometry;
     let mid_y = g.y + g.height / 2;
     assert_eq!(img.pixel(f.x + 1, mid_y), color, "left border of {label}");
-    assert_eq!(img.pixel(f.x + f.width - 2, mid_y), color, "right border of {label}");
-    assert_eq!(img.pixel(g.x + g.width / 2, f.y + f.height - 2), color, "bottom border of {label}");
-    assert_eq!(img.pixel(f.x + f.width - 3, f.y + 2), color, "title bar corner of {label}");
+    assert_eq!(
+        img.pixel(f.x + f.width - 2, mid_y),
+        color,
+        "right border of {label}"
+    );
+    assert_eq!(
+        img.pixel(g.x + g.width / 2, f.y + f.height - 2),
+        color,
+        "bottom border of {label}"
+    );
+    assert_eq!(
+        img.pixel(f.x + f.width - 3, f.y + 2),
+        color,
+        "title bar corner of {label}"
+    );
     // The bar shows the label: compare with the same text rendered by the same code.
     let bar_h = g.y - f.y;
     let c = bulkhead_config::Color::rgb(color[0], color[1], color[2]);
-    let want = bulkhead_compositor::text::render_line(label, f.width, bar_h, 8, c.text_color(), c, !focused);
+    let want = bulkhead_compositor::text::render_line(
+        label,
+        f.width,
+        bar_h,
+        8,
+        c.text_color(),
+        c,
+        !focused,
+    );
     let mut diff = 0;
     for y in 0..bar_h {
         for x in 0..f.width {
@@ -335,7 +413,10 @@ pub fn assert_framed(img: &Image, w: &WindowInfo, color: [u8; 3], label: &str, f
             }
         }
     }
-    assert_eq!(diff, 0, "title bar of {label:?} differs from the expected label in {diff} pixels");
+    assert_eq!(
+        diff, 0,
+        "title bar of {label:?} differs from the expected label in {diff} pixels"
+    );
 }
 
 /// Whether the process runs as root (then a test can switch to an unprivileged user).

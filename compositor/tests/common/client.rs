@@ -1,0 +1,299 @@
+//! A scriptable Wayland client (wayland-client, in the test process) for hostile-input tests:
+//! it connects to a domain socket like any app and does what a malicious VM app would.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use wayland_client::globals::{registry_queue_init, GlobalListContents};
+use wayland_client::protocol::{
+    wl_buffer, wl_callback, wl_compositor, wl_data_device, wl_data_device_manager, wl_data_source,
+    wl_output, wl_pointer, wl_registry, wl_seat, wl_shm, wl_shm_pool, wl_subcompositor,
+    wl_subsurface, wl_surface,
+};
+use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, QueueHandle, WEnum};
+use wayland_protocols::xdg::shell::client::{
+    xdg_popup, xdg_positioner, xdg_surface, xdg_toplevel, xdg_wm_base,
+};
+
+pub const MAGENTA: [u8; 3] = [0xff, 0x00, 0xff];
+pub const WHITE: [u8; 3] = [0xff, 0xff, 0xff];
+
+/// What the compositor told us.
+#[derive(Default)]
+pub struct Events {
+    /// Latest toplevel configure size (0 = client decides) and states.
+    pub configured: Option<(i32, i32)>,
+    pub states: Vec<u32>,
+    pub configure_serial: Option<u32>,
+    pub popup_configured: Option<(i32, i32, i32, i32)>,
+    pub pointer_enter: Option<u32>,
+    pub button_serial: Option<u32>,
+    pub closed: bool,
+}
+
+pub struct Client {
+    pub conn: Connection,
+    pub queue: EventQueue<Events>,
+    pub qh: QueueHandle<Events>,
+    pub events: Events,
+    pub compositor: wl_compositor::WlCompositor,
+    pub subcompositor: wl_subcompositor::WlSubcompositor,
+    pub shm: wl_shm::WlShm,
+    pub wm_base: xdg_wm_base::XdgWmBase,
+    pub seat: wl_seat::WlSeat,
+    pub ddm: wl_data_device_manager::WlDataDeviceManager,
+}
+
+/// A surface with an xdg toplevel.
+pub struct Toplevel {
+    pub surface: wl_surface::WlSurface,
+    pub xdg: xdg_surface::XdgSurface,
+    pub toplevel: xdg_toplevel::XdgToplevel,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        let conn = Connection::from_socket(stream).expect("wayland connection");
+        let (globals, queue) = registry_queue_init::<Events>(&conn).expect("registry");
+        let qh = queue.handle();
+        let compositor = globals.bind(&qh, 4..=6, ()).expect("wl_compositor");
+        let subcompositor = globals.bind(&qh, 1..=1, ()).expect("wl_subcompositor");
+        let shm = globals.bind(&qh, 1..=1, ()).expect("wl_shm");
+        let wm_base = globals.bind(&qh, 1..=6, ()).expect("xdg_wm_base");
+        let seat = globals.bind(&qh, 1..=7, ()).expect("wl_seat");
+        let ddm = globals
+            .bind(&qh, 3..=3, ())
+            .expect("wl_data_device_manager");
+        let mut c = Client {
+            conn,
+            queue,
+            qh,
+            events: Events::default(),
+            compositor,
+            subcompositor,
+            shm,
+            wm_base,
+            seat,
+            ddm,
+        };
+        c.roundtrip();
+        c
+    }
+
+    pub fn roundtrip(&mut self) {
+        self.queue.roundtrip(&mut self.events).expect("roundtrip");
+    }
+
+    /// A roundtrip that may fail (the compositor disconnected us).
+    pub fn try_roundtrip(&mut self) -> Result<(), String> {
+        self.queue
+            .roundtrip(&mut self.events)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A buffer of `w`×`h` filled with one opaque colour.
+    pub fn buffer(&self, w: i32, h: i32, rgb: [u8; 3]) -> wl_buffer::WlBuffer {
+        let mut file = tempfile::tempfile().expect("shm file");
+        let px = [rgb[2], rgb[1], rgb[0], 0xff];
+        let row: Vec<u8> = px.iter().copied().cycle().take(w as usize * 4).collect();
+        for _ in 0..h {
+            file.write_all(&row).expect("write shm");
+        }
+        let pool = self.shm.create_pool(file.as_fd(), w * h * 4, &self.qh, ());
+        let buf = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Argb8888, &self.qh, ());
+        pool.destroy();
+        buf
+    }
+
+    pub fn surface(&self) -> wl_surface::WlSurface {
+        self.compositor.create_surface(&self.qh, ())
+    }
+
+    /// Creates a toplevel and does the initial commit; call [`Client::map`] to show it.
+    pub fn toplevel(&mut self, title: &str) -> Toplevel {
+        let surface = self.surface();
+        let xdg = self.wm_base.get_xdg_surface(&surface, &self.qh, ());
+        let toplevel = xdg.get_toplevel(&self.qh, ());
+        toplevel.set_title(title.into());
+        toplevel.set_app_id("hostile".into());
+        surface.commit();
+        self.roundtrip();
+        Toplevel {
+            surface,
+            xdg,
+            toplevel,
+        }
+    }
+
+    /// Acks the last configure and attaches a buffer of `w`×`h` in `rgb`.
+    pub fn map(&mut self, t: &Toplevel, w: i32, h: i32, rgb: [u8; 3]) {
+        if let Some(serial) = self.events.configure_serial.take() {
+            t.xdg.ack_configure(serial);
+        }
+        let buf = self.buffer(w, h, rgb);
+        t.surface.attach(Some(&buf), 0, 0);
+        t.surface.damage_buffer(0, 0, w, h);
+        t.surface.commit();
+        self.roundtrip();
+    }
+}
+
+impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Events {
+    fn event(
+        _: &mut Self,
+        _: &wl_registry::WlRegistry,
+        _: wl_registry::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<xdg_wm_base::XdgWmBase, ()> for Events {
+    fn event(
+        _: &mut Self,
+        wm: &xdg_wm_base::XdgWmBase,
+        event: xdg_wm_base::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_wm_base::Event::Ping { serial } = event {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<xdg_surface::XdgSurface, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &xdg_surface::XdgSurface,
+        event: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = event {
+            state.configure_serial = Some(serial);
+        }
+    }
+}
+
+impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &xdg_toplevel::XdgToplevel,
+        event: xdg_toplevel::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            xdg_toplevel::Event::Configure {
+                width,
+                height,
+                states,
+            } => {
+                state.configured = Some((width, height));
+                state.states = states
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+            }
+            xdg_toplevel::Event::Close => state.closed = true,
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<xdg_popup::XdgPopup, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &xdg_popup::XdgPopup,
+        event: xdg_popup::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_popup::Event::Configure {
+            x,
+            y,
+            width,
+            height,
+        } = event
+        {
+            state.popup_configured = Some((x, y, width, height));
+        }
+    }
+}
+
+impl Dispatch<wl_pointer::WlPointer, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wl_pointer::WlPointer,
+        event: wl_pointer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            wl_pointer::Event::Enter { serial, .. } => state.pointer_enter = Some(serial),
+            wl_pointer::Event::Button {
+                serial,
+                state: WEnum::Value(wl_pointer::ButtonState::Pressed),
+                ..
+            } => state.button_serial = Some(serial),
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<wl_seat::WlSeat, ()> for Events {
+    fn event(
+        _: &mut Self,
+        _: &wl_seat::WlSeat,
+        _: wl_seat::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<wl_data_device::WlDataDevice, ()> for Events {
+    fn event(
+        _: &mut Self,
+        _: &wl_data_device::WlDataDevice,
+        _: wl_data_device::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+
+    wayland_client::event_created_child!(Events, wl_data_device::WlDataDevice, [
+        wl_data_device::EVT_DATA_OFFER_OPCODE => (wayland_client::protocol::wl_data_offer::WlDataOffer, ()),
+    ]);
+}
+
+delegate_noop!(Events: ignore wl_compositor::WlCompositor);
+delegate_noop!(Events: ignore wl_subcompositor::WlSubcompositor);
+delegate_noop!(Events: ignore wl_subsurface::WlSubsurface);
+delegate_noop!(Events: ignore wl_surface::WlSurface);
+delegate_noop!(Events: ignore wl_shm::WlShm);
+delegate_noop!(Events: ignore wl_shm_pool::WlShmPool);
+delegate_noop!(Events: ignore wl_buffer::WlBuffer);
+delegate_noop!(Events: ignore wl_callback::WlCallback);
+delegate_noop!(Events: ignore wl_output::WlOutput);
+delegate_noop!(Events: ignore xdg_positioner::XdgPositioner);
+delegate_noop!(Events: ignore wl_data_device_manager::WlDataDeviceManager);
+delegate_noop!(Events: ignore wl_data_source::WlDataSource);
+delegate_noop!(Events: ignore wayland_client::protocol::wl_data_offer::WlDataOffer);
