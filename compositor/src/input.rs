@@ -205,8 +205,7 @@ impl State {
                 self.on_key(event.key_code(), pressed, event.time_msec());
             }
             InputEvent::PointerMotion { event } => {
-                let pos = self.desk.pointer_location + event.delta();
-                self.on_pointer_motion(self.clamp_to_outputs(pos), event.time_msec());
+                self.on_pointer_motion_relative(event.delta(), event.delta_unaccel(), event.time());
             }
             InputEvent::PointerMotionAbsolute { event } => {
                 let Some(out) = self.desk.space.outputs().next().cloned() else {
@@ -382,6 +381,32 @@ impl State {
         );
         pointer.frame(self);
         self.desk.request_redraw();
+    }
+
+    /// A relative pointer movement (mouse, touchpad): moves the pointer and tells clients that
+    /// listen to zwp_relative_pointer_v1.
+    pub fn on_pointer_motion_relative(
+        &mut self,
+        delta: Point<f64, Logical>,
+        delta_unaccel: Point<f64, Logical>,
+        utime: u64,
+    ) {
+        let pos = self.clamp_to_outputs(self.desk.pointer_location + delta);
+        self.on_pointer_motion(pos, (utime / 1000) as u32);
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        let focus = self.pointer_focus(pos);
+        pointer.relative_motion(
+            self,
+            focus,
+            &RelativeMotionEvent {
+                delta,
+                delta_unaccel,
+                utime,
+            },
+        );
+        pointer.frame(self);
     }
 
     pub fn on_pointer_button(&mut self, button: u32, pressed: bool, time: u32) {

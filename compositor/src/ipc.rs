@@ -242,6 +242,9 @@ impl State {
             Request::Windows => Ok(Reply::Windows(self.window_infos())),
             Request::Domains => Ok(Reply::Domains(self.domain_infos())),
             Request::Outputs => Ok(Reply::Outputs(self.output_infos())),
+            Request::Stats => Ok(Reply::Stats {
+                frames_composed: self.desk.frames_composed,
+            }),
             Request::Screenshot { path } => {
                 if !path.is_absolute() {
                     Err(format!(

@@ -99,3 +99,5 @@ fn print_ready(state: &State, ipc_path: &std::path::Path) {
     }
     println!("bulkhead: IPC socket {}", ipc_path.display());
 }
+pub use smithay::reexports as smithay_reexports;
+pub use smithay::utils::{Logical, Point};

@@ -54,6 +54,8 @@ enum MsgRequest {
     Domains,
     /// The outputs and their layout.
     Outputs,
+    /// Counters (frames composed) for benchmarks.
+    Stats,
     /// Write a PNG of everything on screen.
     Screenshot { path: PathBuf },
     /// Run a named action (focus-next, focus-window ID, close, fullscreen, maximize, minimize,
@@ -122,6 +124,7 @@ fn msg(request: MsgRequest) -> ExitCode {
         MsgRequest::Windows => Request::Windows,
         MsgRequest::Domains => Request::Domains,
         MsgRequest::Outputs => Request::Outputs,
+        MsgRequest::Stats => Request::Stats,
         MsgRequest::Screenshot { path } => {
             let path = if path.is_absolute() {
                 path

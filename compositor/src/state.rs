@@ -99,10 +99,13 @@ pub struct Desktop {
     pub clock: Clock<Monotonic>,
     /// Frames composed per output so far (presentation sequence numbers).
     pub frame_seq: u64,
+    /// Output frames whose composition changed pixels.
+    pub frames_composed: u64,
 
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
     pub xdg_decoration_state: XdgDecorationState,
+    pub kde_decoration_state: smithay::wayland::shell::kde::decoration::KdeDecorationState,
     pub shm_state: ShmState,
     pub output_manager_state: OutputManagerState,
     pub seat_state: SeatState<State>,
@@ -115,6 +118,7 @@ pub struct Desktop {
     pub xdg_activation_state: XdgActivationState,
     pub cursor_shape_state: CursorShapeManagerState,
     pub idle_inhibit_state: IdleInhibitManagerState,
+    pub relative_pointer_state: smithay::wayland::relative_pointer::RelativePointerManagerState,
     pub virtual_keyboard_state: VirtualKeyboardManagerState,
     pub security_context_state: SecurityContextState,
     pub session_lock_state: SessionLockManagerState,
@@ -163,6 +167,11 @@ impl Desktop {
         let compositor_state = CompositorState::new::<State>(&dh);
         let xdg_shell_state = XdgShellState::new::<State>(&dh);
         let xdg_decoration_state = XdgDecorationState::new::<State>(&dh);
+        // GTK3 only knows the KDE protocol for server-side decorations.
+        let kde_decoration_state = smithay::wayland::shell::kde::decoration::KdeDecorationState::new::<State>(
+            &dh,
+            smithay::reexports::wayland_protocols_misc::server_decoration::server::org_kde_kwin_server_decoration_manager::Mode::Server,
+        );
         let shm_state = ShmState::new::<State>(&dh, vec![]);
         let output_manager_state = OutputManagerState::new_with_xdg_output::<State>(&dh);
         let mut seat_state = SeatState::new();
@@ -175,6 +184,8 @@ impl Desktop {
         let xdg_activation_state = XdgActivationState::new::<State>(&dh);
         let cursor_shape_state = CursorShapeManagerState::new::<State>(&dh);
         let idle_inhibit_state = IdleInhibitManagerState::new::<State>(&dh);
+        let relative_pointer_state =
+            smithay::wayland::relative_pointer::RelativePointerManagerState::new::<State>(&dh);
         let virtual_keyboard_state = VirtualKeyboardManagerState::new::<State, _>(&dh, privileged);
         let security_context_state = SecurityContextState::new::<State, _>(&dh, privileged);
         let session_lock_state = SessionLockManagerState::new::<State, _>(&dh, privileged);
@@ -281,9 +292,11 @@ impl Desktop {
             suppressed_keys: Vec::new(),
             clock: Clock::new(),
             frame_seq: 0,
+            frames_composed: 0,
             compositor_state,
             xdg_shell_state,
             xdg_decoration_state,
+            kde_decoration_state,
             shm_state,
             output_manager_state,
             seat_state,
@@ -296,6 +309,7 @@ impl Desktop {
             xdg_activation_state,
             cursor_shape_state,
             idle_inhibit_state,
+            relative_pointer_state,
             virtual_keyboard_state,
             security_context_state,
             session_lock_state,

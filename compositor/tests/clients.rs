@@ -178,3 +178,34 @@ fn runs_as_an_unprivileged_user() {
     let img = c.screenshot("unprivileged");
     assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
 }
+
+#[test]
+fn weston_terminal_and_a_gtk_app_are_framed() {
+    let c = Compositor::start(TWO_VMS);
+    let _term = c.spawn("banking", "weston-terminal", &[]);
+    let t = c.wait_window("banking", "");
+    // GTK3 gets server-side decorations through the KDE protocol, so it draws no shadow;
+    // whatever it draws is cropped to its window geometry anyway.
+    let _gtk = c.spawn("work", "gtk3-demo", &[]);
+    let g = c.wait_window("work", "gtk3-demo");
+    let ws = c.wait_windows("gtk3-demo focused", |ws| {
+        ws.iter().any(|w| w.id == g.id && w.focused)
+    });
+    let g = ws.iter().find(|w| w.id == g.id).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let img = c.screenshot("gtk-and-weston-terminal");
+    assert_framed(&img, g, WORK, &format!("[work] {}", g.title), true);
+    let t = ws.iter().find(|w| w.id == t.id).unwrap();
+    // The terminal is partly covered by the GTK window: check the parts of its frame outside.
+    let covered = |x: i32, y: i32| g.frame.contains(x, y);
+    let f = t.frame;
+    for (x, y) in [
+        (f.x + 1, f.y + f.height / 2),
+        (f.x + f.width - 2, f.y + f.height - 2),
+        (f.x + 2, f.y + 2),
+    ] {
+        if !covered(x, y) {
+            assert_eq!(img.pixel(x, y), BANKING, "weston-terminal frame at {x},{y}");
+        }
+    }
+}

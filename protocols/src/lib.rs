@@ -33,6 +33,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         arg: Option<String>,
     },
+    /// Counters: frames composed so far (for benchmarks).
+    Stats,
     /// Feed synthetic input through the compositor's own input handling, exactly as a real
     /// device would. Only accepted with `--backend headless` (tests, demos).
     Input { events: Vec<InputEvent> },
@@ -83,6 +85,10 @@ pub enum Reply {
     },
     /// The action ran.
     Done,
+    Stats {
+        /// Output frames composed that changed pixels (all outputs together).
+        frames_composed: u64,
+    },
 }
 
 /// A rectangle in the compositor's global (logical) space.

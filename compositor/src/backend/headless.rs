@@ -116,15 +116,19 @@ impl Headless {
                 Ok(mut fb) => out
                     .damage
                     .render_output(&mut self.renderer, &mut fb, out.age, &elements, clear)
-                    .map(|_| ()),
+                    .map(|r| r.damage.is_some_and(|d| !d.is_empty())),
                 Err(e) => {
                     tracing::error!("cannot bind the headless output image: {e}");
                     continue;
                 }
             };
-            if let Err(e) = result {
-                tracing::error!("rendering {} failed: {e:?}", out.output.name());
-                continue;
+            match result {
+                Ok(true) => desk.frames_composed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!("rendering {} failed: {e:?}", out.output.name());
+                    continue;
+                }
             }
             out.age = 1;
             post_render(desk, &out.output, self.refresh);

@@ -103,7 +103,12 @@ impl Winit {
                     .damage
                     .render_output(renderer, &mut fb, age, &elements, clear)
                 {
-                    Ok(r) => r.damage.cloned(),
+                    Ok(r) => {
+                        if r.damage.is_some_and(|d| !d.is_empty()) {
+                            desk.frames_composed += 1;
+                        }
+                        r.damage.cloned()
+                    }
                     Err(e) => {
                         tracing::error!("rendering failed: {e:?}");
                         None

@@ -27,6 +27,7 @@ use crate::state::State;
 
 impl OutputHandler for State {}
 delegate_output!(State);
+smithay::delegate_relative_pointer!(State);
 delegate_viewporter!(State);
 delegate_presentation!(State);
 delegate_virtual_keyboard_manager!(State);

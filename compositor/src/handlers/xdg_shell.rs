@@ -12,7 +12,13 @@ use smithay::wayland::shell::xdg::decoration::XdgDecorationHandler;
 use smithay::wayland::shell::xdg::{
     PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState,
 };
-use smithay::{delegate_xdg_decoration, delegate_xdg_shell};
+use smithay::reexports::wayland_protocols_misc::server_decoration::server::org_kde_kwin_server_decoration::{
+    Mode as KdeMode, OrgKdeKwinServerDecoration,
+};
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::WEnum;
+use smithay::wayland::shell::kde::decoration::{KdeDecorationHandler, KdeDecorationState};
+use smithay::{delegate_kde_decoration, delegate_xdg_decoration, delegate_xdg_shell};
 
 use crate::input::GrabStart;
 use crate::shell::meta;
@@ -213,13 +219,34 @@ impl XdgDecorationHandler for State {
 
     fn request_mode(&mut self, toplevel: ToplevelSurface, _mode: DecorationMode) {
         // Whatever the client asks, the compositor draws the frame.
-        self.new_decoration(toplevel);
+        XdgDecorationHandler::new_decoration(self, toplevel);
     }
 
     fn unset_mode(&mut self, toplevel: ToplevelSurface) {
-        self.new_decoration(toplevel);
+        XdgDecorationHandler::new_decoration(self, toplevel);
     }
 }
 
+impl KdeDecorationHandler for State {
+    fn kde_decoration_state(&self) -> &KdeDecorationState {
+        &self.desk.kde_decoration_state
+    }
+
+    fn new_decoration(&mut self, _surface: &WlSurface, decoration: &OrgKdeKwinServerDecoration) {
+        decoration.mode(KdeMode::Server);
+    }
+
+    fn request_mode(
+        &mut self,
+        _surface: &WlSurface,
+        decoration: &OrgKdeKwinServerDecoration,
+        _mode: WEnum<KdeMode>,
+    ) {
+        // Whatever the client asks, the compositor draws the frame.
+        decoration.mode(KdeMode::Server);
+    }
+}
+
+delegate_kde_decoration!(State);
 delegate_xdg_shell!(State);
 delegate_xdg_decoration!(State);
