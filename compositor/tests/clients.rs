@@ -2,7 +2,7 @@
 
 mod common;
 
-use bulkhead_ipc::Reply;
+use bulkhead_ipc::{InputEvent, Reply};
 use common::*;
 
 #[test]
@@ -208,4 +208,131 @@ fn weston_terminal_and_a_gtk_app_are_framed() {
             assert_eq!(img.pixel(x, y), BANKING, "weston-terminal frame at {x},{y}");
         }
     }
+}
+
+#[test]
+fn nested_backend_shows_the_same_frames() {
+    let x = Xvfb::start();
+    let c = Compositor::start_nested(TWO_VMS, &x.display);
+    let _foot = c.spawn("work", "foot", &[]);
+    let w = c.wait_window("work", "foot");
+    // Read back through an offscreen GLES texture (llvmpipe here), rows top-down.
+    let img = c.screenshot("nested-winit");
+    assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
+}
+
+#[test]
+fn title_bar_drag_moves_and_super_right_drag_resizes() {
+    let c = Compositor::start(TWO_VMS);
+    let _foot = c.spawn("work", "foot", &[]);
+    let w = c.wait_window("work", "foot");
+    let (bx, by) = (w.frame.x + w.frame.width / 2, w.frame.y + 12);
+    c.input(vec![
+        InputEvent::PointerMotion {
+            x: bx as f64,
+            y: by as f64,
+        },
+        InputEvent::PointerButton {
+            button: 272,
+            pressed: true,
+        },
+        InputEvent::PointerMotion {
+            x: (bx - 100) as f64,
+            y: (by + 50) as f64,
+        },
+        InputEvent::PointerButton {
+            button: 272,
+            pressed: false,
+        },
+    ]);
+    let moved = c.wait_windows("moved by its title bar", |ws| {
+        ws.iter()
+            .any(|m| m.id == w.id && m.geometry.x == w.geometry.x - 100)
+    });
+    let m = moved.iter().find(|m| m.id == w.id).unwrap();
+    assert_eq!(
+        (m.geometry.y, m.geometry.width),
+        (w.geometry.y + 50, w.geometry.width)
+    );
+
+    // Super + right button near the bottom-right corner: resize.
+    const KEY_LEFTMETA: u32 = 125;
+    let (px, py) = (
+        m.geometry.x + m.geometry.width - 10,
+        m.geometry.y + m.geometry.height - 10,
+    );
+    c.input(vec![
+        InputEvent::Key {
+            code: KEY_LEFTMETA,
+            pressed: true,
+        },
+        InputEvent::PointerMotion {
+            x: px as f64,
+            y: py as f64,
+        },
+        InputEvent::PointerButton {
+            button: 273,
+            pressed: true,
+        },
+        InputEvent::PointerMotion {
+            x: (px - 200) as f64,
+            y: (py - 100) as f64,
+        },
+        InputEvent::PointerButton {
+            button: 273,
+            pressed: false,
+        },
+        InputEvent::Key {
+            code: KEY_LEFTMETA,
+            pressed: false,
+        },
+    ]);
+    let resized = c.wait_windows("resized", |ws| {
+        ws.iter()
+            .any(|r| r.id == w.id && r.geometry.width < m.geometry.width - 100)
+    });
+    let r = resized.iter().find(|r| r.id == w.id).unwrap();
+    assert_eq!(
+        (r.geometry.x, r.geometry.y),
+        (m.geometry.x, m.geometry.y),
+        "top-left stays"
+    );
+}
+
+#[test]
+fn alt_tab_through_the_key_path_switches_domains() {
+    let c = Compositor::start(TWO_VMS);
+    let _a = c.spawn("work", "foot", &[]);
+    let a = c.wait_window("work", "foot");
+    let _b = c.spawn("banking", "foot", &[]);
+    let b = c.wait_window("banking", "foot");
+    c.wait_windows("banking focused", |ws| {
+        ws.iter().any(|w| w.id == b.id && w.focused)
+    });
+    const KEY_LEFTALT: u32 = 56;
+    const KEY_TAB: u32 = 15;
+    c.input(vec![
+        InputEvent::Key {
+            code: KEY_LEFTALT,
+            pressed: true,
+        },
+        InputEvent::Key {
+            code: KEY_TAB,
+            pressed: true,
+        },
+        InputEvent::Key {
+            code: KEY_TAB,
+            pressed: false,
+        },
+        InputEvent::Key {
+            code: KEY_LEFTALT,
+            pressed: false,
+        },
+    ]);
+    let ws = c.wait_windows("work focused by Alt-Tab", |ws| {
+        ws.iter().any(|w| w.id == a.id && w.focused)
+    });
+    let a = ws.iter().find(|w| w.id == a.id).unwrap();
+    let img = c.screenshot("alt-tab");
+    assert_framed(&img, a, WORK, &format!("[work] {}", a.title), true);
 }

@@ -67,11 +67,12 @@ impl Backend {
             Backend::Headless(b) => screenshot_with::<
                 _,
                 smithay::reexports::pixman::Image<'static, 'static>,
-            >(b.renderer(), desk),
+            >(b.renderer(), desk, Transform::Normal),
             Backend::Winit(b) => {
                 screenshot_with::<_, smithay::backend::renderer::gles::GlesTexture>(
                     b.renderer(),
                     desk,
+                    Transform::Flipped180,
                 )
             }
         }
@@ -94,7 +95,14 @@ impl State {
 
 /// Renders all outputs into one RGBA canvas, each output at its physical size, placed at
 /// its logical position times its scale, with the same elements the screen shows.
-pub fn screenshot_with<R, T>(renderer: &mut R, desk: &Desktop) -> Result<Screenshot, String>
+///
+/// `transform` is the render transform that makes rows come back top-down from this renderer's
+/// offscreen buffers (GL's origin is bottom-left: `Flipped180`, as the nested window uses).
+pub fn screenshot_with<R, T>(
+    renderer: &mut R,
+    desk: &Desktop,
+    transform: Transform,
+) -> Result<Screenshot, String>
 where
     R: Renderer + ImportAll + ImportMem + Offscreen<T> + Bind<T> + ExportMem,
     R::TextureId: Texture + Clone + Send + 'static,
@@ -150,7 +158,7 @@ where
         // attempt composes without it.
         for _ in 0..2 {
             let elements = output_elements(desk, renderer, &part.output, desk.pointer_seen);
-            let mut tracker = OutputDamageTracker::new(part.size, part.scale, Transform::Normal);
+            let mut tracker = OutputDamageTracker::new(part.size, part.scale, transform);
             rendered = tracker
                 .render_output(renderer, &mut fb, 0, &elements, clear)
                 .map(|_| ())

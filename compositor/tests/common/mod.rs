@@ -69,6 +69,20 @@ impl Compositor {
 
     /// Starts the compositor, optionally as another user (needs root), with extra args.
     pub fn start_with(config: &str, user: Option<(u32, u32)>, extra: &[&str]) -> Compositor {
+        Self::launch(config, user, extra, None)
+    }
+
+    /// Starts the nested (winit) backend inside the X server at `display`.
+    pub fn start_nested(config: &str, display: &str) -> Compositor {
+        Self::launch(config, None, &[], Some(display))
+    }
+
+    fn launch(
+        config: &str,
+        user: Option<(u32, u32)>,
+        extra: &[&str],
+        x_display: Option<&str>,
+    ) -> Compositor {
         let dir = tempfile::Builder::new()
             .prefix("bulkhead-test-")
             .tempdir()
@@ -95,7 +109,11 @@ impl Compositor {
         }
         let mut cmd = wrap_user(user, &exe);
         cmd.arg("--backend")
-            .arg("headless")
+            .arg(if x_display.is_some() {
+                "winit"
+            } else {
+                "headless"
+            })
             .arg("--config")
             .arg(&config_path)
             .args(extra)
@@ -108,6 +126,9 @@ impl Compositor {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("bulkhead.out")).expect("out"))
             .stderr(std::fs::File::create(&log).expect("log"));
+        if let Some(d) = x_display {
+            cmd.env("DISPLAY", d);
+        }
         let child = cmd.spawn().expect("start bulkhead");
         let ipc = runtime.join("bulkhead/ipc.sock");
         let mut c = Compositor {
@@ -417,6 +438,47 @@ pub fn assert_framed(img: &Image, w: &WindowInfo, color: [u8; 3], label: &str, f
         diff, 0,
         "title bar of {label:?} differs from the expected label in {diff} pixels"
     );
+}
+
+/// An Xvfb server on a free display number, for the nested backend.
+pub struct Xvfb {
+    _child: ChildGuard,
+    pub display: String,
+}
+
+impl Xvfb {
+    pub fn start() -> Xvfb {
+        for n in 90..140 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                continue;
+            }
+            let display = format!(":{n}");
+            let child = Command::new("Xvfb")
+                .arg(&display)
+                .args(["-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Xvfb");
+            let mut guard = ChildGuard(child, "Xvfb".into());
+            let deadline = Instant::now() + TIMEOUT;
+            while Instant::now() < deadline {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Xvfb {
+                        _child: guard,
+                        display,
+                    };
+                }
+                if !guard.running() {
+                    break; // lost a race for this number: try the next
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("could not start Xvfb");
+    }
 }
 
 /// Whether the process runs as root (then a test can switch to an unprivileged user).
