@@ -264,43 +264,29 @@ fn window_elements<R>(
         let Some(clip) = popup_geo.intersection(inner) else {
             continue;
         };
-        let frame = with_states(popup.wl_surface(), |s| {
+        let b = POPUP_BORDER;
+        let r = clip;
+        let rects = [
+            Rectangle::new(
+                (r.loc.x - b, r.loc.y - b).into(),
+                (r.size.w + 2 * b, b).into(),
+            ),
+            Rectangle::new(
+                (r.loc.x - b, r.loc.y + r.size.h).into(),
+                (r.size.w + 2 * b, b).into(),
+            ),
+            Rectangle::new((r.loc.x - b, r.loc.y).into(), (b, r.size.h).into()),
+            Rectangle::new((r.loc.x + r.size.w, r.loc.y).into(), (b, r.size.h).into()),
+        ];
+        // The popup's content goes in front of its frame. (Not inside `with_states`: drawing
+        // the tree takes the same surface's lock.)
+        cropped_tree(ctx, renderer, popup.wl_surface(), surface_origin, clip, out);
+        with_states(popup.wl_surface(), |s| {
             s.data_map.insert_if_missing(PopupFrame::default);
-            s.data_map.get::<PopupFrame>().map(|f| f.0.borrow().clone())
-        });
-        if let Some(mut parts) = frame {
-            let b = POPUP_BORDER;
-            let r = clip;
-            let rects = [
-                Rectangle::new(
-                    (r.loc.x - b, r.loc.y - b).into(),
-                    (r.size.w + 2 * b, b).into(),
-                ),
-                Rectangle::new(
-                    (r.loc.x - b, r.loc.y + r.size.h).into(),
-                    (r.size.w + 2 * b, b).into(),
-                ),
-                Rectangle::new((r.loc.x - b, r.loc.y).into(), (b, r.size.h).into()),
-                Rectangle::new((r.loc.x + r.size.w, r.loc.y).into(), (b, r.size.h).into()),
-            ];
-            // The popup's content goes in front of its frame.
-            cropped_tree(ctx, renderer, popup.wl_surface(), surface_origin, clip, out);
-            for (buf, rect) in parts.iter_mut().zip(rects) {
-                buf.update(rect.size, color.to_f32());
-                out.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
-                    buf,
-                    ctx.to_phys(rect.loc),
-                    ctx.scale,
-                    1.0,
-                    Kind::Unspecified,
-                )));
+            if let Some(f) = s.data_map.get::<PopupFrame>() {
+                push_solids(ctx, &mut *f.0.borrow_mut(), &rects, color, out);
             }
-            with_states(popup.wl_surface(), |s| {
-                if let Some(f) = s.data_map.get::<PopupFrame>() {
-                    *f.0.borrow_mut() = parts;
-                }
-            });
-        }
+        });
     }
 
     // Title bar: compositor text on the domain colour.
@@ -377,17 +363,30 @@ fn window_elements<R>(
                 (content.size.w, b).into(),
             ),
         ];
-        let mut parts = buffers.borders.borrow_mut();
-        for (buf, rect) in parts.iter_mut().zip(rects) {
-            buf.update(rect.size, color.to_f32());
-            out.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
-                buf,
-                ctx.to_phys(rect.loc),
-                ctx.scale,
-                1.0,
-                Kind::Unspecified,
-            )));
-        }
+        push_solids(ctx, &mut *buffers.borders.borrow_mut(), &rects, color, out);
+    }
+}
+
+/// Solid rectangles of `color` (frame parts), each from its own stable buffer.
+fn push_solids<R>(
+    ctx: &Ctx<'_>,
+    buffers: &mut [SolidColorBuffer],
+    rects: &[Rectangle<i32, Logical>],
+    color: Color,
+    out: &mut Vec<OutputElement<R>>,
+) where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + Send + 'static,
+{
+    for (buf, rect) in buffers.iter_mut().zip(rects) {
+        buf.update(rect.size, color.to_f32());
+        out.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
+            buf,
+            ctx.to_phys(rect.loc),
+            ctx.scale,
+            1.0,
+            Kind::Unspecified,
+        )));
     }
 }
 
