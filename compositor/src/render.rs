@@ -293,11 +293,7 @@ fn window_elements<R>(
     if kind != FrameKind::None {
         let bar = metrics.title_bar(content, kind);
         let (title, _) = title_and_app_id(window);
-        let label = if m.domain.is_host() {
-            title
-        } else {
-            format!("[{}] {}", m.domain.name(), title)
-        };
+        let label = crate::shell::labelled_title(&m.domain, &title);
         let key = TitleKey {
             text: label,
             size: (bar.size.w.max(1), bar.size.h.max(1)),

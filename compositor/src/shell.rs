@@ -17,12 +17,24 @@ use crate::domain::Domain;
 use crate::frame::{self, FrameKind};
 use crate::sanitize::sanitize_title;
 use crate::state::{Desktop, State};
+use smithay::wayland::foreign_toplevel_list::ForeignToplevelHandle;
 
 /// What the compositor keeps about each toplevel, in the window's user data.
 pub struct WindowMeta {
     pub id: u64,
     pub domain: Domain,
     pub state: RefCell<WindowState>,
+    /// The window as host taskbars see it (ext-foreign-toplevel-list, host clients only).
+    pub foreign: RefCell<Option<ForeignToplevelHandle>>,
+}
+
+/// The title as the compositor shows it: `[vm] title` for VM windows, `title` for the host.
+pub fn labelled_title(domain: &Domain, title: &str) -> String {
+    if domain.is_host() {
+        title.to_string()
+    } else {
+        format!("[{}] {}", domain.name(), title)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -76,6 +88,7 @@ impl Desktop {
             id,
             domain,
             state: RefCell::new(WindowState::default()),
+            foreign: RefCell::new(None),
         });
         toplevel.with_pending_state(|s| {
             s.decoration_mode = Some(smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode::ServerSide);
@@ -362,6 +375,13 @@ impl State {
             .collect();
         let loc = frame::place_new(size, self.desk.metrics(), out, &taken);
         meta(&window).state.borrow_mut().mapped = true;
+        let (title, app_id) = title_and_app_id(&window);
+        let m = meta(&window);
+        let handle = self
+            .desk
+            .foreign_toplevel_state
+            .new_toplevel::<State>(labelled_title(&m.domain, &title), app_id);
+        *m.foreign.borrow_mut() = Some(handle);
         self.desk.space.map_element(window.clone(), loc, true);
         if meta(&window).state.borrow().wants_fullscreen {
             self.desk.set_fullscreen(&window, true, None);
@@ -438,6 +458,11 @@ impl State {
     }
 
     pub fn remove_window(&mut self, surface: &WlSurface) {
+        if let Some(w) = self.desk.window_for_surface(surface) {
+            if let Some(handle) = meta(&w).foreign.borrow_mut().take() {
+                self.desk.foreign_toplevel_state.remove_toplevel(&handle);
+            }
+        }
         self.desk
             .pending_windows
             .retain(|w| w.wl_surface().as_deref() != Some(surface));
@@ -493,6 +518,17 @@ pub fn popup_configured_size(
             })
             .unwrap_or_default()
     })
+}
+
+/// Tells host taskbars a window's new title and app id.
+pub fn update_foreign(window: &Window) {
+    let m = meta(window);
+    if let Some(handle) = m.foreign.borrow().as_ref() {
+        let (title, app_id) = title_and_app_id(window);
+        handle.send_title(&labelled_title(&m.domain, &title));
+        handle.send_app_id(&app_id);
+        handle.send_done();
+    }
 }
 
 /// The root of a surface tree (the toplevel of a subsurface).

@@ -122,6 +122,7 @@ pub struct Desktop {
     pub virtual_keyboard_state: VirtualKeyboardManagerState,
     pub security_context_state: SecurityContextState,
     pub session_lock_state: SessionLockManagerState,
+    pub foreign_toplevel_state: smithay::wayland::foreign_toplevel_list::ForeignToplevelListState,
     /// Surfaces that currently inhibit idling (kept for the idle logic of the DRM session).
     pub idle_inhibitors: Vec<WlSurface>,
 }
@@ -189,6 +190,10 @@ impl Desktop {
         let virtual_keyboard_state = VirtualKeyboardManagerState::new::<State, _>(&dh, privileged);
         let security_context_state = SecurityContextState::new::<State, _>(&dh, privileged);
         let session_lock_state = SessionLockManagerState::new::<State, _>(&dh, privileged);
+        let foreign_toplevel_state =
+            smithay::wayland::foreign_toplevel_list::ForeignToplevelListState::new_with_filter::<
+                State,
+            >(&dh, privileged);
 
         let mut seat: Seat<State> = seat_state.new_wl_seat(&dh, seat_name);
         let kb = &config.keyboard;
@@ -313,6 +318,7 @@ impl Desktop {
             virtual_keyboard_state,
             security_context_state,
             session_lock_state,
+            foreign_toplevel_state,
             idle_inhibitors: Vec::new(),
         })
     }

@@ -336,3 +336,17 @@ fn alt_tab_through_the_key_path_switches_domains() {
     let img = c.screenshot("alt-tab");
     assert_framed(&img, a, WORK, &format!("[work] {}", a.title), true);
 }
+
+#[test]
+fn host_taskbars_see_labelled_windows_and_vms_see_none() {
+    let c = Compositor::start(TWO_VMS);
+    let _foot = c.spawn("work", "foot", &["-T", "mail"]);
+    c.wait_window("work", "foot");
+    let seen =
+        common::client::foreign_toplevels(&c.host_socket).expect("host binds the toplevel list");
+    assert_eq!(seen, vec![("[work] mail".to_string(), "foot".to_string())]);
+    assert!(
+        common::client::foreign_toplevels(&c.vm_socket("banking")).is_err(),
+        "a VM must not list windows"
+    );
+}

@@ -118,6 +118,15 @@ impl XdgActivationHandler for State {
 }
 delegate_xdg_activation!(State);
 
+impl smithay::wayland::foreign_toplevel_list::ForeignToplevelListHandler for State {
+    fn foreign_toplevel_list_state(
+        &mut self,
+    ) -> &mut smithay::wayland::foreign_toplevel_list::ForeignToplevelListState {
+        &mut self.desk.foreign_toplevel_state
+    }
+}
+smithay::delegate_foreign_toplevel_list!(State);
+
 impl TabletSeatHandler for State {}
 delegate_cursor_shape!(State);
 

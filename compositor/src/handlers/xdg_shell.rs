@@ -163,12 +163,15 @@ impl XdgShellHandler for State {
         }
     }
 
-    fn title_changed(&mut self, _surface: ToplevelSurface) {
+    fn title_changed(&mut self, surface: ToplevelSurface) {
+        if let Some(w) = self.desk.window_for_surface(surface.wl_surface()) {
+            crate::shell::update_foreign(&w);
+        }
         self.desk.request_redraw();
     }
 
-    fn app_id_changed(&mut self, _surface: ToplevelSurface) {
-        self.desk.request_redraw();
+    fn app_id_changed(&mut self, surface: ToplevelSurface) {
+        self.title_changed(surface);
     }
 }
 

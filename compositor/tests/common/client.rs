@@ -297,3 +297,70 @@ delegate_noop!(Events: ignore xdg_positioner::XdgPositioner);
 delegate_noop!(Events: ignore wl_data_device_manager::WlDataDeviceManager);
 delegate_noop!(Events: ignore wl_data_source::WlDataSource);
 delegate_noop!(Events: ignore wayland_client::protocol::wl_data_offer::WlDataOffer);
+
+/// What a host taskbar sees through ext-foreign-toplevel-list: (title, app id) of each window.
+pub fn foreign_toplevels(socket: &Path) -> Result<Vec<(String, String)>, String> {
+    use wayland_protocols::ext::foreign_toplevel_list::v1::client::{
+        ext_foreign_toplevel_handle_v1 as handle, ext_foreign_toplevel_list_v1 as list,
+    };
+
+    #[derive(Default)]
+    struct Seen(Vec<(String, String)>);
+    impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Seen {
+        fn event(
+            _: &mut Self,
+            _: &wl_registry::WlRegistry,
+            _: wl_registry::Event,
+            _: &GlobalListContents,
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+    impl Dispatch<list::ExtForeignToplevelListV1, ()> for Seen {
+        fn event(
+            s: &mut Self,
+            _: &list::ExtForeignToplevelListV1,
+            event: list::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+            if let list::Event::Toplevel { .. } = event {
+                s.0.push((String::new(), String::new()));
+            }
+        }
+        wayland_client::event_created_child!(Seen, list::ExtForeignToplevelListV1, [
+            list::EVT_TOPLEVEL_OPCODE => (handle::ExtForeignToplevelHandleV1, ()),
+        ]);
+    }
+    impl Dispatch<handle::ExtForeignToplevelHandleV1, ()> for Seen {
+        fn event(
+            s: &mut Self,
+            h: &handle::ExtForeignToplevelHandleV1,
+            event: handle::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+            // Handles arrive in order; their protocol ids grow with them.
+            let _ = h;
+            let Some(last) = s.0.last_mut() else { return };
+            match event {
+                handle::Event::Title { title } => last.0 = title,
+                handle::Event::AppId { app_id } => last.1 = app_id,
+                _ => {}
+            }
+        }
+    }
+    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    let conn = Connection::from_socket(stream).map_err(|e| e.to_string())?;
+    let (globals, mut queue) = registry_queue_init::<Seen>(&conn).map_err(|e| e.to_string())?;
+    let qh = queue.handle();
+    let _list: list::ExtForeignToplevelListV1 =
+        globals.bind(&qh, 1..=1, ()).map_err(|e| e.to_string())?;
+    let mut seen = Seen::default();
+    queue.roundtrip(&mut seen).map_err(|e| e.to_string())?;
+    queue.roundtrip(&mut seen).map_err(|e| e.to_string())?;
+    Ok(seen.0)
+}
