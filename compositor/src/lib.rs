@@ -51,7 +51,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         BackendKind::Headless => {
             Backend::Headless(backend::headless::Headless::new(&mut desk, &headless_cfg)?)
         }
-        BackendKind::Winit => Backend::Winit(backend::winit::Winit::new(&mut desk)?),
+        BackendKind::Winit => Backend::Winit(Box::new(backend::winit::Winit::new(&mut desk)?)),
         BackendKind::Auto => unreachable!("resolved above"),
     };
     let ipc_path = bulkhead_ipc::socket_path(&desk.runtime_dir);

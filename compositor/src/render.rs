@@ -153,7 +153,24 @@ where
     R: Renderer + ImportAll + ImportMem,
     R::TextureId: Clone + Send + 'static,
 {
-    render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
+    tree_elements(ctx, renderer, surface, global)
+        .into_iter()
+        .map(OutputElement::Surface)
+        .collect()
+}
+
+/// The elements of a surface tree whose origin is at `global`.
+fn tree_elements<R>(
+    ctx: &Ctx<'_>,
+    renderer: &mut R,
+    surface: &WlSurface,
+    global: Point<i32, Logical>,
+) -> Vec<WaylandSurfaceRenderElement<R>>
+where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + Send + 'static,
+{
+    render_elements_from_surface_tree(
         renderer,
         surface,
         ctx.to_phys(global),
@@ -161,9 +178,6 @@ where
         1.0,
         Kind::Unspecified,
     )
-    .into_iter()
-    .map(OutputElement::Surface)
-    .collect()
 }
 
 fn cropped_tree<R>(
@@ -178,14 +192,7 @@ fn cropped_tree<R>(
     R::TextureId: Clone + Send + 'static,
 {
     let clip = ctx.rect_to_phys(clip);
-    let elements = render_elements_from_surface_tree::<R, WaylandSurfaceRenderElement<R>>(
-        renderer,
-        surface,
-        ctx.to_phys(global),
-        ctx.scale,
-        1.0,
-        Kind::Unspecified,
-    );
+    let elements = tree_elements(ctx, renderer, surface, global);
     out.extend(
         elements
             .into_iter()

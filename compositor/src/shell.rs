@@ -181,7 +181,7 @@ impl Desktop {
     }
 
     pub fn set_fullscreen(&mut self, window: &Window, on: bool, output: Option<Output>) {
-        let Some(toplevel) = window.toplevel().map(|t| t.clone()) else {
+        let Some(toplevel) = window.toplevel().cloned() else {
             return;
         };
         let m = meta(window);
@@ -216,7 +216,7 @@ impl Desktop {
                 s.fullscreen_output = toplevel
                     .wl_surface()
                     .client()
-                    .and_then(|c| out.client_outputs(&c).into_iter().next());
+                    .and_then(|c| out.client_outputs(&c).next());
             });
             self.space.map_element(window.clone(), content.loc, true);
         } else {
@@ -242,7 +242,7 @@ impl Desktop {
     }
 
     pub fn set_maximized(&mut self, window: &Window, on: bool) {
-        let Some(toplevel) = window.toplevel().map(|t| t.clone()) else {
+        let Some(toplevel) = window.toplevel().cloned() else {
             return;
         };
         let m = meta(window);

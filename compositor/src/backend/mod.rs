@@ -50,7 +50,7 @@ impl BackendKind {
 
 pub enum Backend {
     Headless(headless::Headless),
-    Winit(winit::Winit),
+    Winit(Box<winit::Winit>),
 }
 
 /// An RGBA image of everything composed.
