@@ -5,6 +5,7 @@ use bulkhead_config::Action;
 use smithay::backend::input::{
     AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
     KeyState, KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent,
+    TouchEvent,
 };
 use smithay::desktop::{layer_map_for_output, PopupManager, Window, WindowSurfaceType};
 use smithay::input::keyboard::{FilterResult, Keycode};
@@ -224,6 +225,15 @@ impl State {
                     event.time_msec(),
                 );
             }
+            InputEvent::TouchDown { event } => {
+                let pos = self.touch_position(&event);
+                self.on_touch_down(event.slot(), pos, event.time_msec());
+            }
+            InputEvent::TouchMotion { event } => {
+                let pos = self.touch_position(&event);
+                self.on_touch_motion(event.slot(), pos, event.time_msec());
+            }
+            InputEvent::TouchUp { event } => self.on_touch_up(event.slot(), event.time_msec()),
             InputEvent::PointerAxis { event } => {
                 let source = event.source();
                 let mut frame = AxisFrame::new(event.time_msec()).source(source);
@@ -248,6 +258,20 @@ impl State {
             }
             _ => {}
         }
+    }
+
+    fn touch_position<E: AbsolutePositionEvent<I>, I: InputBackend>(
+        &self,
+        event: &E,
+    ) -> Point<f64, Logical> {
+        let geo = self
+            .desk
+            .space
+            .outputs()
+            .next()
+            .and_then(|o| self.desk.space.output_geometry(o))
+            .unwrap_or_default();
+        event.position_transformed(geo.size) + geo.loc.to_f64()
     }
 
     fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
@@ -294,6 +318,15 @@ impl State {
                     pointer.frame(self);
                 }
             }
+            E::TouchDown { slot, x, y } => {
+                let pos = self.clamp_to_outputs((x, y).into());
+                self.on_touch_down(Some(slot).into(), pos, time);
+            }
+            E::TouchMotion { slot, x, y } => {
+                let pos = self.clamp_to_outputs((x, y).into());
+                self.on_touch_motion(Some(slot).into(), pos, time);
+            }
+            E::TouchUp { slot } => self.on_touch_up(Some(slot).into(), time),
             // evdev codes are offset by 8 in xkb.
             E::Key { code, pressed } => {
                 self.on_key(Keycode::new(code.saturating_add(8)), pressed, time)
@@ -381,6 +414,70 @@ impl State {
         );
         pointer.frame(self);
         self.desk.request_redraw();
+    }
+
+    /// A finger down at `pos`: focuses the window under it (as a click does) and tells the
+    /// surface there.
+    pub fn on_touch_down(
+        &mut self,
+        slot: smithay::backend::input::TouchSlot,
+        pos: Point<f64, Logical>,
+        time: u32,
+    ) {
+        let Some(touch) = self.desk.seat.get_touch() else {
+            return;
+        };
+        let focus = self.pointer_focus(pos);
+        if let Some((surface, _)) = &focus {
+            if let Some(w) = self.desk.window_for_any_surface(surface) {
+                if self.desk.focused_window().as_ref() != Some(&w) {
+                    self.focus_window(&w);
+                }
+            }
+        }
+        let serial = SERIAL_COUNTER.next_serial();
+        touch.down(
+            self,
+            focus,
+            &smithay::input::touch::DownEvent {
+                slot,
+                location: pos,
+                serial,
+                time,
+            },
+        );
+        touch.frame(self);
+    }
+
+    pub fn on_touch_motion(
+        &mut self,
+        slot: smithay::backend::input::TouchSlot,
+        pos: Point<f64, Logical>,
+        time: u32,
+    ) {
+        let Some(touch) = self.desk.seat.get_touch() else {
+            return;
+        };
+        let focus = self.pointer_focus(pos);
+        touch.motion(
+            self,
+            focus,
+            &smithay::input::touch::MotionEvent {
+                slot,
+                location: pos,
+                time,
+            },
+        );
+        touch.frame(self);
+    }
+
+    pub fn on_touch_up(&mut self, slot: smithay::backend::input::TouchSlot, time: u32) {
+        let Some(touch) = self.desk.seat.get_touch() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        touch.up(self, &smithay::input::touch::UpEvent { slot, serial, time });
+        touch.frame(self);
     }
 
     /// A relative pointer movement (mouse, touchpad): moves the pointer and tells clients that

@@ -291,6 +291,23 @@ impl Desktop {
         self.space.map_element(window.clone(), content.loc, true);
     }
 
+    /// Whether the keyboard is on a top/overlay layer surface that asked for exclusive focus.
+    pub fn exclusive_layer_focused(&self) -> bool {
+        use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
+        let Some(focus) = self.keyboard_focus.as_ref() else {
+            return false;
+        };
+        self.space.outputs().any(|o| {
+            let map = smithay::desktop::layer_map_for_output(o);
+            map.layer_for_surface(focus, smithay::desktop::WindowSurfaceType::TOPLEVEL)
+                .is_some_and(|l| {
+                    let s = l.cached_state();
+                    s.keyboard_interactivity == KeyboardInteractivity::Exclusive
+                        && matches!(s.layer, Layer::Top | Layer::Overlay)
+                })
+        })
+    }
+
     /// Re-fits maximized windows on `output` after its usable area changed.
     pub fn refresh_maximized(&mut self, output: &smithay::output::Output) {
         let windows: Vec<Window> = self
@@ -401,15 +418,19 @@ impl State {
         }
         self.desk.space.raise_element(window, true);
         for w in self.desk.space.elements() {
-            let active = w == window;
-            if w.set_activated(active) {
-                if let Some(t) = w.toplevel() {
-                    t.send_pending_configure();
-                }
+            w.set_activated(w == window);
+            // Mapping may already have set the state; send whatever the client has not seen.
+            if let Some(t) = w.toplevel() {
+                t.send_pending_configure();
             }
         }
         self.desk.focus_order.retain(|w| w != window && w.alive());
         self.desk.focus_order.insert(0, window.clone());
+        if self.desk.exclusive_layer_focused() {
+            // An exclusive layer surface (a launcher, a lock-like overlay) keeps the keyboard.
+            self.desk.request_redraw();
+            return;
+        }
         if let (Some(kb), Some(surface)) = (self.desk.keyboard(), window.wl_surface()) {
             let serial = self.desk.next_serial();
             kb.set_focus(self, Some(surface.into_owned()), serial);

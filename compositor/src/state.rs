@@ -207,6 +207,7 @@ impl Desktop {
         seat.add_keyboard(xkb, kb.repeat_delay, kb.repeat_rate)
             .map_err(StartError::Keyboard)?;
         seat.add_pointer();
+        seat.add_touch();
 
         // The display itself: dispatch client requests when their sockets are readable.
         loop_handle

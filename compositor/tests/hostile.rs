@@ -355,3 +355,44 @@ fn protocol_errors_and_floods_disconnect_only_the_offender() {
     let img = c.screenshot("hostile-after-errors");
     assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
 }
+
+#[test]
+fn touch_reaches_only_the_window_under_the_finger() {
+    let c = Compositor::start(TWO_VMS);
+    let mut a = Client::connect(&c.vm_socket("work"));
+    let touch_a = a.seat.get_touch(&a.qh, ());
+    let ta = a.toplevel("touch-a");
+    a.map(&ta, 300, 200, WHITE);
+    let wa = c.wait_window("work", "touch-a");
+    let mut b = Client::connect(&c.vm_socket("banking"));
+    let touch_b = b.seat.get_touch(&b.qh, ());
+    let tb = b.toplevel("touch-b");
+    b.map(&tb, 300, 200, WHITE);
+    let ws = c.wait_windows("touch-b focused", |ws| {
+        ws.iter().any(|w| w.title == "touch-b" && w.focused)
+    });
+    let wb = ws.iter().find(|w| w.title == "touch-b").unwrap();
+    // A point of work's window that banking's (on top, cascaded) does not cover.
+    let (x, y) = (wa.geometry.x + 5, wa.geometry.y + 7);
+    assert!(!wb.frame.contains(x, y));
+    c.input(vec![
+        InputEvent::TouchDown {
+            slot: 0,
+            x: x as f64,
+            y: y as f64,
+        },
+        InputEvent::TouchUp { slot: 0 },
+    ]);
+    a.roundtrip();
+    b.roundtrip();
+    assert_eq!(
+        a.events.touch_down,
+        Some((5.0, 7.0)),
+        "work's window gets the touch, surface-local"
+    );
+    assert_eq!(b.events.touch_down, None, "banking never sees it");
+    c.wait_windows("touch focuses work", |ws| {
+        ws.iter().any(|w| w.title == "touch-a" && w.focused)
+    });
+    drop((touch_a, touch_b));
+}

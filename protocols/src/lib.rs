@@ -45,9 +45,15 @@ pub enum Request {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum InputEvent {
     /// Move the pointer to global logical coordinates.
-    PointerMotion { x: f64, y: f64 },
+    PointerMotion {
+        x: f64,
+        y: f64,
+    },
     /// Press or release a pointer button (Linux evdev code: 272 left, 273 right, 274 middle).
-    PointerButton { button: u32, pressed: bool },
+    PointerButton {
+        button: u32,
+        pressed: bool,
+    },
     /// Scroll by `dy` (and `dx`) logical pixels.
     PointerAxis {
         #[serde(default)]
@@ -56,7 +62,24 @@ pub enum InputEvent {
         dy: f64,
     },
     /// Press or release a key (Linux evdev code, e.g. 30 for A, 15 for Tab).
-    Key { code: u32, pressed: bool },
+    Key {
+        code: u32,
+        pressed: bool,
+    },
+    /// A finger touches, moves or lifts (global logical coordinates; slot = finger).
+    TouchDown {
+        slot: u32,
+        x: f64,
+        y: f64,
+    },
+    TouchMotion {
+        slot: u32,
+        x: f64,
+        y: f64,
+    },
+    TouchUp {
+        slot: u32,
+    },
 }
 
 /// The answer to one request.
@@ -195,6 +218,52 @@ mod tests {
             name: "focus-window".into(),
             arg: Some("3".into()),
         });
+    }
+
+    #[test]
+    fn input_requests_roundtrip() {
+        roundtrip_request(Request::Stats);
+        roundtrip_request(Request::Input {
+            events: vec![
+                InputEvent::PointerMotion { x: 1.5, y: 2.0 },
+                InputEvent::PointerButton {
+                    button: 272,
+                    pressed: true,
+                },
+                InputEvent::PointerAxis { dx: 0.0, dy: 15.0 },
+                InputEvent::Key {
+                    code: 30,
+                    pressed: false,
+                },
+                InputEvent::TouchDown {
+                    slot: 0,
+                    x: 3.0,
+                    y: 4.0,
+                },
+                InputEvent::TouchMotion {
+                    slot: 0,
+                    x: 5.0,
+                    y: 4.0,
+                },
+                InputEvent::TouchUp { slot: 0 },
+            ],
+        });
+        let r: Request = serde_json::from_str(
+            r#"{"request":"input","events":[{"type":"pointer-axis","dy":3.0},{"type":"key","code":15,"pressed":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Input {
+                events: vec![
+                    InputEvent::PointerAxis { dx: 0.0, dy: 3.0 },
+                    InputEvent::Key {
+                        code: 15,
+                        pressed: true
+                    }
+                ]
+            }
+        );
     }
 
     #[test]

@@ -148,7 +148,28 @@ impl State {
             }
             drop(map);
             self.desk.refresh_maximized(&output);
+            self.layer_keyboard_focus(&layer);
             return;
+        }
+    }
+
+    /// Keyboard focus rules of layer-shell: an exclusive top/overlay surface takes it (and
+    /// keeps it); a surface that drops its interactivity gives it back to the last window.
+    fn layer_keyboard_focus(&mut self, layer: &smithay::desktop::LayerSurface) {
+        use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
+        let Some(kb) = self.desk.keyboard() else {
+            return;
+        };
+        let state = layer.cached_state();
+        let surface = layer.wl_surface().clone();
+        let has_focus = self.desk.keyboard_focus.as_ref() == Some(&surface);
+        let exclusive = state.keyboard_interactivity == KeyboardInteractivity::Exclusive
+            && matches!(state.layer, Layer::Top | Layer::Overlay);
+        if exclusive && !has_focus && !self.desk.lock.is_locked() {
+            let serial = self.desk.next_serial();
+            kb.set_focus(self, Some(surface), serial);
+        } else if has_focus && state.keyboard_interactivity == KeyboardInteractivity::None {
+            self.focus_after_removal();
         }
     }
 }

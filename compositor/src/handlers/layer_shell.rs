@@ -38,6 +38,7 @@ impl WlrLayerShellHandler for State {
     }
 
     fn layer_destroyed(&mut self, surface: WlrLayerSurface) {
+        let had_focus = self.desk.keyboard_focus.as_ref() == Some(surface.wl_surface());
         let outputs: Vec<Output> = self.desk.space.outputs().cloned().collect();
         for output in outputs {
             let mut map = layer_map_for_output(&output);
@@ -50,6 +51,9 @@ impl WlrLayerShellHandler for State {
                 drop(map);
                 self.desk.refresh_maximized(&output);
             }
+        }
+        if had_focus {
+            self.focus_after_removal();
         }
         self.desk.request_redraw();
     }

@@ -32,6 +32,8 @@ pub struct Events {
     pub popup_configured: Option<(i32, i32, i32, i32)>,
     pub pointer_enter: Option<u32>,
     pub button_serial: Option<u32>,
+    /// Surface-local position of the last touch down.
+    pub touch_down: Option<(f64, f64)>,
     pub closed: bool,
 }
 
@@ -252,6 +254,21 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Events {
                 ..
             } => state.button_serial = Some(serial),
             _ => {}
+        }
+    }
+}
+
+impl Dispatch<wayland_client::protocol::wl_touch::WlTouch, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_client::protocol::wl_touch::WlTouch,
+        event: wayland_client::protocol::wl_touch::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wayland_client::protocol::wl_touch::Event::Down { x, y, .. } = event {
+            state.touch_down = Some((x, y));
         }
     }
 }

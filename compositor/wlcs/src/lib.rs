@@ -83,6 +83,15 @@ enum Request {
         button: u32,
         pressed: bool,
     },
+    TouchDown {
+        x: f64,
+        y: f64,
+    },
+    TouchMove {
+        x: f64,
+        y: f64,
+    },
+    TouchUp,
 }
 
 struct BulkheadServer {
@@ -170,9 +179,9 @@ impl Wlcs for BulkheadServer {
         Some(PointerHandle { tx: tx.clone() })
     }
 
-    /// Bulkhead has no touch input yet (it comes with libinput): wlcs's touch tests fail.
     fn create_touch(&mut self) -> Option<Self::Touch> {
-        None
+        let (tx, _) = self.server.as_ref()?;
+        Some(TouchHandle { tx: tx.clone() })
     }
 
     fn get_descriptor(&self) -> &WlcsIntegrationDescriptor {
@@ -214,13 +223,29 @@ impl wlcs::Pointer for PointerHandle {
     }
 }
 
-/// Never constructed: see [`BulkheadServer::create_touch`].
-struct TouchHandle;
+/// One finger (wlcs drives a single touch point per device).
+struct TouchHandle {
+    tx: Sender<Request>,
+}
 
 impl wlcs::Touch for TouchHandle {
-    fn touch_down(&mut self, _x: wl_fixed_t, _y: wl_fixed_t) {}
-    fn touch_move(&mut self, _x: wl_fixed_t, _y: wl_fixed_t) {}
-    fn touch_up(&mut self) {}
+    fn touch_down(&mut self, x: wl_fixed_t, y: wl_fixed_t) {
+        let _ = self.tx.send(Request::TouchDown {
+            x: wl_fixed_to_double(x),
+            y: wl_fixed_to_double(y),
+        });
+    }
+
+    fn touch_move(&mut self, x: wl_fixed_t, y: wl_fixed_t) {
+        let _ = self.tx.send(Request::TouchMove {
+            x: wl_fixed_to_double(x),
+            y: wl_fixed_to_double(y),
+        });
+    }
+
+    fn touch_up(&mut self) {
+        let _ = self.tx.send(Request::TouchUp);
+    }
 }
 
 /// The compositor thread: the real state on the headless backend, fed by wlcs's requests.
@@ -291,6 +316,13 @@ fn serve(rx: Channel<Request>) -> Result<(), String> {
                 Request::PointerButton { button, pressed } => {
                     state.on_pointer_button(button, pressed, time)
                 }
+                Request::TouchDown { x, y } => {
+                    state.on_touch_down(Some(0).into(), (x, y).into(), time)
+                }
+                Request::TouchMove { x, y } => {
+                    state.on_touch_motion(Some(0).into(), (x, y).into(), time)
+                }
+                Request::TouchUp => state.on_touch_up(Some(0).into(), time),
             }
         })
         .map_err(|e| e.to_string())?;
