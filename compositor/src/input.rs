@@ -395,6 +395,7 @@ impl State {
             return;
         };
         let focus = self.pointer_focus(pos);
+        self.desk.pointer_focus_origin = focus.as_ref().map(|(_, origin)| *origin);
         // A client's cursor image ends where its surfaces end: back to ours until the next
         // client sets one.
         let new_client = focus.as_ref().and_then(|(s, _)| s.client()).map(|c| c.id());
@@ -414,6 +415,38 @@ impl State {
         );
         pointer.frame(self);
         self.desk.request_redraw();
+    }
+
+    /// Re-picks the pointer focus when the scene moved under a still pointer (a window mapped,
+    /// moved, resized or closed under it), so enter/leave always match what is under it.
+    pub fn refresh_pointer_focus(&mut self) {
+        if !self.desk.pointer_seen {
+            return;
+        }
+        let Some(pointer) = self.desk.seat.get_pointer() else {
+            return;
+        };
+        if pointer.is_grabbed() {
+            return;
+        }
+        let pos = self.desk.pointer_location;
+        let focus = self.pointer_focus(pos);
+        let current = pointer.current_focus();
+        let same = match (&focus, &current) {
+            (Some((a, _)), Some(b)) => a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        // Same surface but moved: clients need the new surface-local position too.
+        let moved = same
+            && focus
+                .as_ref()
+                .is_some_and(|(_, origin)| Some(*origin) != self.desk.pointer_focus_origin);
+        if same && !moved {
+            return;
+        }
+        let time = self.desk.elapsed().as_millis() as u32;
+        self.on_pointer_motion(pos, time);
     }
 
     /// A finger down at `pos`: focuses the window under it (as a click does) and tells the

@@ -75,6 +75,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     event_loop
         .run(None, &mut state, |state| {
+            state.refresh_pointer_focus();
             state.desk.space.refresh();
             state.desk.popups.cleanup();
             if let Err(e) = state.desk.display_handle.flush_clients() {

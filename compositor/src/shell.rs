@@ -335,21 +335,6 @@ impl Desktop {
         Some(Rectangle::new(geo.loc + zone.loc, zone.size))
     }
 
-    /// Keeps a window where its title bar can be reached after a client-driven change.
-    pub fn clamp_window(&mut self, window: &Window) {
-        if meta(window).state.borrow().fullscreen {
-            return;
-        }
-        let Some(geo) = self.space.element_geometry(window) else {
-            return;
-        };
-        let geo = Rectangle::new(geo.loc, frame::clamp_size(geo.size));
-        let loc = frame::clamp_position(geo, self.metrics(), FrameKind::Full, &self.output_rects());
-        if loc != geo.loc {
-            self.space.map_element(window.clone(), loc, false);
-        }
-    }
-
     /// A fresh serial for compositor-initiated events.
     pub fn next_serial(&self) -> smithay::utils::Serial {
         SERIAL_COUNTER.next_serial()

@@ -85,6 +85,8 @@ pub struct Desktop {
     pub cursor_status: CursorImageStatus,
     /// The client under the pointer (its cursor image is reset when this changes).
     pub pointer_client: Option<ClientId>,
+    /// Global origin of the surface under the pointer when focus was last picked.
+    pub pointer_focus_origin: Option<Point<f64, Logical>>,
     /// The compositor's own arrow, for named cursors.
     pub default_cursor: smithay::backend::renderer::element::memory::MemoryRenderBuffer,
     /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
@@ -289,6 +291,7 @@ impl Desktop {
             pointer_seen: false,
             cursor_status: CursorImageStatus::default_named(),
             pointer_client: None,
+            pointer_focus_origin: None,
             default_cursor: crate::render::default_cursor_buffer(),
             dnd_domain: None,
             clipboard_domain: None,

@@ -73,10 +73,9 @@ impl CompositorHandler for State {
         let root = root_surface(surface);
         if let Some(window) = self.desk.window_for_surface(&root) {
             if meta(&window).state.borrow().mapped {
+                // Clients cannot move themselves in xdg-shell; placement and moves clamp the
+                // position, and sizes are clamped where they are used.
                 window.on_commit();
-                if &root == surface {
-                    self.desk.clamp_window(&window);
-                }
             } else if &root == surface {
                 self.ensure_initial_configure(surface);
                 self.map_if_ready(surface);

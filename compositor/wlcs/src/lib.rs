@@ -224,6 +224,9 @@ impl wlcs::Pointer for PointerHandle {
 }
 
 /// One finger (wlcs drives a single touch point per device).
+///
+/// wlcs 1.5 hands touch positions over as plain integers in the `wl_fixed_t` slots (its
+/// `down_at(int, int)` passes them straight through), unlike pointer positions.
 struct TouchHandle {
     tx: Sender<Request>,
 }
@@ -231,15 +234,15 @@ struct TouchHandle {
 impl wlcs::Touch for TouchHandle {
     fn touch_down(&mut self, x: wl_fixed_t, y: wl_fixed_t) {
         let _ = self.tx.send(Request::TouchDown {
-            x: wl_fixed_to_double(x),
-            y: wl_fixed_to_double(y),
+            x: f64::from(x),
+            y: f64::from(y),
         });
     }
 
     fn touch_move(&mut self, x: wl_fixed_t, y: wl_fixed_t) {
         let _ = self.tx.send(Request::TouchMove {
-            x: wl_fixed_to_double(x),
-            y: wl_fixed_to_double(y),
+            x: f64::from(x),
+            y: f64::from(y),
         });
     }
 
@@ -328,6 +331,7 @@ fn serve(rx: Channel<Request>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     event_loop
         .run(None, &mut state, |state| {
+            state.refresh_pointer_focus();
             state.desk.space.refresh();
             state.desk.popups.cleanup();
             let _ = state.desk.display_handle.flush_clients();
