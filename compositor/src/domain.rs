@@ -46,6 +46,9 @@ pub const MAX_SURFACES_PER_VM_CLIENT: usize = 2_000;
 /// Per-client data: the domain (immutable), and what we count to cap hostile clients.
 pub struct ClientState {
     pub domain: Domain,
+    /// Where to report this client's end, so the compositor can tell the user when a VM app
+    /// was disconnected for misbehaving.
+    pub on_disconnect: Option<smithay::reexports::calloop::channel::Sender<(Domain, String)>>,
     /// Set for host clients that came through a wp_security_context_v1 listener: sandboxed
     /// host apps, which get no privileged globals either.
     pub security_context: Option<SecurityContext>,
@@ -57,6 +60,7 @@ impl ClientState {
     pub fn new(domain: Domain) -> Self {
         ClientState {
             domain,
+            on_disconnect: None,
             security_context: None,
             compositor_state: CompositorClientState::default(),
             surfaces: AtomicUsize::new(0),
@@ -86,6 +90,9 @@ impl ClientState {
 impl ClientData for ClientState {
     fn initialized(&self, _client_id: ClientId) {}
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        if let (DisconnectReason::ProtocolError(err), Some(tx)) = (&reason, &self.on_disconnect) {
+            let _ = tx.send((self.domain.clone(), err.object_interface.clone()));
+        }
         tracing::debug!(
             domain = self.domain.name(),
             ?client_id,

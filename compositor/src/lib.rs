@@ -9,6 +9,7 @@ mod handlers;
 pub mod input;
 pub mod ipc;
 pub mod lock;
+pub mod notify;
 pub mod render;
 pub mod sanitize;
 pub mod shell;

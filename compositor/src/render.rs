@@ -122,6 +122,12 @@ where
         cursor_elements(&ctx, renderer, &mut out);
     }
 
+    // The compositor's reserved layer: above every client, fullscreen included.
+    // Notifications go on the output under the pointer.
+    if desk.active_output().as_ref() == Some(output) {
+        notification_elements(&ctx, renderer, &mut out);
+    }
+
     let layers = layer_map_for_output(output);
     let top_fullscreen = desk.space.elements().next_back().is_some_and(|w| {
         meta(w).state.borrow().fullscreen && desk.window_output(w).as_ref() == Some(output)
@@ -367,6 +373,31 @@ fn window_elements<R>(
             ),
         ];
         push_solids(ctx, &mut *buffers.borders.borrow_mut(), &rects, color, out);
+    }
+}
+
+/// Notifications, newest at the top, in the output's top-right corner.
+fn notification_elements<R>(ctx: &Ctx<'_>, renderer: &mut R, out: &mut Vec<OutputElement<R>>)
+where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + Send + 'static,
+{
+    use crate::notify::{HEIGHT, MARGIN, WIDTH};
+    let x = ctx.output_geo.loc.x + ctx.output_geo.size.w - WIDTH - MARGIN;
+    for (i, notice) in ctx.desk.notifications.shown.iter().rev().enumerate() {
+        let y = ctx.output_geo.loc.y + MARGIN + i as i32 * (HEIGHT + MARGIN / 2);
+        match MemoryRenderBufferRenderElement::from_buffer(
+            renderer,
+            ctx.to_phys((x, y).into()).to_f64(),
+            &notice.buffer,
+            None,
+            None,
+            None,
+            Kind::Unspecified,
+        ) {
+            Ok(e) => out.push(OutputElement::Memory(e)),
+            Err(_) => tracing::warn!("could not upload a notification"),
+        }
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Desktop {
     pub clipboard_domain: Option<Domain>,
     pub primary_domain: Option<Domain>,
     pub lock: LockState,
+    pub notifications: crate::notify::Notifications,
+    /// Sender handed to each client, for reporting protocol-error disconnects.
+    pub disconnects: smithay::reexports::calloop::channel::Sender<(Domain, String)>,
     pub dirty: bool,
     /// Keys whose press ran a binding: their release is not sent to clients either.
     pub suppressed_keys: Vec<smithay::input::keyboard::Keycode>,
@@ -227,6 +230,27 @@ impl Desktop {
             )
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
 
+        // Clients that break the protocol are disconnected by smithay; tell the user which
+        // domain's app it was (never silently for a VM).
+        let (disconnects, disconnect_events) =
+            smithay::reexports::calloop::channel::channel::<(Domain, String)>();
+        loop_handle
+            .insert_source(disconnect_events, |event, _, state| {
+                if let smithay::reexports::calloop::channel::Event::Msg((domain, interface)) = event
+                {
+                    let what = crate::sanitize::sanitize_title(&interface);
+                    let prefix = if domain.is_host() {
+                        String::new()
+                    } else {
+                        format!("[{}] ", domain.name())
+                    };
+                    let text = format!("{prefix}app disconnected: protocol error ({what})");
+                    tracing::warn!(domain = domain.name(), "{text}");
+                    state.desk.notify(&domain, text);
+                }
+            })
+            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+
         // The host socket: wayland-N in XDG_RUNTIME_DIR, as any compositor.
         let host = ListeningSocketSource::new_auto().map_err(StartError::HostSocket)?;
         let host_socket = host.socket_name().to_os_string();
@@ -297,6 +321,8 @@ impl Desktop {
             clipboard_domain: None,
             primary_domain: None,
             lock: LockState::Unlocked,
+            notifications: crate::notify::Notifications::default(),
+            disconnects,
             dirty: true,
             suppressed_keys: Vec::new(),
             clock: Clock::new(),
@@ -329,7 +355,16 @@ impl Desktop {
 
     /// Registers a freshly accepted connection as a client of `domain`.
     pub fn accept_client(&mut self, stream: std::os::unix::net::UnixStream, domain: Domain) {
-        self.insert_client(stream, ClientState::new(domain));
+        let mut data = ClientState::new(domain);
+        data.on_disconnect = Some(self.disconnects.clone());
+        self.insert_client(stream, data);
+    }
+
+    /// Shows a notification in the compositor's reserved top layer.
+    pub fn notify(&mut self, domain: &Domain, text: String) {
+        let color = self.domain_color(domain);
+        self.notifications.push(text, color);
+        self.request_redraw();
     }
 
     pub fn insert_client(

@@ -300,6 +300,11 @@ fn protocol_errors_and_floods_disconnect_only_the_offender() {
     let mut c = Compositor::start(TWO_VMS);
     let _foot = c.spawn("work", "foot", &[]);
     c.wait_window("work", "foot");
+    // Fullscreen, so that the notifications below must appear above a fullscreen window.
+    c.action("fullscreen", None);
+    c.wait_windows("foot fullscreen", |ws| {
+        ws.iter().any(|w| w.fullscreen && w.geometry.height == 776)
+    });
 
     // 1. A protocol error: a subsurface that also wants to be a toplevel.
     let mut bad = Client::connect(&c.vm_socket("work"));
@@ -352,8 +357,50 @@ fn protocol_errors_and_floods_disconnect_only_the_offender() {
     // The compositor and the well-behaved client live on.
     assert!(c.running());
     let w = c.wait_window("work", "foot");
-    let img = c.screenshot("hostile-after-errors");
-    assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
+    assert!(w.fullscreen);
+
+    // The user is told, in the compositor's own layer above the fullscreen window: newest
+    // first, each with a strip in the offender's domain colour.
+    use bulkhead_compositor::notify;
+    let expected = [
+        (
+            BANKING,
+            "[banking] app disconnected: protocol error (wl_surface)",
+        ),
+        (WORK, "[work] app disconnected: protocol error (wl_buffer)"),
+        (
+            WORK,
+            "[work] app disconnected: protocol error (xdg_wm_base)",
+        ),
+    ];
+    let x0 = 1280 - notify::WIDTH - notify::MARGIN;
+    let mut img = c.screenshot("hostile-after-errors");
+    for _ in 0..100 {
+        // The disconnect reports travel through the event loop; wait for the third.
+        let y = notify::MARGIN + 2 * (notify::HEIGHT + notify::MARGIN / 2);
+        if img.pixel(x0 + 1, y + 1) == WORK {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        img = c.screenshot("hostile-after-errors");
+    }
+    for (i, (color, text)) in expected.iter().enumerate() {
+        let y0 = notify::MARGIN + i as i32 * (notify::HEIGHT + notify::MARGIN / 2);
+        let c = bulkhead_config::Color::rgb(color[0], color[1], color[2]);
+        let want = notify::render(text, c);
+        let mut diff = 0;
+        for y in 0..notify::HEIGHT {
+            for x in 0..notify::WIDTH {
+                let p = ((y * notify::WIDTH + x) * 4) as usize;
+                if img.pixel(x0 + x, y0 + y)
+                    != [want.pixels[p + 2], want.pixels[p + 1], want.pixels[p]]
+                {
+                    diff += 1;
+                }
+            }
+        }
+        assert_eq!(diff, 0, "notification {i} should read {text:?}");
+    }
 }
 
 #[test]

@@ -86,6 +86,7 @@ impl Backend {
 impl State {
     /// Composes every output whose content changed.
     pub fn render(&mut self) {
+        self.desk.notifications.expire(std::time::Instant::now());
         match &mut self.backend {
             Backend::Headless(b) => b.render(&mut self.desk),
             Backend::Winit(b) => b.render(&mut self.desk),
