@@ -350,3 +350,26 @@ fn host_taskbars_see_labelled_windows_and_vms_see_none() {
         "a VM must not list windows"
     );
 }
+
+#[test]
+fn primary_selection_stays_in_its_domain() {
+    let c = Compositor::start(TWO_VMS);
+    let _copy = c.spawn("banking", "wl-copy", &["--primary", "iban-DE00"]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let (_, out) = c.run("banking", "wl-paste", &["--primary", "--no-newline"]);
+        if out == "iban-DE00" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "primary paste inside banking never got the text"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, out) = c.run_for(4, "work", "wl-paste", &["--primary", "--no-newline"]);
+    assert!(
+        out.is_empty(),
+        "work pasted banking's primary selection: {out:?}"
+    );
+}

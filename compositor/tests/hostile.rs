@@ -443,3 +443,66 @@ fn touch_reaches_only_the_window_under_the_finger() {
     });
     drop((touch_a, touch_b));
 }
+
+#[test]
+fn drag_and_drop_never_enters_another_domain() {
+    let c = Compositor::start(TWO_VMS);
+    // banking's window, listening for drags.
+    let mut b = Client::connect(&c.vm_socket("banking"));
+    let _bp = b.seat.get_pointer(&b.qh, ());
+    let _bdd = b.ddm.get_data_device(&b.seat, &b.qh, ());
+    let tb = b.toplevel("drop-target");
+    b.map(&tb, 300, 200, WHITE);
+    let wb = c.wait_window("banking", "drop-target");
+    // work's window, starting a drag.
+    let mut a = Client::connect(&c.vm_socket("work"));
+    let _ap = a.seat.get_pointer(&a.qh, ());
+    let add = a.ddm.get_data_device(&a.seat, &a.qh, ());
+    let ta = a.toplevel("drag-source");
+    a.map(&ta, 300, 200, WHITE);
+    let wa = c.wait_window("work", "drag-source");
+    // A point of each window that the other does not cover.
+    let pa = (
+        wa.geometry.x + wa.geometry.width - 10,
+        wa.geometry.y + wa.geometry.height - 10,
+    );
+    let pb = (wb.geometry.x + 10, wb.geometry.y + 10);
+    assert!(!wa.frame.contains(pb.0, pb.1) && !wb.frame.contains(pa.0, pa.1));
+    c.input(vec![
+        InputEvent::PointerMotion {
+            x: pa.0 as f64,
+            y: pa.1 as f64,
+        },
+        InputEvent::PointerButton {
+            button: 272,
+            pressed: true,
+        },
+    ]);
+    a.roundtrip();
+    let serial = a.events.button_serial.expect("button serial");
+    let source = a.ddm.create_data_source(&a.qh, ());
+    source.offer("text/plain".into());
+    add.start_drag(Some(&source), &ta.surface, None, serial);
+    a.roundtrip();
+    // Over banking's window, then back over work's own.
+    c.input(vec![InputEvent::PointerMotion {
+        x: pb.0 as f64,
+        y: pb.1 as f64,
+    }]);
+    b.roundtrip();
+    c.input(vec![InputEvent::PointerMotion {
+        x: pa.0 as f64 - 5.0,
+        y: pa.1 as f64 - 5.0,
+    }]);
+    a.roundtrip();
+    b.roundtrip();
+    assert_eq!(b.events.dnd_enters, 0, "banking was offered work's drag");
+    assert!(
+        a.events.dnd_enters > 0,
+        "the drag works inside its own domain"
+    );
+    c.input(vec![InputEvent::PointerButton {
+        button: 272,
+        pressed: false,
+    }]);
+}

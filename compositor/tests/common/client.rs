@@ -32,6 +32,8 @@ pub struct Events {
     pub popup_configured: Option<(i32, i32, i32, i32)>,
     pub pointer_enter: Option<u32>,
     pub button_serial: Option<u32>,
+    /// Drag-and-drop enters seen by this client's data device.
+    pub dnd_enters: usize,
     /// Surface-local position of the last touch down.
     pub touch_down: Option<(f64, f64)>,
     pub closed: bool,
@@ -287,13 +289,16 @@ impl Dispatch<wl_seat::WlSeat, ()> for Events {
 
 impl Dispatch<wl_data_device::WlDataDevice, ()> for Events {
     fn event(
-        _: &mut Self,
+        state: &mut Self,
         _: &wl_data_device::WlDataDevice,
-        _: wl_data_device::Event,
+        event: wl_data_device::Event,
         _: &(),
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
+        if let wl_data_device::Event::Enter { .. } = event {
+            state.dnd_enters += 1;
+        }
     }
 
     wayland_client::event_created_child!(Events, wl_data_device::WlDataDevice, [
