@@ -193,4 +193,20 @@ mod tests {
         let big = place_new((5000, 5000).into(), M, out, &[]);
         assert_eq!(big, Point::from((4, 24)));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Wherever a window is and however big, after clamping its title bar can be grabbed.
+        #[test]
+        fn clamped_title_bars_are_reachable(x in -100_000i32..100_000, y in -100_000i32..100_000, w in 0i32..20_000, h in 0i32..20_000) {
+            let outs = [rect(0, 0, 1280, 800), rect(1280, 0, 1920, 1080)];
+            let size = clamp_size((w, h).into());
+            let p = clamp_position(Rectangle::new((x, y).into(), size), M, FrameKind::Full, &outs);
+            let bar = M.title_bar(Rectangle::new(p, size), FrameKind::Full);
+            let bounds = outs[0].merge(outs[1]);
+            proptest::prop_assert!(bar.loc.y >= bounds.loc.y && bar.loc.y + M.title <= bounds.loc.y + bounds.size.h);
+            let visible = (bar.loc.x + bar.size.w).min(bounds.loc.x + bounds.size.w) - bar.loc.x.max(bounds.loc.x);
+            proptest::prop_assert!(visible >= MIN_VISIBLE.min(bar.size.w), "visible {}", visible);
+        }
+    }
 }

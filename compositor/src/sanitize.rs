@@ -86,4 +86,15 @@ mod tests {
     fn only_controls_give_empty() {
         assert_eq!(sanitize_title("\u{1}\u{2}\u{202e}"), "");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn sanitised_titles_are_safe(raw in "\\PC{0,400}|[\\x00-\\x1f\u{202a}-\u{202e}\u{2066}-\u{2069}a ]{0,400}") {
+            let t = sanitize_title(&raw);
+            proptest::prop_assert!(t.chars().count() <= MAX_TITLE_CHARS);
+            proptest::prop_assert!(!t.chars().any(|c| c.is_control() || is_format_char(c)));
+            proptest::prop_assert!(!t.starts_with(' ') && !t.ends_with(' '));
+        }
+    }
 }

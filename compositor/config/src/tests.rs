@@ -240,3 +240,46 @@ fn actions_parse_and_print() {
         .unwrap_err()
         .contains("not a number"));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary text: a config or an error with a position inside the text, never a panic.
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,400}") {
+            check(&text);
+        }
+
+        /// The example config with one byte range replaced: close to valid, hits the checks.
+        #[test]
+        fn mutated_example(start in 0usize..EXAMPLE_CONFIG.len(), len in 0usize..12, insert in "[\\PC\\n]{0,12}") {
+            let mut text = EXAMPLE_CONFIG.to_string();
+            let start = (0..=start).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let end = (start + len).min(text.len());
+            let end = (end..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+            text.replace_range(start..end, &insert);
+            check(&text);
+        }
+    }
+
+    fn check(text: &str) {
+        match Config::parse(text, Path::new("f.toml")) {
+            Ok(c) => {
+                for vm in &c.vms {
+                    assert!(check_vm_name(&vm.name).is_ok());
+                }
+            }
+            Err(e) => {
+                if let Some((line, col)) = e.position {
+                    assert!(line >= 1 && line <= text.lines().count().max(1) + 1, "{e}");
+                    assert!(col >= 1, "{e}");
+                }
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
+}
