@@ -373,3 +373,30 @@ fn primary_selection_stays_in_its_domain() {
         "work pasted banking's primary selection: {out:?}"
     );
 }
+
+#[test]
+fn two_outputs_place_new_windows_under_the_pointer() {
+    let config = format!("{TWO_VMS}\n[headless]\noutputs = 2\nwidth = 1024\nheight = 768\n");
+    let c = Compositor::start(&config);
+    let Reply::Outputs(outs) = c.request(&bulkhead_ipc::Request::Outputs) else {
+        panic!()
+    };
+    assert_eq!(outs.len(), 2);
+    assert_eq!((outs[1].geometry.x, outs[1].geometry.width), (1024, 1024));
+    // Pointer on the second output: the next window opens there.
+    c.input(vec![InputEvent::PointerMotion {
+        x: 1500.0,
+        y: 400.0,
+    }]);
+    let _foot = c.spawn("banking", "foot", &[]);
+    let w = c.wait_window("banking", "foot");
+    assert_eq!(w.output.as_deref(), Some(outs[1].name.as_str()));
+    assert!(
+        w.frame.x >= 1024 && w.frame.x + w.frame.width <= 2048,
+        "{:?}",
+        w.frame
+    );
+    let img = c.screenshot("two-outputs");
+    assert_eq!((img.width, img.height), (2048, 768));
+    assert_framed(&img, &w, BANKING, &format!("[banking] {}", w.title), true);
+}
