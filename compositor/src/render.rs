@@ -67,6 +67,8 @@ struct PopupFrame(RefCell<[SolidColorBuffer; 4]>);
 /// Context shared by the element builders of one output.
 struct Ctx<'a> {
     desk: &'a Desktop,
+    /// The window with keyboard focus, looked up once per output.
+    focused: Option<Window>,
     output_geo: Rectangle<i32, Logical>,
     scale: Scale<f64>,
 }
@@ -100,6 +102,7 @@ where
     let scale = Scale::from(output.current_scale().fractional_scale());
     let ctx = Ctx {
         desk,
+        focused: desk.focused_window(),
         output_geo,
         scale,
     };
@@ -256,7 +259,7 @@ fn window_elements<R>(
         return;
     }
     let color = desk.domain_color(&m.domain);
-    let focused = desk.focused_window().as_ref() == Some(window);
+    let focused = ctx.focused.as_ref() == Some(window);
     let buffers = window.user_data().get_or_insert(FrameBuffers::default);
 
     // Popups: above their window, each cropped to its own geometry and the output, framed

@@ -11,7 +11,9 @@ use smithay::reexports::wayland_server::Resource;
 use smithay::utils::{IsAlive, Logical, Point, Rectangle, SERIAL_COUNTER};
 use smithay::wayland::compositor::with_states;
 use smithay::wayland::seat::WaylandFocus;
-use smithay::wayland::shell::xdg::{ToplevelSurface, XdgToplevelSurfaceData};
+use smithay::wayland::shell::xdg::{
+    ToplevelSurface, XdgPopupSurfaceRoleAttributes, XdgToplevelSurfaceRoleAttributes,
+};
 
 use crate::domain::Domain;
 use crate::frame::{self, FrameKind};
@@ -57,24 +59,35 @@ pub fn meta(window: &Window) -> &WindowMeta {
         .unwrap_or_else(|| unreachable!("window without WindowMeta"))
 }
 
+/// Reads the role attributes smithay keeps for `surface` behind a `Mutex<A>` (xdg toplevel,
+/// xdg popup, layer surface). `None` when the surface has no such role.
+pub fn with_role_attributes<A: 'static, R>(
+    surface: &WlSurface,
+    f: impl FnOnce(&A) -> R,
+) -> Option<R> {
+    with_states(surface, |states| {
+        states
+            .data_map
+            .get::<std::sync::Mutex<A>>()
+            .map(|d| f(&d.lock().unwrap_or_else(|p| p.into_inner())))
+    })
+}
+
 /// Sanitised title and app id of a toplevel.
 pub fn title_and_app_id(window: &Window) -> (String, String) {
     let Some(toplevel) = window.toplevel() else {
         return (String::new(), String::new());
     };
-    with_states(toplevel.wl_surface(), |states| {
-        states
-            .data_map
-            .get::<XdgToplevelSurfaceData>()
-            .map(|d| {
-                let d = d.lock().unwrap_or_else(|p| p.into_inner());
-                (
-                    sanitize_title(d.title.as_deref().unwrap_or("")),
-                    sanitize_title(d.app_id.as_deref().unwrap_or("")),
-                )
-            })
-            .unwrap_or_default()
-    })
+    with_role_attributes(
+        toplevel.wl_surface(),
+        |d: &XdgToplevelSurfaceRoleAttributes| {
+            (
+                sanitize_title(d.title.as_deref().unwrap_or("")),
+                sanitize_title(d.app_id.as_deref().unwrap_or("")),
+            )
+        },
+    )
+    .unwrap_or_default()
 }
 
 impl Desktop {
@@ -513,17 +526,10 @@ impl State {
 pub fn popup_configured_size(
     popup: &smithay::desktop::PopupKind,
 ) -> smithay::utils::Size<i32, Logical> {
-    with_states(popup.wl_surface(), |states| {
-        states
-            .data_map
-            .get::<smithay::wayland::shell::xdg::XdgPopupSurfaceData>()
-            .map(|d| {
-                d.lock()
-                    .map(|d| d.current.geometry.size)
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default()
+    with_role_attributes(popup.wl_surface(), |d: &XdgPopupSurfaceRoleAttributes| {
+        d.current.geometry.size
     })
+    .unwrap_or_default()
 }
 
 /// Tells host taskbars a window's new title and app id.

@@ -256,7 +256,6 @@ fn title_bar_drag_moves_and_super_right_drag_resizes() {
     );
 
     // Super + right button near the bottom-right corner: resize.
-    const KEY_LEFTMETA: u32 = 125;
     let (px, py) = (
         m.geometry.x + m.geometry.width - 10,
         m.geometry.y + m.geometry.height - 10,
@@ -309,26 +308,7 @@ fn alt_tab_through_the_key_path_switches_domains() {
     c.wait_windows("banking focused", |ws| {
         ws.iter().any(|w| w.id == b.id && w.focused)
     });
-    const KEY_LEFTALT: u32 = 56;
-    const KEY_TAB: u32 = 15;
-    c.input(vec![
-        InputEvent::Key {
-            code: KEY_LEFTALT,
-            pressed: true,
-        },
-        InputEvent::Key {
-            code: KEY_TAB,
-            pressed: true,
-        },
-        InputEvent::Key {
-            code: KEY_TAB,
-            pressed: false,
-        },
-        InputEvent::Key {
-            code: KEY_LEFTALT,
-            pressed: false,
-        },
-    ]);
+    c.input(chord(&[KEY_LEFTALT], KEY_TAB));
     let ws = c.wait_windows("work focused by Alt-Tab", |ws| {
         ws.iter().any(|w| w.id == a.id && w.focused)
     });

@@ -93,26 +93,7 @@ fn fullscreen_vm_window_keeps_its_strip_and_escape_cannot_be_inhibited() {
     assert_eq!((f.x, f.y, f.width, f.height), (0, 0, 1280, 800));
 
     // Super+Escape through the real key path: the VM never sees it and cannot keep fullscreen.
-    const KEY_LEFTMETA: u32 = 125;
-    const KEY_ESC: u32 = 1;
-    c.input(vec![
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: true,
-        },
-        InputEvent::Key {
-            code: KEY_ESC,
-            pressed: true,
-        },
-        InputEvent::Key {
-            code: KEY_ESC,
-            pressed: false,
-        },
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: false,
-        },
-    ]);
+    c.input(chord(&[KEY_LEFTMETA], KEY_ESC));
     c.wait_windows("fullscreen left", |ws| ws.iter().all(|w| !w.fullscreen));
     cl.roundtrip();
     // The client asks to be fullscreen again right away: allowed, but the strip stays.

@@ -6,16 +6,16 @@ use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurf
 use smithay::reexports::wayland_server::{Client, Resource};
 use smithay::wayland::buffer::BufferHandler;
 use smithay::wayland::compositor::{
-    add_destruction_hook, is_sync_subsurface, with_states, CompositorClientState,
-    CompositorHandler, CompositorState,
+    add_destruction_hook, is_sync_subsurface, CompositorClientState, CompositorHandler,
+    CompositorState,
 };
-use smithay::wayland::shell::wlr_layer::LayerSurfaceData;
-use smithay::wayland::shell::xdg::XdgPopupSurfaceData;
+use smithay::wayland::shell::wlr_layer::LayerSurfaceAttributes;
+use smithay::wayland::shell::xdg::XdgPopupSurfaceRoleAttributes;
 use smithay::wayland::shm::{ShmHandler, ShmState};
 use smithay::{delegate_compositor, delegate_shm};
 
 use crate::domain::ClientState;
-use crate::shell::{meta, root_surface};
+use crate::shell::{meta, root_surface, with_role_attributes};
 use crate::state::State;
 
 impl CompositorHandler for State {
@@ -102,17 +102,10 @@ impl State {
     fn popup_commit(&mut self, surface: &WlSurface) {
         self.desk.popups.commit(surface);
         if let Some(PopupKind::Xdg(popup)) = self.desk.popups.find_popup(surface) {
-            let sent = with_states(surface, |states| {
-                states
-                    .data_map
-                    .get::<XdgPopupSurfaceData>()
-                    .map(|d| {
-                        d.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .initial_configure_sent
-                    })
-                    .unwrap_or(true)
-            });
+            let sent = with_role_attributes(surface, |d: &XdgPopupSurfaceRoleAttributes| {
+                d.initial_configure_sent
+            })
+            .unwrap_or(true);
             if !sent {
                 // A popup whose configure fails to send is dead anyway.
                 let _ = popup.send_configure();
@@ -130,17 +123,10 @@ impl State {
             else {
                 continue;
             };
-            let initial_sent = with_states(surface, |states| {
-                states
-                    .data_map
-                    .get::<LayerSurfaceData>()
-                    .map(|d| {
-                        d.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .initial_configure_sent
-                    })
-                    .unwrap_or(true)
-            });
+            let initial_sent = with_role_attributes(surface, |d: &LayerSurfaceAttributes| {
+                d.initial_configure_sent
+            })
+            .unwrap_or(true);
             map.arrange();
             if !initial_sent {
                 layer.layer_surface().send_configure();

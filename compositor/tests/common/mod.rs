@@ -481,6 +481,37 @@ impl Xvfb {
     }
 }
 
+/// Linux evdev key codes used by the tests.
+pub const KEY_ESC: u32 = 1;
+pub const KEY_TAB: u32 = 15;
+pub const KEY_LEFTALT: u32 = 56;
+pub const KEY_LEFTMETA: u32 = 125;
+
+/// A key chord as a person types it: modifiers down, the key down and up, modifiers up.
+pub fn chord(mods: &[u32], key: u32) -> Vec<bulkhead_ipc::InputEvent> {
+    use bulkhead_ipc::InputEvent::Key;
+    let mut events: Vec<_> = mods
+        .iter()
+        .map(|&code| Key {
+            code,
+            pressed: true,
+        })
+        .collect();
+    events.push(Key {
+        code: key,
+        pressed: true,
+    });
+    events.push(Key {
+        code: key,
+        pressed: false,
+    });
+    events.extend(mods.iter().rev().map(|&code| Key {
+        code,
+        pressed: false,
+    }));
+    events
+}
+
 /// Whether the process runs as root (then a test can switch to an unprivileged user).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
