@@ -259,11 +259,8 @@ impl Compositor {
     /// Starts a client program on the socket of `domain`.
     pub fn spawn(&self, domain: &str, program: &str, args: &[&str]) -> ChildGuard {
         let mut cmd = wrap_user(self.user, Path::new(program));
+        self.client_env(&mut cmd, domain);
         cmd.args(args)
-            .env("WAYLAND_DISPLAY", self.socket(domain))
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("HOME", self.dir.path())
-            .env_remove("DISPLAY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -289,12 +286,10 @@ impl Compositor {
     pub fn run_for(&self, secs: u32, domain: &str, program: &str, args: &[&str]) -> (bool, String) {
         let out_path = self.dir.path().join("run.out");
         let mut cmd = wrap_user(self.user, Path::new("timeout"));
+        self.client_env(&mut cmd, domain);
         cmd.arg(secs.to_string())
             .arg(program)
             .args(args)
-            .env("WAYLAND_DISPLAY", self.socket(domain))
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("HOME", self.dir.path())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_path).expect("out"))
             .stderr(Stdio::null());
@@ -305,6 +300,18 @@ impl Compositor {
             status.success(),
             std::fs::read_to_string(&out_path).unwrap_or_default(),
         )
+    }
+
+    /// A client's whole environment, explicit so a CI machine's variables (or their absence:
+    /// without SHELL, foot run as `nobody` starts nologin and exits) change nothing.
+    fn client_env(&self, cmd: &mut Command, domain: &str) {
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("LANG", "C.UTF-8")
+            .env("SHELL", "/bin/sh")
+            .env("WAYLAND_DISPLAY", self.socket(domain))
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("HOME", self.dir.path());
     }
 
     /// Whether the compositor answers on its IPC socket.
@@ -339,6 +346,16 @@ impl Drop for Compositor {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("---- bulkhead log ----\n{}", self.log_text());
+            // Each client's stderr, for a client that died before it showed a window.
+            if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "log") && p != self.log {
+                        let text = std::fs::read_to_string(&p).unwrap_or_default();
+                        eprintln!("---- {} ----\n{text}", p.display());
+                    }
+                }
+            }
         }
     }
 }
