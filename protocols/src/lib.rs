@@ -3,6 +3,8 @@
 //! The protocol is newline-delimited JSON over a Unix stream socket: the client writes one
 //! [`Request`] per line, the compositor answers each with one [`Response`] line, in order.
 
+pub mod agent;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
