@@ -215,9 +215,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     match read_message(&mut s).await? {
         HostMessage::Hello { .. } => Err(WireError::Protocol("hello sent twice".into())),
-        HostMessage::Status => send(&mut s, &shared.status()).await,
-        HostMessage::Poweroff => {
-            send(&mut s, &GuestMessage::PoweringOff).await?;
+        HostMessage::Status {} => send(&mut s, &shared.status()).await,
+        HostMessage::Poweroff {} => {
+            send(&mut s, &GuestMessage::PoweringOff {}).await?;
             let _ = s.flush().await;
             if !shared.opts.no_poweroff {
                 poweroff();

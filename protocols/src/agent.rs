@@ -66,10 +66,11 @@ pub enum HostMessage {
         #[serde(default)]
         wait: bool,
     },
-    /// How busy the guest is (for auto-shutdown).
-    Status,
+    /// How busy the guest is (for auto-shutdown). (Empty struct variants rather than unit
+    /// variants, so serde rejects unknown fields in them too.)
+    Status {},
     /// Sync and power the guest off.
-    Poweroff,
+    Poweroff {},
 }
 
 /// Messages from the agent to the host.
@@ -102,7 +103,7 @@ pub enum GuestMessage {
         idle_secs: u64,
         uptime_ms: u64,
     },
-    PoweringOff,
+    PoweringOff {},
     /// The request failed; `message` says why.
     Error {
         message: String,
@@ -241,8 +242,8 @@ mod tests {
                 env: vec![("A".into(), "b".into())],
                 wait: true,
             },
-            HostMessage::Status,
-            HostMessage::Poweroff,
+            HostMessage::Status {},
+            HostMessage::Poweroff {},
         ];
         for m in msgs {
             let bytes = encode_message(&m).unwrap();
