@@ -7,6 +7,8 @@
 
 mod action;
 mod keys;
+pub mod values;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +20,7 @@ use toml::Spanned;
 
 pub use action::{Action, ACTION_NAMES};
 pub use keys::{lowercase_keysym, KeyCombo, Modifiers};
+pub use vm::{VmSpec, VmmSettings};
 
 /// The name reserved for the trusted host domain.
 pub const HOST_DOMAIN: &str = "host";
@@ -120,6 +123,8 @@ impl fmt::Display for Color {
 pub struct VmConfig {
     pub name: String,
     pub color: Color,
+    /// How it runs: memory, disks, networks, ...
+    pub spec: VmSpec,
     /// Where `name` was written, to point at it from later checks (socket path length).
     name_span: Range<usize>,
 }
@@ -211,6 +216,7 @@ pub struct Config {
     /// The file it came from (or a placeholder for built-in defaults).
     pub source: PathBuf,
     pub vms: Vec<VmConfig>,
+    pub vmm: VmmSettings,
     pub keyboard: KeyboardConfig,
     pub appearance: Appearance,
     pub headless: HeadlessConfig,
@@ -223,7 +229,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
     #[serde(default)]
-    vm: Vec<RawVm>,
+    vm: Vec<vm::RawVm>,
+    #[serde(default)]
+    vmm: vm::RawVmm,
     #[serde(default)]
     keyboard: KeyboardConfig,
     #[serde(default)]
@@ -231,13 +239,6 @@ struct RawConfig {
     headless: Option<Spanned<HeadlessConfig>>,
     #[serde(default)]
     binds: BTreeMap<Spanned<String>, Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawVm {
-    name: Spanned<String>,
-    color: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -297,8 +298,10 @@ impl Config {
             err(e.span(), hint_for_toml_error(&msg))
         })?;
 
+        let base = file.parent().unwrap_or(Path::new("/"));
         let mut vms: Vec<VmConfig> = Vec::with_capacity(raw.vm.len());
-        for vm in raw.vm {
+        let mut vm_spans = Vec::with_capacity(raw.vm.len());
+        for (index, vm) in raw.vm.into_iter().enumerate() {
             let name = vm.name.get_ref();
             check_vm_name(name).map_err(|m| err(Some(vm.name.span()), m))?;
             if let Some(first) = vms.iter().find(|v| &v.name == name) {
@@ -310,12 +313,24 @@ impl Config {
             }
             let color =
                 Color::parse(vm.color.get_ref()).map_err(|m| err(Some(vm.color.span()), m))?;
+            let name = name.clone();
+            let name_span = vm.name.span();
+            vm_spans.push(vm.spans());
+            let spec = vm::vm_spec(vm, index, base).map_err(|(span, m)| err(span, m))?;
             vms.push(VmConfig {
-                name: name.clone(),
+                name,
                 color,
-                name_span: vm.name.span(),
+                spec,
+                name_span,
             });
         }
+        let checks: Vec<_> = vms
+            .iter()
+            .zip(vm_spans)
+            .map(|(v, spans)| (v.name.as_str(), &v.spec, spans))
+            .collect();
+        vm::check_vms(&checks).map_err(|(span, m)| err(span, m))?;
+        let vmm = vm::vmm_settings(raw.vmm).map_err(|(span, m)| err(span, m))?;
 
         let mut appearance = Appearance::default();
         let a = raw.appearance;
@@ -389,6 +404,7 @@ impl Config {
         Ok(Config {
             source: file.to_owned(),
             vms,
+            vmm,
             keyboard: raw.keyboard,
             appearance,
             headless,

@@ -283,3 +283,146 @@ mod never_panics {
         }
     }
 }
+
+mod vms {
+    use super::*;
+    use crate::values::{Mac, Size};
+    use crate::vm::*;
+
+    fn vm(extra: &str) -> String {
+        format!("[[vm]]\nname = \"work\"\ncolor = \"#3060ff\"\n{extra}\n")
+    }
+
+    #[test]
+    fn the_minimal_vm_gets_defaults() {
+        let c = parse(&vm("")).unwrap();
+        let s = &c.vms[0].spec;
+        assert_eq!(s.memory, Size::mib(1024));
+        assert_eq!((s.cpus, s.vmm, s.cid), (2, VmmKind::Auto, 3));
+        assert_eq!(s.root_overlay, RootOverlay::Disk { size: Size::mib(2048) });
+        assert!(s.home.is_some() && !s.disposable && s.auto_shutdown.is_none());
+        assert_eq!(c.vmm, VmmSettings::default());
+    }
+
+    #[test]
+    fn the_example_shows_every_option() {
+        let c = parse(EXAMPLE_CONFIG).unwrap();
+        let s = &c.vms[0].spec;
+        assert_eq!(s.memory, Size::mib(2048));
+        assert_eq!(s.kernel.as_deref(), Some(Path::new("/cfg/guests/work/vmlinuz")));
+        assert_eq!(s.root_overlay, RootOverlay::Disk { size: Size::mib(4096) });
+        assert_eq!(s.shares[0].mount, "/home/user/projects");
+        assert_eq!(s.shares[0].uid_map[0].host, 1000);
+        assert_eq!(s.disks[0].path, Path::new("/cfg/disks/work-data.img"));
+        assert_eq!(s.networks.len(), 2);
+        assert_eq!(s.networks[0].kind, NetKind::User);
+        assert_eq!(s.networks[0].address.unwrap().to_string(), "10.0.2.15/24");
+        assert_eq!(s.networks[0].mac, Mac::derive("work", 0));
+        assert_eq!(
+            s.networks[1].kind,
+            NetKind::Switch { network: "office".into(), role: SwitchRole::Client }
+        );
+        assert_eq!(s.auto_shutdown.unwrap().0, 1800);
+        assert_eq!(s.home.as_ref().unwrap().template.as_deref(), Some(Path::new("/etc/skel")));
+        assert!(s.sound.playback && !s.sound.capture);
+        assert_eq!(s.apps[0].command, ["foot"]);
+        assert_eq!(c.vms[1].spec.cid, 4);
+    }
+
+    #[test]
+    fn tap_user_and_overlay_forms() {
+        let c = parse(&vm(r#"root-overlay = "tmpfs"
+disposable = true
+auto-shutdown = true
+[[vm.network]]
+type = "tap"
+name = "bh-test0"
+host-address = "10.10.0.1/24"
+address = "10.10.0.2/24"
+routes = [{ to = "10.11.0.0/16", via = "10.10.0.1" }]
+nameservers = ["10.10.0.1"]
+mac = "02:00:00:00:00:09"
+"#))
+        .unwrap();
+        let s = &c.vms[0].spec;
+        assert_eq!(s.root_overlay, RootOverlay::Tmpfs);
+        assert!(s.home.is_none(), "disposable VMs have no home");
+        assert_eq!(s.auto_shutdown, Some(DEFAULT_AUTO_SHUTDOWN));
+        let n = &s.networks[0];
+        assert_eq!(n.mac.to_string(), "02:00:00:00:00:09");
+        assert!(matches!(&n.kind, NetKind::Tap { name, host_address: Some(_), bridge: None } if name == "bh-test0"));
+        assert_eq!(n.routes[0].to.to_string(), "10.11.0.0/16");
+    }
+
+    /// Every invalid value is an error at its own line:col, with a fix in the message.
+    #[test]
+    fn invalid_values_point_at_themselves() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("memory = \"2X\"", "4:10", "write a number with a unit"),
+            ("memory = 16", "4:10", "outside 64M"),
+            ("cpus = 0", "4:8", "between 1 and 256"),
+            ("vmm = \"firecracker\"", "4:7", "unknown variant"),
+            ("root-overlay = \"zram\"", "4:16", "\"disk\", \"tmpfs\""),
+            ("root-overlay = { type = \"tmpfs\", size = \"1G\" }", "4:16", "remove `size`"),
+            ("kernel-params = [\"a b\"]", "4:18", "without spaces"),
+            ("kernel-params = [\"bulkhead.net=x\"]", "4:18", "set by Bulkhead"),
+            ("pci = [\"01:00\"]", "4:8", "not a PCI address"),
+            ("auto-shutdown = { after = \"soon\" }", "4:27", "duration"),
+            ("gpu = { context-types = [\"opengl\"] }", "4:26", "unknown GPU context type"),
+            ("cid = 2", "4:7", "at least 3"),
+            ("log-level = \"loud\"", "4:13", "unknown variant"),
+            ("disposable = true\nhome = true", "5:8", "no persistent home"),
+            ("disposable = true\n[[vm.disk]]\npath = \"d.img\"", "6:8", "must be read-only"),
+            ("depends-on = [\"mail\"]", "4:15", "not defined; defined: work"),
+            ("depends-on = [\"work\"]", "4:15", "cannot depend on itself"),
+            ("[[vm.share]]\ntag = \"a b\"\npath = \"/x\"", "5:7", "share tag"),
+            ("[[vm.share]]\ntag = \"home\"\npath = \"/x\"", "5:7", "already used"),
+            ("[[vm.share]]\ntag = \"x\"\npath = \"/a:b\"", "6:8", "may not contain"),
+            ("[[vm.share]]\ntag = \"x\"\npath = \"/x\"\nuid-map = [\"1000\"]", "7:12", "GUEST:HOST:COUNT"),
+            ("[[vm.network]]\ntype = \"wifi\"", "5:8", "unknown variant"),
+            ("[[vm.network]]\ntype = \"tap\"", "4:1", "needs `name`"),
+            ("[[vm.network]]\ntype = \"tap\"\nname = \"much-too-long-name\"", "6:8", "1 to 15"),
+            ("[[vm.network]]\ntype = \"user\"\nname = \"t0\"", "4:1", "does not apply"),
+            ("[[vm.network]]\ntype = \"switch\"", "4:1", "needs `network`"),
+            ("[[vm.network]]\ntype = \"user\"\naddress = \"10.0.0.1\"", "6:11", "prefix length"),
+            ("[[vm.network]]\ntype = \"user\"\nmac = \"01:00:00:00:00:01\"", "6:7", "multicast"),
+            ("[[vm.app]]\nname = \"x\"\ncommand = []", "4:1", "needs a `name`"),
+            ("[[vm.vhost-user]]\ntype = \"tpm\"\nsocket = \"/s\"", "5:8", "unknown vhost-user"),
+        ];
+        for (extra, at, what) in cases {
+            let e = error(&vm(extra));
+            assert!(
+                e.starts_with(&format!("/cfg/config.toml:{at}: ")) && e.contains(what),
+                "for {extra:?}: got {e:?}, wanted {at} and {what:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_across_vms() {
+        let two = |a: &str, b: &str| {
+            format!(
+                "[[vm]]\nname = \"a\"\ncolor = \"#000000\"\n{a}\n[[vm]]\nname = \"b\"\ncolor = \"#000000\"\n{b}\n"
+            )
+        };
+        let e = error(&two("depends-on = [\"b\"]", "depends-on = [\"a\"]"));
+        assert!(e.contains("cycle: a -> b -> a"), "{e}");
+        let e = error(&two("cid = 7", "cid = 7"));
+        assert!(e.contains(":8:7:") && e.contains("same vsock cid"), "{e}");
+        let sw = "[[vm.network]]\ntype = \"switch\"\nnetwork = \"lan\"\nrole = \"router\"";
+        let e = error(&two(sw, sw));
+        assert!(e.contains("already has a router"), "{e}");
+        let mac = "[[vm.network]]\ntype = \"user\"\nmac = \"02:00:00:00:00:01\"";
+        assert!(error(&two(mac, mac)).contains("already used by an interface of VM \"a\""));
+        parse(&two("depends-on = [\"b\"]", "")).unwrap();
+    }
+
+    #[test]
+    fn vmm_settings() {
+        let c = parse("[vmm]\naccel = \"tcg\"\nstop-timeout = \"5s\"").unwrap();
+        assert_eq!((c.vmm.accel, c.vmm.stop_timeout.0), (Accel::Tcg, 5));
+        assert!(error("[vmm]\nstop-timeout = 0").contains(":2:16: timeouts are between"));
+        assert!(error("[vmm]\nstart-timeout = \"2d\"").contains("between 1 s and 1 h"));
+    }
+
+}
