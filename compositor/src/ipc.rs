@@ -4,7 +4,7 @@
 //! bounded wait. A screenshot is composed on the loop (it needs the renderer) and encoded to
 //! PNG on a worker thread, which hands the connection back when done.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -142,6 +142,13 @@ fn register(loop_handle: &LoopHandle<'static, State>, stream: UnixStream) -> io:
                             return Ok(PostAction::Remove);
                         }
                     }
+                    Outcome::Vm(request) => {
+                        // The worker owns the connection from here on and closes it when done.
+                        let Ok(dup) = s.try_clone() else { return Ok(PostAction::Remove) };
+                        let manager = state.vms.clone();
+                        std::thread::spawn(move || crate::vms::serve(manager, request, dup));
+                        return Ok(PostAction::Remove);
+                    }
                     Outcome::Screenshot(path, shot) => {
                         // Hand a duplicate of the connection to the encoder; it comes back
                         // through the channel with the reply. Requests pipelined behind the
@@ -222,6 +229,8 @@ fn write_png(path: &Path, shot: &Screenshot) -> Response {
 pub enum Outcome {
     Reply(Response),
     Screenshot(PathBuf, Screenshot),
+    /// A VM request, served on a worker thread (it may wait for a VM to boot).
+    Vm(Request),
 }
 
 fn rect(r: Rectangle<i32, Logical>) -> Rect {
@@ -271,6 +280,11 @@ impl State {
                     Ok(Reply::Done)
                 }
             }
+            Request::VmList
+            | Request::VmStart { .. }
+            | Request::VmStop { .. }
+            | Request::VmRun { .. }
+            | Request::VmConsole { .. } => return Outcome::Vm(request),
         };
         Outcome::Reply(match reply {
             Ok(r) => Response::Ok(r),
@@ -375,24 +389,4 @@ impl State {
     }
 }
 
-/// The client side: sends one request and returns the reply.
-pub fn request(socket: &Path, req: &Request) -> Result<Response, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot connect to Bulkhead at {}: {e} (is it running? set BULKHEAD_SOCKET to its IPC socket)",
-            socket.display()
-        )
-    })?;
-    let line = bulkhead_ipc::to_line(req).map_err(|e| e.to_string())?;
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut reply = String::new();
-    io::BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| format!("cannot read the reply: {e}"))?;
-    if reply.is_empty() {
-        return Err("the compositor closed the connection without replying".into());
-    }
-    serde_json::from_str(&reply).map_err(|e| format!("the compositor sent a malformed reply: {e}"))
-}
+pub use bulkhead_ipc::client::request;

@@ -15,6 +15,7 @@ pub mod sanitize;
 pub mod shell;
 pub mod state;
 pub mod text;
+pub mod vms;
 
 use std::path::PathBuf;
 
@@ -57,17 +58,36 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let ipc_path = bulkhead_ipc::socket_path(&desk.runtime_dir);
     let ipc = ipc::IpcServer::start(&ipc_path, &desk.loop_handle).map_err(anyhow::Error::msg)?;
+    let vms = vms::start(&desk).map_err(anyhow::Error::msg)?;
     let mut state = State {
         backend,
         desk,
         ipc: Some(ipc),
+        vms: Some(vms.clone()),
     };
+    // The session ends on SIGTERM/SIGINT/SIGHUP (logout) as on the quit action: VMs are
+    // stopped gracefully below.
+    let signals = smithay::reexports::calloop::signals::Signals::new(&[
+        smithay::reexports::calloop::signals::Signal::SIGTERM,
+        smithay::reexports::calloop::signals::Signal::SIGINT,
+        smithay::reexports::calloop::signals::Signal::SIGHUP,
+    ])
+    .context("cannot handle signals")?;
+    state
+        .desk
+        .loop_handle
+        .insert_source(signals, |event, _, state| {
+            tracing::info!("{:?}: ending the session", event.signal());
+            state.desk.loop_signal.stop();
+        })
+        .map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"))?;
 
     // SAFETY: set_var is not thread-safe; no other thread exists yet at this point.
     unsafe {
         std::env::set_var("WAYLAND_DISPLAY", &state.desk.host_socket);
     }
     print_ready(&state, &ipc_path);
+    vms.autostart();
     if let Some(cmd) = opts.startup_command {
         state
             .run_action(&bulkhead_config::Action::Spawn(cmd))
@@ -84,6 +104,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         })
         .context("the event loop failed")?;
+    tracing::info!("stopping VMs");
+    vms.stop_all();
     tracing::info!("Bulkhead exits");
     Ok(())
 }

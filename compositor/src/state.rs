@@ -46,6 +46,8 @@ pub struct State {
     pub backend: Backend,
     pub desk: Desktop,
     pub ipc: Option<crate::ipc::IpcServer>,
+    /// The VM manager (absent in the wlcs plug-in, which runs no VMs).
+    pub vms: Option<std::sync::Arc<bulkhead_vmm::Manager>>,
 }
 
 /// A configured VM domain with its listening socket.

@@ -394,12 +394,10 @@ async fn stream_output<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    loop {
-        tokio::select! {
-            status = child.wait() => return Ok(status?),
-            _ = s.read(&mut probe) => {
-                return Err(WireError::Protocol("the host hung up while the command ran".into()));
-            }
+    tokio::select! {
+        status = child.wait() => Ok(status?),
+        _ = s.read(&mut probe) => {
+            Err(WireError::Protocol("the host hung up while the command ran".into()))
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`Request`] per line, the compositor answers each with one [`Response`] line, in order.
 
 pub mod agent;
+pub mod client;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,22 @@ pub enum Request {
     /// Feed synthetic input through the compositor's own input handling, exactly as a real
     /// device would. Only accepted with `--backend headless` (tests, demos).
     Input { events: Vec<InputEvent> },
+    /// Every configured VM and its state.
+    VmList,
+    /// Start a VM (and what it depends on); answered once its agent is ready.
+    VmStart { vm: String },
+    /// Stop a VM gracefully; answered once it is stopped.
+    VmStop { vm: String },
+    /// Run a command in a VM as the guest user, starting the VM if needed. Answered with
+    /// `vm_run_started`; with `wait`, then `output` lines and a final `exited`.
+    VmRun {
+        vm: String,
+        argv: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    /// The serial console socket of a running VM (for vm-shell).
+    VmConsole { vm: String },
 }
 
 /// A synthetic input event (headless backend only).
@@ -114,6 +131,93 @@ pub enum Reply {
         /// Output frames composed that changed pixels (all outputs together).
         frames_composed: u64,
     },
+    Vms(Vec<VmInfo>),
+    VmStarted {
+        vm: String,
+        /// False when it was already running.
+        started: bool,
+        boot: Option<BootInfo>,
+    },
+    VmStopped {
+        vm: String,
+        /// False when it was not running.
+        stopped: bool,
+    },
+    VmRunStarted {
+        /// The command's pid in the guest.
+        pid: u32,
+    },
+    /// Output of a command run with `wait` (raw bytes from the guest).
+    Output {
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
+    /// How a command run with `wait` ended: its exit code, or the signal that killed it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    Console {
+        path: PathBuf,
+    },
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// The lifecycle state of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+        }
+    }
+}
+
+/// How long a VM took to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootInfo {
+    /// From the start request until the agent answered (host clock).
+    pub total_ms: u64,
+    /// Guest clock, since the kernel started: when init ran, when the agent listened.
+    pub init_ms: Option<u64>,
+    pub agent_ms: Option<u64>,
+}
+
+/// One configured VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub name: String,
+    pub color: String,
+    pub state: VmState,
+    pub vmm: Option<String>,
+    /// The VM monitor's pid on the host.
+    pub pid: Option<i32>,
+    pub since_unix_ms: Option<u64>,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub disposable: bool,
+    pub autostart: bool,
+    pub boot: Option<BootInfo>,
+    /// Why it last stopped or failed to start.
+    pub last_exit: Option<String>,
 }
 
 /// A rectangle in the compositor's global (logical) space.

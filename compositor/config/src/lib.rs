@@ -298,7 +298,15 @@ impl Config {
             err(e.span(), hint_for_toml_error(&msg))
         })?;
 
-        let base = file.parent().unwrap_or(Path::new("/"));
+        // Relative paths in the file are relative to the file, wherever Bulkhead runs from.
+        let absolute = if file.is_absolute() {
+            file.to_owned()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(file))
+                .unwrap_or_else(|_| file.to_owned())
+        };
+        let base = absolute.parent().unwrap_or(Path::new("/"));
         let mut vms: Vec<VmConfig> = Vec::with_capacity(raw.vm.len());
         let mut vm_spans = Vec::with_capacity(raw.vm.len());
         for (index, vm) in raw.vm.into_iter().enumerate() {

@@ -86,9 +86,9 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const G: u64 = 1 << 30;
         const M: u64 = 1 << 20;
-        if self.0 % G == 0 && self.0 > 0 {
+        if self.0.is_multiple_of(G) && self.0 > 0 {
             write!(f, "{}G", self.0 / G)
-        } else if self.0 % M == 0 {
+        } else if self.0.is_multiple_of(M) {
             write!(f, "{}M", self.0 / M)
         } else {
             write!(f, "{}K", self.0.div_ceil(1024))

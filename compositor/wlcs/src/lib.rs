@@ -272,6 +272,7 @@ fn serve(rx: Channel<Request>) -> Result<(), String> {
         backend,
         desk,
         ipc: None,
+        vms: None,
     };
     let mut clients: HashMap<i32, ClientId> = HashMap::new();
     let signal = event_loop.get_signal();

@@ -1,0 +1,162 @@
+//! The VM manager inside the compositor: created with the session, its events shown to the
+//! user (a VM that crashes loses its windows and says so), its IPC requests served on worker
+//! threads so a booting VM never stalls the desktop.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulkhead_ipc::{OutputStream, Reply, Request, Response};
+use bulkhead_vmm::agent::RunEvent;
+use bulkhead_vmm::manager::StopReason;
+use bulkhead_vmm::{HostEnv, Manager, VmEvent};
+use smithay::reexports::calloop::channel;
+use smithay::reexports::wayland_server::backend::DisconnectReason;
+
+use crate::domain::{ClientState, Domain};
+use crate::state::{Desktop, State};
+
+/// Creates the manager (re-adopting VMs a previous compositor left running) and routes its
+/// events into the event loop.
+pub fn start(desk: &Desktop) -> Result<Arc<Manager>, String> {
+    let env = HostEnv::detect(&desk.config.vmm)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the bulkhead binary for VM monitors: {e}"))?;
+    let (tx, rx) = channel::channel::<VmEvent>();
+    desk.loop_handle
+        .insert_source(rx, |event, _, state| {
+            if let channel::Event::Msg(e) = event {
+                state.on_vm_event(e);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let tx = Mutex::new(tx);
+    Ok(Manager::new(
+        &desk.config,
+        env,
+        exe,
+        Box::new(move |e| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(e);
+            }
+        }),
+    ))
+}
+
+impl State {
+    fn on_vm_event(&mut self, event: VmEvent) {
+        match event {
+            VmEvent::Started { vm } => tracing::info!("VM {vm} started"),
+            VmEvent::Stopped { vm, reason } => {
+                let domain = Domain::Vm(vm.as_str().into());
+                let text = match &reason {
+                    StopReason::Requested => None,
+                    StopReason::Idle => Some(format!("[{vm}] shut down after being idle")),
+                    StopReason::Crashed(why) => Some(format!(
+                        "[{vm}] stopped unexpectedly: {}",
+                        crate::sanitize::sanitize_title(why)
+                    )),
+                };
+                // Whatever is still connected on the VM's socket belonged to the VM.
+                let n = self.desk.disconnect_domain(&vm);
+                tracing::info!("VM {vm} stopped ({reason:?}); {n} clients disconnected");
+                if let Some(text) = text {
+                    self.desk.notify(&domain, text);
+                }
+            }
+        }
+    }
+}
+
+impl Desktop {
+    /// Disconnects every client of VM domain `name`; returns how many.
+    pub fn disconnect_domain(&mut self, name: &str) -> usize {
+        let handle = self.display_handle.backend_handle();
+        // Collect first: the backend is locked while iterating.
+        let mut ids = Vec::new();
+        handle.with_all_clients(|id| ids.push(id));
+        let ours: Vec<_> = ids
+            .into_iter()
+            .filter(|id| {
+                handle
+                    .get_client_data(id.clone())
+                    .ok()
+                    .and_then(|d| d.downcast_arc::<ClientState>().ok())
+                    .is_some_and(|c| !c.domain.is_host() && c.domain.name() == name)
+            })
+            .collect();
+        let n = ours.len();
+        for id in ours {
+            handle.kill_client(id, DisconnectReason::ConnectionClosed);
+        }
+        n
+    }
+}
+
+/// Serves one VM request on a worker thread, writing one or more response lines to `stream`.
+pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixStream) {
+    let _ = stream.set_nonblocking(false);
+    // A reader that stops reading stalls only this worker, and not for ever.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let send = |stream: &mut UnixStream, r: Response| -> std::io::Result<()> {
+        let line = bulkhead_ipc::to_line(&r).map_err(std::io::Error::other)?;
+        stream.write_all(line.as_bytes())
+    };
+    let Some(m) = manager else {
+        let _ = send(
+            &mut stream,
+            Response::Error("the VM manager is not running in this compositor".into()),
+        );
+        return;
+    };
+    let result = match request {
+        Request::VmList => Ok(Reply::Vms(m.list())),
+        Request::VmStart { vm } => m.start(&vm).map(|started| Reply::VmStarted {
+            boot: m
+                .list()
+                .into_iter()
+                .find(|i| i.name == vm)
+                .and_then(|i| i.boot),
+            vm,
+            started,
+        }),
+        Request::VmStop { vm } => m.stop(&vm).map(|stopped| Reply::VmStopped { vm, stopped }),
+        Request::VmConsole { vm } => m.console(&vm).map(|path| Reply::Console { path }),
+        Request::VmRun { vm, argv, wait } => {
+            if wait {
+                let mut out = stream.try_clone();
+                let mut sink = |e: RunEvent| -> std::io::Result<()> {
+                    let reply = match e {
+                        RunEvent::Started(pid) => Reply::VmRunStarted { pid },
+                        RunEvent::Stdout(d) => Reply::Output {
+                            stream: OutputStream::Stdout,
+                            data: d.to_vec(),
+                        },
+                        RunEvent::Stderr(d) => Reply::Output {
+                            stream: OutputStream::Stderr,
+                            data: d.to_vec(),
+                        },
+                    };
+                    match out.as_mut() {
+                        Ok(s) => send(s, Response::Ok(reply)),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    }
+                };
+                m.run(&vm, &argv, Some(&mut sink)).map(|(_, exit)| Reply::Exited {
+                    code: exit.and_then(|e| e.code),
+                    signal: exit.and_then(|e| e.signal),
+                })
+            } else {
+                m.run(&vm, &argv, None)
+                    .map(|(pid, _)| Reply::VmRunStarted { pid })
+            }
+        }
+        other => Err(format!("{other:?} is not a VM request")),
+    };
+    let response = match result {
+        Ok(r) => Response::Ok(r),
+        Err(e) => Response::Error(e),
+    };
+    let _ = send(&mut stream, response);
+}

@@ -1,0 +1,15 @@
+//! Bulkhead's VM manager, used inside the compositor: VM launch plans and the crosvm and QEMU
+//! command lines they contain, the per-VM monitor process that outlives the compositor, the
+//! guest agent client, and the manager that starts, stops, watches and re-adopts VMs.
+
+pub mod agent;
+pub mod cli;
+pub mod crosvm;
+pub mod manager;
+pub mod monitor;
+pub mod paths;
+pub mod plan;
+pub mod qemu;
+
+pub use manager::{Manager, VmEvent};
+pub use plan::{plan, HostEnv, LaunchPlan};

@@ -1,0 +1,688 @@
+//! The VM manager: starts VMs (dependencies first) through a monitor process each, stops them
+//! gracefully (agent poweroff, then signals), runs commands through the guest agent, notices
+//! crashes, shuts idle VMs down, and re-adopts the VMs a previous compositor left running.
+//!
+//! Every operation blocks its caller (an IPC worker thread), never the compositor's loop; a
+//! watcher thread polls monitors and idle times. State changes are reported through the
+//! `events` callback.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bulkhead_config::{Config, VmConfig, VmmSettings};
+use bulkhead_ipc::{BootInfo, VmInfo, VmState};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::agent::{self, Connection, Endpoint, Exit, OutputSink};
+use crate::monitor::{self, ExitReport, MonitorState, ProcessId};
+use crate::plan::{self, HostEnv, LaunchPlan};
+
+/// Why a VM stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// vm-stop, the launcher, or the session ending.
+    Requested,
+    /// Auto-shutdown after being idle.
+    Idle,
+    /// It ended on its own; the text says how.
+    Crashed(String),
+}
+
+/// What the compositor hears about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    Started { vm: String },
+    Stopped { vm: String, reason: StopReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+}
+
+#[derive(Default)]
+struct Slot {
+    phase: Option<Phase>,
+    monitor: Option<ProcessId>,
+    /// The monitor process when this manager started it (to reap it).
+    child: Option<Child>,
+    endpoint: Option<Endpoint>,
+    vmm: Option<String>,
+    since_ms: u64,
+    boot: Option<BootInfo>,
+    last_exit: Option<String>,
+    last_idle_check: Option<Instant>,
+}
+
+impl Slot {
+    fn phase(&self) -> Phase {
+        self.phase.unwrap_or(Phase::Stopped)
+    }
+}
+
+/// How long a poweroff may take before the VM is killed comes from the config; these are the
+/// fixed steps after it.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The file next to a VM's plan that names its monitor (for re-adoption).
+fn monitor_file(runtime: &Path) -> PathBuf {
+    runtime.join("monitor.json")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type EventSink = Box<dyn Fn(VmEvent) + Send + Sync>;
+
+pub struct Manager {
+    vms: BTreeMap<String, VmConfig>,
+    order: Vec<String>,
+    settings: VmmSettings,
+    env: HostEnv,
+    monitor_exe: PathBuf,
+    slots: Mutex<BTreeMap<String, Slot>>,
+    changed: Condvar,
+    events: EventSink,
+    closing: AtomicBool,
+}
+
+impl Manager {
+    /// A manager for the VMs of `config`. Re-adopts VMs whose monitor still runs and cleans up
+    /// after those whose monitor died. `monitor_exe` is the binary that runs `vm-monitor`.
+    pub fn new(
+        config: &Config,
+        env: HostEnv,
+        monitor_exe: PathBuf,
+        events: EventSink,
+    ) -> Arc<Manager> {
+        let mut slots = BTreeMap::new();
+        for vm in &config.vms {
+            slots.insert(vm.name.clone(), Slot::default());
+        }
+        let m = Arc::new(Manager {
+            vms: config
+                .vms
+                .iter()
+                .map(|v| (v.name.clone(), v.clone()))
+                .collect(),
+            order: config.vms.iter().map(|v| v.name.clone()).collect(),
+            settings: config.vmm.clone(),
+            env,
+            monitor_exe,
+            slots: Mutex::new(slots),
+            changed: Condvar::new(),
+            events,
+            closing: AtomicBool::new(false),
+        });
+        for name in &m.order {
+            m.adopt(name);
+        }
+        let weak = Arc::downgrade(&m);
+        std::thread::Builder::new()
+            .name("vm-watch".into())
+            .spawn(move || watch(weak))
+            .ok();
+        m
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn vm(&self, name: &str) -> Result<&VmConfig, String> {
+        self.vms.get(name).ok_or_else(|| {
+            let defined: Vec<&str> = self.order.iter().map(String::as_str).collect();
+            if defined.is_empty() {
+                format!("VM {name:?} is not defined; no VMs are defined in the config")
+            } else {
+                format!(
+                    "VM {name:?} is not defined; defined: {}",
+                    defined.join(", ")
+                )
+            }
+        })
+    }
+
+    /// Picks up a VM a previous compositor left running.
+    fn adopt(&self, name: &str) {
+        let paths = self.env.dirs.vm(name);
+        let Some(id) = monitor::read_json::<ProcessId>(&monitor_file(&paths.runtime)) else {
+            return;
+        };
+        let plan = monitor::read_json::<LaunchPlan>(&paths.plan());
+        match plan {
+            Some(plan) if id.alive() => {
+                tracing::info!("VM {name}: re-adopted (monitor pid {})", id.pid);
+                let mut slots = self.lock();
+                if let Some(s) = slots.get_mut(name) {
+                    s.phase = Some(Phase::Running);
+                    s.monitor = Some(id);
+                    s.endpoint = Some(endpoint(&plan));
+                    s.vmm = Some(vmm_name(&plan));
+                    s.since_ms = monitor::read_json::<MonitorState>(&paths.state_file())
+                        .map_or_else(now_ms, |st| st.started_unix_ms);
+                }
+            }
+            _ => {
+                tracing::info!("VM {name}: cleaning up after a monitor that is gone");
+                self.cleanup_leftovers(name, plan.as_ref());
+            }
+        }
+    }
+
+    /// What a dead monitor could not clean: its scratch disk and runtime files.
+    fn cleanup_leftovers(&self, name: &str, plan: Option<&LaunchPlan>) {
+        let paths = self.env.dirs.vm(name);
+        // The VMM and helpers die with their monitor (PR_SET_PDEATHSIG); kill any that a
+        // SIGKILLed monitor could not take along anyway.
+        if let Some(st) = monitor::read_json::<MonitorState>(&paths.state_file()) {
+            for pid in std::iter::once(st.vmm_pid).chain(st.helper_pids) {
+                let started_after = monitor::proc_start_time(pid).is_some();
+                if started_after && is_ours(pid, &paths.runtime) {
+                    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        if let Some(s) = plan.and_then(|p| p.scratch.as_ref()) {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        monitor::remove_runtime_files(&paths.runtime);
+        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
+    }
+
+    /// Every VM with its state.
+    pub fn list(&self) -> Vec<VmInfo> {
+        let slots = self.lock();
+        self.order
+            .iter()
+            .filter_map(|name| {
+                let vm = self.vms.get(name)?;
+                let s = slots.get(name)?;
+                let state = match s.phase() {
+                    Phase::Stopped => VmState::Stopped,
+                    Phase::Starting => VmState::Starting,
+                    Phase::Running => VmState::Running,
+                    Phase::Stopping => VmState::Stopping,
+                };
+                let up = state != VmState::Stopped;
+                Some(VmInfo {
+                    name: name.clone(),
+                    color: vm.color.to_string(),
+                    state,
+                    vmm: if up { s.vmm.clone() } else { None },
+                    pid: if up { s.monitor.map(|m| m.pid) } else { None },
+                    since_unix_ms: if up { Some(s.since_ms) } else { None },
+                    memory_mib: vm.spec.memory.as_mib(),
+                    cpus: vm.spec.cpus,
+                    disposable: vm.spec.disposable,
+                    autostart: vm.spec.autostart,
+                    boot: if up { s.boot } else { None },
+                    last_exit: s.last_exit.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Starts `name` (and what it depends on) unless it runs; returns once its agent answers.
+    /// `Ok(false)` when it was already running.
+    pub fn start(&self, name: &str) -> Result<bool, String> {
+        self.start_chain(name, 0)
+    }
+
+    fn start_chain(&self, name: &str, depth: usize) -> Result<bool, String> {
+        let vm = self.vm(name)?.clone();
+        if depth > self.order.len() {
+            return Err("depends-on is too deep".into());
+        }
+        for dep in &vm.spec.depends_on {
+            self.start_chain(dep, depth + 1)
+                .map_err(|e| format!("cannot start {dep:?}, which {name:?} depends on: {e}"))?;
+        }
+        {
+            let mut slots = self.lock();
+            loop {
+                if self.closing.load(Ordering::SeqCst) {
+                    return Err("the session is ending".into());
+                }
+                let phase = slots.get(name).map_or(Phase::Stopped, Slot::phase);
+                match phase {
+                    Phase::Running => return Ok(false),
+                    Phase::Stopped => break,
+                    Phase::Starting | Phase::Stopping => {
+                        slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+                        // Someone else's start: when it ends in Running, use it.
+                        if slots.get(name).map(Slot::phase) == Some(Phase::Running) {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = slots.get_mut(name) {
+                s.phase = Some(Phase::Starting);
+                s.since_ms = now_ms();
+                s.boot = None;
+            }
+        }
+        self.changed.notify_all();
+        match self.launch(&vm) {
+            Ok(()) => {
+                (self.events)(VmEvent::Started { vm: name.into() });
+                Ok(true)
+            }
+            Err(e) => {
+                let mut slots = self.lock();
+                if let Some(s) = slots.get_mut(name) {
+                    *s = Slot {
+                        last_exit: Some(e.clone()),
+                        ..Slot::default()
+                    };
+                }
+                drop(slots);
+                self.changed.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    fn launch(&self, vm: &VmConfig) -> Result<(), String> {
+        let started = Instant::now();
+        let plan = plan::plan(vm, &self.settings, &self.env)?;
+        let paths = self.env.dirs.vm(&vm.name);
+        for dir in [&paths.runtime, &paths.state] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        monitor::remove_runtime_files(&paths.runtime);
+        let _ = std::fs::remove_file(paths.exit_file());
+        monitor::write_json(&paths.plan(), &plan)
+            .map_err(|e| format!("cannot write {}: {e}", paths.plan().display()))?;
+        // The agent announces itself on this socket (hybrid vsock, guest -> host port).
+        let ready_path = paths.vsock_port(bulkhead_ipc::agent::READY_PORT);
+        let listener = match &plan.hybrid_vsock {
+            Some(_) => {
+                let _ = std::fs::remove_file(&ready_path);
+                Some(UnixListener::bind(&ready_path).map_err(|e| {
+                    format!("cannot listen on {}: {e}", ready_path.display())
+                })?)
+            }
+            None => None,
+        };
+        let log = std::fs::File::create(paths.log("monitor"))
+            .map_err(|e| format!("cannot create {}: {e}", paths.log("monitor").display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&self.monitor_exe);
+        cmd.arg("vm-monitor")
+            .arg(&paths.runtime)
+            .current_dir(&paths.runtime)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("BULKHEAD_SOCKET");
+        // SAFETY: setsid() is async-signal-safe; it puts the monitor in its own session so a
+        // signal to the compositor's process group (Ctrl-C in a terminal) does not reach VMs.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the VM monitor: {e}"))?;
+        let id = ProcessId::of(child.id() as i32).ok_or("the VM monitor exited at once")?;
+        let _ = monitor::write_json(&monitor_file(&paths.runtime), &id);
+        let ep = endpoint(&plan);
+        {
+            let mut slots = self.lock();
+            if let Some(s) = slots.get_mut(&vm.name) {
+                s.monitor = Some(id);
+                s.child = Some(child);
+                s.endpoint = Some(ep.clone());
+                s.vmm = Some(vmm_name(&plan));
+            }
+        }
+        let deadline = started + Duration::from_secs(self.settings.start_timeout.0);
+        let mut alive = || id.alive() && !paths.exit_file().exists();
+        let ready = agent::wait_ready(&ep, listener.as_ref(), deadline, &mut alive);
+        drop(listener);
+        let _ = std::fs::remove_file(&ready_path);
+        match ready {
+            Ok(times) => {
+                let total_ms = started.elapsed().as_millis() as u64;
+                let mut slots = self.lock();
+                if let Some(s) = slots.get_mut(&vm.name) {
+                    s.phase = Some(Phase::Running);
+                    s.boot = Some(BootInfo {
+                        total_ms,
+                        init_ms: times.map(|t| t.init_ms),
+                        agent_ms: times.map(|t| t.agent_ms),
+                    });
+                    s.last_exit = None;
+                }
+                drop(slots);
+                self.changed.notify_all();
+                tracing::info!("VM {}: ready in {total_ms} ms", vm.name);
+                Ok(())
+            }
+            Err(e) => {
+                // Stop whatever is left; the monitor cleans up and says why it ended.
+                self.terminate(&vm.name, id);
+                let report = monitor::read_json::<ExitReport>(&paths.exit_file());
+                self.cleanup_leftovers(&vm.name, Some(&plan));
+                let why = report.map(|r| r.reason).unwrap_or_else(|| e.to_string());
+                Err(format!(
+                    "VM {:?} did not start: {why} (logs: {})",
+                    vm.name,
+                    paths.state.display()
+                ))
+            }
+        }
+    }
+
+    /// SIGTERM to the monitor (it stops the VMM and cleans up), SIGKILL after a grace period.
+    fn terminate(&self, name: &str, id: ProcessId) {
+        let pid = Pid::from_raw(id.pid);
+        if id.alive() {
+            let _ = signal::kill(pid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + TERM_GRACE;
+        while id.alive() && Instant::now() < deadline {
+            self.reap(name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if id.alive() {
+            let _ = signal::kill(pid, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + TERM_GRACE;
+        while id.alive() && Instant::now() < deadline {
+            self.reap(name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.reap(name);
+    }
+
+    /// Reaps the monitor if this manager started it and it exited.
+    fn reap(&self, name: &str) {
+        let mut slots = self.lock();
+        if let Some(s) = slots.get_mut(name) {
+            if let Some(c) = s.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    s.child = None;
+                }
+            }
+        }
+    }
+
+    /// Stops `name`: the agent powers the guest off; after `stop-timeout` it is terminated.
+    /// `Ok(false)` when it was not running.
+    pub fn stop(&self, name: &str) -> Result<bool, String> {
+        self.stop_for(name, StopReason::Requested)
+    }
+
+    fn stop_for(&self, name: &str, reason: StopReason) -> Result<bool, String> {
+        self.vm(name)?;
+        let (id, ep) = {
+            let mut slots = self.lock();
+            loop {
+                let phase = slots.get(name).map_or(Phase::Stopped, Slot::phase);
+                match phase {
+                    Phase::Stopped => return Ok(false),
+                    Phase::Running => break,
+                    Phase::Starting | Phase::Stopping => {
+                        slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            }
+            let Some(s) = slots.get_mut(name) else {
+                return Ok(false);
+            };
+            s.phase = Some(Phase::Stopping);
+            (s.monitor, s.endpoint.clone())
+        };
+        self.changed.notify_all();
+        let t = Instant::now();
+        if let Some(ep) = &ep {
+            if let Err(e) = Connection::open(ep).and_then(Connection::poweroff) {
+                tracing::info!("VM {name}: poweroff through the agent failed ({e}); terminating");
+            }
+        }
+        if let Some(id) = id {
+            let deadline = Instant::now() + Duration::from_secs(self.settings.stop_timeout.0);
+            while id.alive() && Instant::now() < deadline {
+                self.reap(name);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if id.alive() {
+                tracing::warn!("VM {name}: did not power off in time; terminating it");
+            } else {
+                tracing::info!("VM {name}: powered off in {} ms", t.elapsed().as_millis());
+            }
+            self.terminate(name, id);
+        }
+        self.finish(name, reason);
+        Ok(true)
+    }
+
+    /// Marks a VM stopped after its monitor ended, cleans up and reports it.
+    fn finish(&self, name: &str, reason: StopReason) {
+        let paths = self.env.dirs.vm(name);
+        let plan = monitor::read_json::<LaunchPlan>(&paths.plan());
+        let report = monitor::read_json::<ExitReport>(&paths.exit_file());
+        self.cleanup_leftovers(name, plan.as_ref());
+        {
+            let mut slots = self.lock();
+            if let Some(s) = slots.get_mut(name) {
+                let mut child = s.child.take();
+                if let Some(c) = child.as_mut() {
+                    let _ = c.wait();
+                }
+                *s = Slot {
+                    last_exit: report.map(|r| r.reason),
+                    ..Slot::default()
+                };
+            }
+        }
+        self.changed.notify_all();
+        (self.events)(VmEvent::Stopped {
+            vm: name.into(),
+            reason,
+        });
+    }
+
+    /// Runs `argv` in `name`, starting the VM first if needed. With `output`, streams the
+    /// command's output there and returns how it ended; without, returns once it started.
+    pub fn run(
+        &self,
+        name: &str,
+        argv: &[String],
+        output: Option<OutputSink>,
+    ) -> Result<(u32, Option<Exit>), String> {
+        if argv.is_empty() {
+            return Err("no command given".into());
+        }
+        self.start(name)?;
+        let ep = self
+            .lock()
+            .get(name)
+            .and_then(|s| s.endpoint.clone())
+            .ok_or_else(|| format!("VM {name:?} stopped before the command could start"))?;
+        // A re-adopted VM may still be booting: give its agent the start timeout.
+        let deadline = Instant::now() + Duration::from_secs(self.settings.start_timeout.0);
+        let conn = loop {
+            match Connection::open(&ep) {
+                Ok(c) => break c,
+                Err(agent::AgentError::Unreachable(m)) if Instant::now() < deadline => {
+                    if self.lock().get(name).map(Slot::phase) != Some(Phase::Running) {
+                        return Err(format!("VM {name:?} stopped: {m}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(format!("VM {name:?}: {e}")),
+            }
+        };
+        conn.run(argv, &[], output)
+            .map_err(|e| format!("VM {name:?}: {e}"))
+    }
+
+    /// Starts the VMs marked `autostart`, each on its own thread.
+    pub fn autostart(self: &Arc<Self>) {
+        for name in &self.order {
+            if self.vms.get(name).is_some_and(|v| v.spec.autostart) {
+                let m = self.clone();
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = m.start(&name) {
+                        tracing::warn!("autostart of VM {name} failed: {e}");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Stops every VM (the session is ending), in parallel; returns when all are stopped.
+    pub fn stop_all(self: &Arc<Self>) {
+        self.closing.store(true, Ordering::SeqCst);
+        let threads: Vec<_> = self
+            .order
+            .iter()
+            .map(|name| {
+                let m = self.clone();
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    let _ = m.stop(&name);
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// The console socket of a running VM (QEMU) for vm-shell.
+    pub fn console(&self, name: &str) -> Result<PathBuf, String> {
+        self.vm(name)?;
+        let slots = self.lock();
+        let s = slots.get(name).ok_or("unknown VM")?;
+        if s.phase() != Phase::Running {
+            return Err(format!(
+                "VM {name:?} is not running; start it with vm-start {name}"
+            ));
+        }
+        if s.vmm.as_deref() != Some("qemu") {
+            return Err(format!(
+                "VM {name:?} runs under crosvm, whose console is its log ({}); an interactive \
+                 crosvm console is not done yet",
+                self.env.dirs.vm(name).log("console").display()
+            ));
+        }
+        Ok(self.env.dirs.vm(name).console())
+    }
+
+    /// One watcher pass: crashed VMs, idle VMs.
+    fn watch_once(self: &Arc<Self>) {
+        let mut crashed = Vec::new();
+        let mut idle_checks = Vec::new();
+        {
+            let mut slots = self.lock();
+            for (name, s) in slots.iter_mut() {
+                if s.phase() != Phase::Running {
+                    continue;
+                }
+                if let Some(c) = s.child.as_mut() {
+                    let _ = c.try_wait();
+                }
+                if s.monitor.is_some_and(|m| !m.alive()) {
+                    crashed.push(name.clone());
+                    continue;
+                }
+                let after = self.vms.get(name).and_then(|v| v.spec.auto_shutdown);
+                if let (Some(after), Some(ep)) = (after, &s.endpoint) {
+                    let due = s
+                        .last_idle_check
+                        .is_none_or(|t| t.elapsed() >= IDLE_CHECK_INTERVAL);
+                    if due {
+                        s.last_idle_check = Some(Instant::now());
+                        idle_checks.push((name.clone(), ep.clone(), after.0));
+                    }
+                }
+            }
+        }
+        for name in crashed {
+            {
+                let mut slots = self.lock();
+                if let Some(s) = slots.get_mut(&name) {
+                    s.phase = Some(Phase::Stopping);
+                }
+            }
+            let paths = self.env.dirs.vm(&name);
+            let why = monitor::read_json::<ExitReport>(&paths.exit_file())
+                .map(|r| r.reason)
+                .unwrap_or_else(|| "its VM monitor was killed".into());
+            tracing::warn!("VM {name} stopped unexpectedly: {why}");
+            self.finish(&name, StopReason::Crashed(why));
+        }
+        for (name, ep, after) in idle_checks {
+            let idle = Connection::open(&ep)
+                .and_then(Connection::status)
+                .is_ok_and(|st| st.running == 0 && st.idle_secs >= after);
+            if idle {
+                tracing::info!("VM {name}: idle for {after} s, shutting it down");
+                let m = self.clone();
+                std::thread::spawn(move || {
+                    let _ = m.stop_for(&name, StopReason::Idle);
+                });
+            }
+        }
+    }
+}
+
+fn watch(m: Weak<Manager>) {
+    loop {
+        std::thread::sleep(WATCH_INTERVAL);
+        let Some(m) = m.upgrade() else {
+            return;
+        };
+        m.watch_once();
+    }
+}
+
+fn endpoint(plan: &LaunchPlan) -> Endpoint {
+    match &plan.hybrid_vsock {
+        Some(p) => Endpoint::Hybrid(p.clone()),
+        None => Endpoint::Vsock(plan.cid),
+    }
+}
+
+fn vmm_name(plan: &LaunchPlan) -> String {
+    match plan.vmm {
+        plan::Vmm::Qemu => "qemu".into(),
+        plan::Vmm::Crosvm => "crosvm".into(),
+    }
+}
+
+/// Whether `pid` runs in (or refers to) the VM's runtime dir: its working directory is it (the
+/// monitor starts every helper and the VMM there).
+fn is_ours(pid: i32, runtime: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == runtime)
+}

@@ -1,0 +1,628 @@
+//! The per-VM monitor process (`bulkhead vm-monitor RUNTIME_DIR`).
+//!
+//! The compositor starts one monitor per running VM, in its own session and process group, so
+//! the VM outlives a compositor crash. The monitor prepares what the plan says (scratch disk,
+//! home, taps), confines itself and everything it starts to a mount namespace in which the
+//! user's runtime, state and data trees are empty but for this VM's own directories (no
+//! `ipc.sock`, no host Wayland socket, no other VM), starts the helpers and the VMM, waits,
+//! and cleans up when the VMM ends: helpers stopped, scratch disk deleted, taps it created
+//! removed, and `exit.json` saying why.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{LaunchPlan, ProcessSpec, Vmm};
+
+/// What the monitor records once the VMM runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorState {
+    pub vmm: Vmm,
+    pub vmm_pid: i32,
+    pub helper_pids: Vec<i32>,
+    pub started_unix_ms: u64,
+}
+
+/// Why a VM ended, written by the monitor as its last act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitReport {
+    pub reason: String,
+    /// The VMM's exit code, when it exited.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Whether the monitor was asked to stop (SIGTERM) before the VMM ended.
+    pub requested: bool,
+}
+
+/// Who started the monitor, for re-adoption: its pid and kernel start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    pub fn of(pid: i32) -> Option<ProcessId> {
+        proc_start_time(pid).map(|start_time| ProcessId { pid, start_time })
+    }
+
+    /// Whether this very process still runs (not a zombie, not a reused pid).
+    pub fn alive(&self) -> bool {
+        proc_stat(self.pid).is_some_and(|(state, start)| {
+            start == self.start_time && state != 'Z' && state != 'X'
+        })
+    }
+}
+
+/// (state, start time) from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 of the whole line is the start time; `rest` starts at field 3.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, s)| s)
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes `value` as JSON to `path` atomically (temp file + rename).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&data)?;
+    }
+    fs::rename(&tmp, path)
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let data = fs::read(path).ok()?;
+    if data.len() > 1 << 20 {
+        return None;
+    }
+    serde_json::from_slice(&data).ok()
+}
+
+/// The monitor's main: never returns an error to a caller that could act on it, so it reports
+/// through `exit.json` and the exit code.
+pub fn run(runtime_dir: &Path) -> i32 {
+    let plan_path = runtime_dir.join("plan.json");
+    let Some(plan) = read_json::<LaunchPlan>(&plan_path) else {
+        eprintln!("bulkhead vm-monitor: no readable plan at {}", plan_path.display());
+        return 2;
+    };
+    let mut m = Monitor {
+        plan,
+        created_taps: Vec::new(),
+        helpers: Vec::new(),
+    };
+    // The runtime dir as it is now: confinement may hide its path if it fails half-way, and
+    // exit.json must reach the compositor in any case.
+    let dir = File::open(&m.plan.runtime_dir).ok();
+    let report = m.start_and_wait();
+    let t = Instant::now();
+    m.cleanup();
+    eprintln!(
+        "bulkhead vm-monitor: {}: cleaned up in {} ms",
+        m.plan.vm,
+        t.elapsed().as_millis()
+    );
+    eprintln!("bulkhead vm-monitor: {}: {}", m.plan.vm, report.reason);
+    let exit_path = match &dir {
+        Some(d) => PathBuf::from(format!("/proc/self/fd/{}/exit.json", d.as_raw_fd())),
+        None => m.plan.runtime_dir.join("exit.json"),
+    };
+    let _ = write_json(&exit_path, &report);
+    if report.code == Some(0) || report.requested {
+        0
+    } else {
+        1
+    }
+}
+
+struct Monitor {
+    plan: LaunchPlan,
+    created_taps: Vec<String>,
+    helpers: Vec<(String, Pid)>,
+}
+
+impl Monitor {
+    fn fail(&self, reason: String) -> ExitReport {
+        ExitReport {
+            reason,
+            code: None,
+            signal: None,
+            requested: STOP.load(Ordering::SeqCst),
+        }
+    }
+
+    fn start_and_wait(&mut self) -> ExitReport {
+        let _ = nix::unistd::setsid();
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; no
+        // SA_RESTART, so a blocking waitpid returns EINTR and the loop sees the flag.
+        unsafe {
+            let action = signal::SigAction::new(
+                SigHandler::Handler(on_stop),
+                signal::SaFlags::empty(),
+                signal::SigSet::empty(),
+            );
+            let _ = signal::sigaction(Signal::SIGTERM, &action);
+            let _ = signal::sigaction(Signal::SIGINT, &action);
+            let _ = signal::signal(Signal::SIGHUP, SigHandler::SigIgn);
+        }
+        for input in &self.plan.inputs {
+            if !input.exists() {
+                return self.fail(format!(
+                    "{} does not exist (named in the VM's config)",
+                    input.display()
+                ));
+            }
+        }
+        if let Err(e) = self.prepare() {
+            return self.fail(e);
+        }
+        if let Err(e) = confine(&self.plan) {
+            return self.fail(format!("cannot confine the VMM: {e}"));
+        }
+        let helpers = self.plan.helpers.clone();
+        for h in &helpers {
+            match self.spawn(h) {
+                Ok(pid) => self.helpers.push((h.name.clone(), pid)),
+                Err(e) => return self.fail(e),
+            }
+            if let Some(sock) = &h.wait_for {
+                if let Err(e) = self.wait_for_socket(h, sock) {
+                    return self.fail(e);
+                }
+            }
+        }
+        let vmm_spec = self.plan.vmm_process.clone();
+        let vmm = match self.spawn(&vmm_spec) {
+            Ok(pid) => pid,
+            Err(e) => return self.fail(e),
+        };
+        let state = MonitorState {
+            vmm: self.plan.vmm,
+            vmm_pid: vmm.as_raw(),
+            helper_pids: self.helpers.iter().map(|(_, p)| p.as_raw()).collect(),
+            started_unix_ms: now_ms(),
+        };
+        let _ = write_json(&self.plan.runtime_dir.join("state.json"), &state);
+        self.wait(vmm)
+    }
+
+    /// Waits for the VMM; a helper's death or a stop request ends it.
+    fn wait(&mut self, vmm: Pid) -> ExitReport {
+        let mut sent_term = false;
+        loop {
+            if STOP.load(Ordering::SeqCst) && !sent_term {
+                let _ = signal::kill(vmm, Signal::SIGTERM);
+                sent_term = true;
+            }
+            match waitpid(None, None) {
+                Ok(status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)))
+                    if pid == vmm =>
+                {
+                    return self.vmm_ended(status)
+                }
+                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+                    if let Some(pos) = self.helpers.iter().position(|(_, p)| *p == pid) {
+                        let (name, _) = self.helpers.remove(pos);
+                        // Helpers also end when the VMM closes their socket: if the VMM ends
+                        // right after, that is the real story.
+                        let deadline = Instant::now() + Duration::from_secs(1);
+                        while Instant::now() < deadline {
+                            match waitpid(vmm, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                                Ok(WaitStatus::StillAlive) => {
+                                    std::thread::sleep(Duration::from_millis(10))
+                                }
+                                Ok(status) => return self.vmm_ended(status),
+                                Err(_) => break,
+                            }
+                        }
+                        // The VM cannot work without it: end the VM.
+                        let _ = signal::kill(vmm, Signal::SIGKILL);
+                        let _ = waitpid(vmm, None);
+                        return self.fail(format!(
+                            "helper {name} ended unexpectedly (see its log in {})",
+                            self.plan.state_dir.display()
+                        ));
+                    }
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return self.fail(format!("waiting for the VMM failed: {e}")),
+            }
+        }
+    }
+
+    fn vmm_ended(&self, status: WaitStatus) -> ExitReport {
+        let name = &self.plan.vmm_process.name;
+        let requested = STOP.load(Ordering::SeqCst);
+        match status {
+            WaitStatus::Exited(_, 0) => ExitReport {
+                reason: format!("the guest powered off ({name} exited)"),
+                code: Some(0),
+                signal: None,
+                requested,
+            },
+            WaitStatus::Exited(_, code) => ExitReport {
+                reason: format!("{name} exited with status {code} (see {name}.log)"),
+                code: Some(code),
+                signal: None,
+                requested,
+            },
+            WaitStatus::Signaled(_, sig, _) => ExitReport {
+                reason: format!("{name} was killed by {sig}"),
+                code: None,
+                signal: Some(sig as i32),
+                requested,
+            },
+            other => self.fail(format!("{name} ended: {other:?}")),
+        }
+    }
+
+    fn prepare(&mut self) -> Result<(), String> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.plan.state_dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.plan.state_dir.display()))?;
+        if let Some(s) = &self.plan.scratch {
+            make_scratch(&s.path, s.size)?;
+        }
+        if let Some(h) = &self.plan.home {
+            make_home(&h.path, h.template.as_deref())?;
+        }
+        for tap in self.plan.taps.clone() {
+            self.setup_tap(&tap)?;
+        }
+        Ok(())
+    }
+
+    fn setup_tap(&mut self, tap: &crate::plan::TapSetup) -> Result<(), String> {
+        let exists = Path::new("/sys/class/net").join(&tap.name).exists();
+        if !exists {
+            let uid = nix::unistd::getuid().to_string();
+            ip(&["tuntap", "add", "dev", &tap.name, "mode", "tap", "user", &uid]).map_err(|e| {
+                format!(
+                    "tap device {} does not exist and cannot be created ({e}); create it for \
+                     this user (ip tuntap add dev {} mode tap user {uid}) or let the NixOS \
+                     module do it",
+                    tap.name, tap.name
+                )
+            })?;
+            self.created_taps.push(tap.name.clone());
+        }
+        if let Some(addr) = &tap.host_address {
+            ip(&["addr", "replace", addr, "dev", &tap.name])
+                .map_err(|e| format!("cannot give {} the address {addr}: {e}", tap.name))?;
+        }
+        if let Some(br) = &tap.bridge {
+            ip(&["link", "set", &tap.name, "master", br])
+                .map_err(|e| format!("cannot add {} to bridge {br}: {e}", tap.name))?;
+        }
+        ip(&["link", "set", &tap.name, "up"])
+            .map_err(|e| format!("cannot bring {} up: {e}", tap.name))
+    }
+
+    fn spawn(&self, p: &ProcessSpec) -> Result<Pid, String> {
+        let log_path = self.plan.state_dir.join(format!("{}.log", p.name));
+        // Keep the previous start's log next to the new one.
+        let _ = fs::rename(&log_path, log_path.with_extension("log.old"));
+        let log = File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let Some((program, args)) = p.argv.split_first() else {
+            return Err(format!("{}: empty command", p.name));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .current_dir(&self.plan.runtime_dir);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no parent state. It
+        // makes a killed monitor take its VM down instead of leaving an orphan nobody watches.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {} ({program}): {e}{}",
+                p.name,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "; run .ci/install-deps or install it"
+                } else {
+                    ""
+                }
+            )
+        })?;
+        Ok(Pid::from_raw(child.id() as i32))
+    }
+
+    fn wait_for_socket(&self, p: &ProcessSpec, sock: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let pid = self
+            .helpers
+            .iter()
+            .find(|(n, _)| *n == p.name)
+            .map(|(_, pid)| *pid);
+        while !sock.exists() {
+            if let Some(pid) = pid {
+                if let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+                    waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                {
+                    return Err(format!(
+                        "{} exited during start (see {})",
+                        p.name,
+                        self.plan.state_dir.join(format!("{}.log", p.name)).display()
+                    ));
+                }
+            }
+            if Instant::now() > deadline || STOP.load(Ordering::SeqCst) {
+                return Err(format!("{} did not create {}", p.name, sock.display()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Stops helpers, deletes the scratch disk and sockets, removes taps it created.
+    fn cleanup(&mut self) {
+        for (_, pid) in &self.helpers {
+            let _ = signal::kill(*pid, Signal::SIGTERM);
+        }
+        // Helpers keep no state of their own (vhost-device-vsock waits for a new frontend and
+        // answers SIGTERM only then): half a second, then SIGKILL.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.helpers.is_empty() && Instant::now() < deadline {
+            self.helpers.retain(|(_, pid)| {
+                !matches!(
+                    waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
+                )
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (name, pid) in &self.helpers {
+            eprintln!("bulkhead vm-monitor: {name} still runs after SIGTERM; killing it");
+            let _ = signal::kill(*pid, Signal::SIGKILL);
+            let _ = waitpid(*pid, None);
+        }
+        self.helpers.clear();
+        if let Some(s) = &self.plan.scratch {
+            let _ = fs::remove_file(&s.path);
+        }
+        for tap in &self.created_taps {
+            let _ = ip(&["link", "delete", tap]);
+        }
+        remove_runtime_files(&self.plan.runtime_dir);
+    }
+}
+
+/// Removes what a run leaves in a VM's runtime dir (never the Wayland socket, which belongs to
+/// the compositor).
+pub fn remove_runtime_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("vsock")
+            || name.starts_with("fs-")
+            || name.starts_with("switch-")
+            || matches!(
+                name.as_str(),
+                "console.sock" | "qmp.sock" | "crosvm.sock" | "state.json" | "plan.json"
+            );
+        if ours {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A fresh, sparse ext4 scratch disk: the guest's root overlay upper layer for this start.
+fn make_scratch(path: &Path, size: u64) -> Result<(), String> {
+    let _ = fs::remove_file(path);
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create the scratch disk {}: {e}", path.display()))?;
+    f.set_len(size)
+        .map_err(|e| format!("cannot size the scratch disk {}: {e}", path.display()))?;
+    drop(f);
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run mke2fs (install e2fsprogs): {e}"))?;
+    if !out.status.success() {
+        let _ = fs::remove_file(path);
+        return Err(format!(
+            "mke2fs failed on the scratch disk: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the home on first start, from the template when there is one.
+fn make_home(path: &Path, template: Option<&Path>) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    // Build it next to its final place and rename, so a failed copy leaves no half home.
+    let tmp = parent.join(".home.new");
+    let _ = fs::remove_dir_all(&tmp);
+    match template {
+        Some(t) => {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg("--")
+                .arg(t)
+                .arg(&tmp)
+                .output()
+                .map_err(|e| format!("cannot run cp: {e}"))?;
+            if !out.status.success() {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(format!(
+                    "cannot copy the home template {}: {}",
+                    t.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        None => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?,
+    }
+    fs::rename(&tmp, path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Enters a private mount namespace (inside a user namespace when not root) in which each
+/// `hide` tree is an empty tmpfs with only the `keep` directories mounted back.
+fn confine(plan: &LaunchPlan) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    if uid.is_root() {
+        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
+    } else {
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
+            format!(
+                "unshare(user, mount): {e}; unprivileged user namespaces must be enabled \
+                 (sysctl kernel.unprivileged_userns_clone=1)"
+            )
+        })?;
+        fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+        fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+            .map_err(|e| format!("uid_map: {e}"))?;
+        fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+            .map_err(|e| format!("gid_map: {e}"))?;
+    }
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    // Open what stays visible before anything is hidden (in this namespace: a bind mount
+    // cannot come from another one), then mount it back through /proc.
+    let mut keep: Vec<(PathBuf, File)> = Vec::new();
+    for k in &plan.confine.keep {
+        if !plan.confine.hide.iter().any(|h| k.starts_with(h)) {
+            continue;
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(k)
+            .map_err(|e| format!("cannot create {}: {e}", k.display()))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(k)
+            .map_err(|e| format!("cannot open {}: {e}", k.display()))?;
+        keep.push((k.clone(), f));
+    }
+    // Deepest first is not needed: hidden trees are disjoint roots.
+    for h in &plan.confine.hide {
+        if !h.is_dir() {
+            continue;
+        }
+        mount(
+            Some("tmpfs"),
+            h,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0700,size=64k"),
+        )
+        .map_err(|e| format!("hiding {}: {e}", h.display()))?;
+    }
+    for (path, fd) in &keep {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| format!("cannot recreate {}: {e}", path.display()))?;
+        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        mount(
+            Some(src.as_str()),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mounting back {}: {e}", path.display()))?;
+    }
+    Ok(())
+}

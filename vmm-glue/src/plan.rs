@@ -1,0 +1,379 @@
+//! A launch plan: everything the monitor process does to start one VM, decided up front from
+//! the config so that it can be checked (and snapshot-tested) without starting anything.
+
+use std::path::{Path, PathBuf};
+
+use bulkhead_config::values::IdMap;
+use bulkhead_config::vm::{Accel, LogLevel, NetKind, RootOverlay, VmmKind};
+use bulkhead_config::{VmConfig, VmmSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::paths::Dirs;
+use crate::{crosvm, qemu};
+
+/// The guest user's uid/gid in Bulkhead guest images.
+pub const GUEST_UID: u32 = 1000;
+
+/// Which VMM a plan uses, after `auto` was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Vmm {
+    Qemu,
+    Crosvm,
+}
+
+/// Facts about the host that shape a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEnv {
+    pub dirs: Dirs,
+    pub uid: u32,
+    pub gid: u32,
+    /// Whether `crosvm` was found (for `vmm = "auto"`).
+    pub crosvm_found: bool,
+    /// Whether /dev/kvm can be opened (for `accel = "auto"`).
+    pub kvm_usable: bool,
+}
+
+impl HostEnv {
+    /// Looks at this host.
+    pub fn detect(settings: &VmmSettings) -> Result<HostEnv, String> {
+        let kvm_usable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        Ok(HostEnv {
+            dirs: Dirs::from_env()?,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            crosvm_found: find_program(&settings.crosvm).is_some(),
+            kvm_usable,
+        })
+    }
+}
+
+/// `program` as given when it contains a '/', else found on PATH.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A process the monitor starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Short name, used for its log file.
+    pub name: String,
+    pub argv: Vec<String>,
+    /// A socket the process creates; the monitor waits for it before going on.
+    pub wait_for: Option<PathBuf>,
+}
+
+/// A tap device the monitor prepares before the VMM opens it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapSetup {
+    pub name: String,
+    pub host_address: Option<String>,
+    pub bridge: Option<String>,
+}
+
+/// The per-start scratch disk that holds the root overlay's upper layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scratch {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// The persistent home, created from a template at first start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeSetup {
+    pub path: PathBuf,
+    pub template: Option<PathBuf>,
+}
+
+/// What the VMM and its helpers may see of the host's per-user directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// Hidden behind an empty tmpfs (each VM's own dirs are mounted back).
+    pub hide: Vec<PathBuf>,
+    /// Mounted back inside the hidden trees.
+    pub keep: Vec<PathBuf>,
+}
+
+/// Everything the monitor needs to start, watch and clean up one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    pub vm: String,
+    pub vmm: Vmm,
+    pub runtime_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub helpers: Vec<ProcessSpec>,
+    pub vmm_process: ProcessSpec,
+    pub scratch: Option<Scratch>,
+    pub home: Option<HomeSetup>,
+    pub taps: Vec<TapSetup>,
+    pub confine: Confinement,
+    /// Files that must exist before anything starts (kernel, disks, ...).
+    pub inputs: Vec<PathBuf>,
+    /// The vsock CID (crosvm: kernel vhost-vsock) and whether the host reaches the agent
+    /// through a hybrid-vsock Unix socket (QEMU) instead.
+    pub cid: u32,
+    pub hybrid_vsock: Option<PathBuf>,
+}
+
+/// The guest kernel command line for `vm`.
+pub fn kernel_cmdline(vm: &VmConfig, tcg: bool, home: bool) -> String {
+    let s = &vm.spec;
+    let mut p: Vec<String> = vec!["console=ttyS0".into(), "panic=-1".into()];
+    if s.log_level < LogLevel::Debug {
+        p.push("quiet".into());
+    }
+    if tcg {
+        // Without a known TSC frequency, about one TCG boot in twelve hangs calibrating it.
+        p.push("tsc_early_khz=2400000".into());
+    }
+    p.push(format!("bulkhead.name={}", vm.name));
+    p.push(
+        match s.root_overlay {
+            RootOverlay::Disk { .. } => "bulkhead.overlay=disk",
+            RootOverlay::Tmpfs => "bulkhead.overlay=tmpfs",
+        }
+        .into(),
+    );
+    for n in &s.networks {
+        if let Some(addr) = n.address {
+            let gw = n.gateway.map(|g| format!(",{}", g.0)).unwrap_or_default();
+            p.push(format!("bulkhead.net={},{addr}{gw}", n.mac));
+        }
+        for r in &n.routes {
+            p.push(format!("bulkhead.route={},{}", r.to, r.via.0));
+        }
+        for d in &n.nameservers {
+            p.push(format!("bulkhead.dns={}", d.0));
+        }
+    }
+    if home {
+        p.push("bulkhead.share=home,/home/user".into());
+    }
+    for sh in &s.shares {
+        let ro = if sh.read_only { ",ro" } else { "" };
+        p.push(format!("bulkhead.share={},{}{ro}", sh.tag, sh.mount));
+    }
+    p.extend(s.kernel_params.iter().cloned());
+    p.join(" ")
+}
+
+/// The id mappings of the home: the guest user is the host user.
+pub fn home_id_map(env: &HostEnv) -> (Vec<IdMap>, Vec<IdMap>) {
+    (
+        vec![IdMap {
+            guest: GUEST_UID,
+            host: env.uid,
+            count: 1,
+        }],
+        vec![IdMap {
+            guest: GUEST_UID,
+            host: env.gid,
+            count: 1,
+        }],
+    )
+}
+
+/// A virtiofsd for one shared directory.
+pub fn virtiofsd(
+    socket: &Path,
+    dir: &Path,
+    read_only: bool,
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+    running_as_root: bool,
+) -> Vec<String> {
+    let mut a = vec![
+        "virtiofsd".to_string(),
+        format!("--socket-path={}", socket.display()),
+        format!("--shared-dir={}", dir.display()),
+        "--cache=auto".into(),
+        // Unprivileged, virtiofsd's own namespace sandbox needs user namespaces, and the
+        // monitor already confines it; as root it keeps its own sandbox as well.
+        format!(
+            "--sandbox={}",
+            if running_as_root { "namespace" } else { "none" }
+        ),
+    ];
+    if read_only {
+        a.push("--readonly".into());
+    }
+    for m in uid_map {
+        a.push(format!("--translate-uid=map:{}:{}:{}", m.guest, m.host, m.count));
+    }
+    for m in gid_map {
+        a.push(format!("--translate-gid=map:{}:{}:{}", m.guest, m.host, m.count));
+    }
+    a
+}
+
+/// Decides how `vm` starts on this host.
+pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<LaunchPlan, String> {
+    let s = &vm.spec;
+    let paths = env.dirs.vm(&vm.name);
+    let vmm = match s.vmm {
+        VmmKind::Qemu => Vmm::Qemu,
+        VmmKind::Crosvm => Vmm::Crosvm,
+        VmmKind::Auto if env.crosvm_found => Vmm::Crosvm,
+        VmmKind::Auto => Vmm::Qemu,
+    };
+    let tcg = match settings.accel {
+        Accel::Tcg => true,
+        Accel::Kvm => false,
+        Accel::Auto => !env.kvm_usable,
+    };
+    if tcg && vmm == Vmm::Crosvm {
+        return Err(format!(
+            "VM {:?} uses crosvm, which needs KVM, but /dev/kvm cannot be opened (or accel = \
+             \"tcg\"); set vmm = \"qemu\" or give this user access to /dev/kvm",
+            vm.name
+        ));
+    }
+    let kernel = s.kernel.clone().ok_or_else(|| {
+        format!(
+            "VM {:?} has no kernel; set kernel = \"...\" in its [[vm]] (rootfs/build-guest builds one)",
+            vm.name
+        )
+    })?;
+    let root_disk = s.root_disk.clone().ok_or_else(|| {
+        format!(
+            "VM {:?} has no root disk; set root-disk = \"...\" in its [[vm]]",
+            vm.name
+        )
+    })?;
+    let mut inputs = vec![kernel.clone(), root_disk.clone()];
+    inputs.extend(s.initramfs.iter().cloned());
+    inputs.extend(s.disks.iter().map(|d| d.path.clone()));
+    inputs.extend(s.shares.iter().map(|d| d.path.clone()));
+    for n in &s.networks {
+        if let NetKind::Switch { network, .. } = &n.kind {
+            return Err(format!(
+                "VM {:?} is on switch network {network:?}, but bulkhead-switch is not part of \
+                 this build yet; use type = \"tap\" or \"user\" for now",
+                vm.name
+            ));
+        }
+    }
+    if vmm == Vmm::Crosvm {
+        if s.networks.iter().any(|n| n.kind == NetKind::User) {
+            return Err(format!(
+                "VM {:?}: type = \"user\" networking is not available with crosvm yet; use a \
+                 tap interface or vmm = \"qemu\"",
+                vm.name
+            ));
+        }
+        if s.sound.playback || s.sound.capture {
+            return Err(format!(
+                "VM {:?}: sound is not available with crosvm yet (nixpkgs' crosvm has no audio \
+                 backend that keeps capture off); use vmm = \"qemu\" or remove `sound`",
+                vm.name
+            ));
+        }
+    }
+    let home = s.home.as_ref().map(|h| HomeSetup {
+        path: h.path.clone().unwrap_or_else(|| paths.home()),
+        template: h.template.clone(),
+    });
+    let scratch = match s.root_overlay {
+        RootOverlay::Disk { size } => Some(Scratch {
+            path: paths.scratch(),
+            size: size.0,
+        }),
+        RootOverlay::Tmpfs => None,
+    };
+    let taps = s
+        .networks
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NetKind::Tap {
+                name,
+                host_address,
+                bridge,
+            } => Some(TapSetup {
+                name: name.clone(),
+                host_address: host_address.map(|a| a.to_string()),
+                bridge: bridge.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let cmdline = kernel_cmdline(vm, tcg, home.is_some());
+    let inputs_ref = Inputs {
+        kernel: &kernel,
+        initramfs: s.initramfs.as_deref(),
+        root_disk: &root_disk,
+        scratch: scratch.as_ref().map(|s| s.path.as_path()),
+        home: home.as_ref().map(|h| h.path.as_path()),
+        cmdline: &cmdline,
+    };
+    let (helpers, mut vmm_process, hybrid) = match vmm {
+        Vmm::Qemu => {
+            let q = qemu::command(vm, &paths, env, &inputs_ref, tcg, settings);
+            (q.helpers, q.vmm, Some(paths.vsock()))
+        }
+        Vmm::Crosvm => {
+            let c = crosvm::command(vm, &paths, env, &inputs_ref, settings);
+            (c.helpers, c.vmm, None)
+        }
+    };
+    vmm_process.argv.extend(s.extra_args.iter().cloned());
+    let mut keep = vec![paths.runtime.clone(), paths.state.clone(), paths.data.clone()];
+    if let Some(h) = &home {
+        keep.push(h.path.clone());
+    }
+    Ok(LaunchPlan {
+        vm: vm.name.clone(),
+        vmm,
+        runtime_dir: paths.runtime.clone(),
+        state_dir: paths.state.clone(),
+        helpers,
+        vmm_process,
+        scratch,
+        home,
+        taps,
+        confine: Confinement {
+            hide: vec![
+                env.dirs.runtime_base.clone(),
+                env.dirs.state.clone(),
+                env.dirs.data.clone(),
+            ],
+            keep,
+        },
+        inputs,
+        cid: s.cid,
+        hybrid_vsock: hybrid,
+    })
+}
+
+/// The files a VMM command line refers to.
+pub struct Inputs<'a> {
+    pub kernel: &'a Path,
+    pub initramfs: Option<&'a Path>,
+    pub root_disk: &'a Path,
+    pub scratch: Option<&'a Path>,
+    pub home: Option<&'a Path>,
+    pub cmdline: &'a str,
+}
+
+/// Helper processes and the VMM process of one plan.
+pub struct Commands {
+    pub helpers: Vec<ProcessSpec>,
+    pub vmm: ProcessSpec,
+}
+
+/// Path to a string for a command line.
+pub fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+

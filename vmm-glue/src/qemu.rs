@@ -1,0 +1,213 @@
+//! QEMU (10.x) command lines: microvm with shared memfd memory, or q35 when a device needs PCI
+//! (vfio). vsock goes through vhost-device-vsock (hybrid vsock: a Unix socket on the host),
+//! shares through virtiofsd, networking through QEMU's user net or a tap.
+
+use bulkhead_config::vm::NetKind;
+use bulkhead_config::{VmConfig, VmmSettings};
+
+use crate::paths::VmPaths;
+use crate::plan::{p, virtiofsd, Commands, HostEnv, Inputs, ProcessSpec};
+
+/// Builds the helpers and the QEMU process for `vm`.
+pub fn command(
+    vm: &VmConfig,
+    paths: &VmPaths,
+    env: &HostEnv,
+    inputs: &Inputs,
+    tcg: bool,
+    settings: &VmmSettings,
+) -> Commands {
+    let s = &vm.spec;
+    // PCI passthrough needs a PCI bus: q35 and the -pci device variants.
+    let pci = !s.pci.is_empty();
+    let dev = |name: &str| {
+        if pci {
+            format!("{name}-pci")
+        } else {
+            format!("{name}-device")
+        }
+    };
+    let mem_mib = s.memory.as_mib();
+    let mut helpers = vec![ProcessSpec {
+        name: "vsock".into(),
+        argv: vec![
+            "vhost-device-vsock".into(),
+            format!("--guest-cid={}", s.cid),
+            format!("--socket={}", p(&paths.vsock_control())),
+            format!("--uds-path={}", p(&paths.vsock())),
+        ],
+        wait_for: Some(paths.vsock_control()),
+    }];
+    let root = env.uid == 0;
+    let mut fs_devices = Vec::new();
+    if let Some(home) = inputs.home {
+        let (u, g) = crate::plan::home_id_map(env);
+        helpers.push(ProcessSpec {
+            name: "virtiofsd-home".into(),
+            argv: virtiofsd(&paths.virtiofs("home"), home, false, &u, &g, root),
+            wait_for: Some(paths.virtiofs("home")),
+        });
+        fs_devices.push(("home".to_string(), paths.virtiofs("home")));
+    }
+    for sh in &s.shares {
+        helpers.push(ProcessSpec {
+            name: format!("virtiofsd-{}", sh.tag),
+            argv: virtiofsd(
+                &paths.virtiofs(&sh.tag),
+                &sh.path,
+                sh.read_only,
+                &sh.uid_map,
+                &sh.gid_map,
+                root,
+            ),
+            wait_for: Some(paths.virtiofs(&sh.tag)),
+        });
+        fs_devices.push((sh.tag.clone(), paths.virtiofs(&sh.tag)));
+    }
+
+    let machine = if pci { "q35" } else { "microvm" };
+    let mut a: Vec<String> = vec![
+        settings.qemu.clone(),
+        "-name".into(),
+        format!("bulkhead-{},debug-threads=on", vm.name),
+        "-M".into(),
+        if pci {
+            format!("{machine},memory-backend=mem")
+        } else {
+            // ACPI lets the guest power itself off; virtio-mmio must be modern for vhost-user.
+            format!("{machine},memory-backend=mem,acpi=on")
+        },
+        "-accel".into(),
+        if tcg { "tcg".into() } else { "kvm".into() },
+        "-cpu".into(),
+        if tcg { "max".into() } else { "host".into() },
+        "-m".into(),
+        format!("{mem_mib}M"),
+        // vhost-user backends map guest memory: it must be a shared memfd.
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={mem_mib}M,share=on"),
+        "-smp".into(),
+        s.cpus.to_string(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-nographic".into(),
+        "-no-reboot".into(),
+        "-sandbox".into(),
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
+        "-kernel".into(),
+        p(inputs.kernel),
+    ];
+    if let Some(initrd) = inputs.initramfs {
+        a.extend(["-initrd".into(), p(initrd)]);
+    }
+    a.extend(["-append".into(), inputs.cmdline.to_string()]);
+    if !pci {
+        a.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+    }
+    // The serial console: a socket for vm-shell, logged to a file whatever is connected.
+    a.extend([
+        "-chardev".into(),
+        format!(
+            "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+            p(&paths.console()),
+            p(&paths.log("console"))
+        ),
+        "-serial".into(),
+        "chardev:console".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", p(&paths.qmp())),
+    ]);
+    let mut disk = |id: &str, file: &str, ro: bool, serial: &str| {
+        a.extend([
+            "-drive".into(),
+            format!(
+                "id={id},file={file},format=raw,if=none,read-only={},discard=unmap",
+                if ro { "on" } else { "off" }
+            ),
+            "-device".into(),
+            format!("{},drive={id},serial={serial}", dev("virtio-blk")),
+        ]);
+    };
+    disk("root", &p(inputs.root_disk), true, "bh-root");
+    if let Some(scratch) = inputs.scratch {
+        disk("scratch", &p(scratch), false, "bh-scratch");
+    }
+    for (i, d) in s.disks.iter().enumerate() {
+        disk(&format!("disk{i}"), &p(&d.path), d.read_only, &format!("bh-disk{i}"));
+    }
+    a.extend([
+        "-chardev".into(),
+        format!("socket,id=vsock,path={}", p(&paths.vsock_control())),
+        "-device".into(),
+        format!("{},chardev=vsock", dev("vhost-user-vsock")),
+    ]);
+    for (i, (tag, sock)) in fs_devices.iter().enumerate() {
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=fs{i},path={}", p(sock)),
+            "-device".into(),
+            format!("{},chardev=fs{i},tag={tag}", dev("vhost-user-fs")),
+        ]);
+    }
+    for (i, n) in s.networks.iter().enumerate() {
+        let netdev = match &n.kind {
+            NetKind::User => format!("user,id=net{i}"),
+            NetKind::Tap { name, .. } => {
+                format!("tap,id=net{i},ifname={name},script=no,downscript=no")
+            }
+            NetKind::Switch { network, .. } => {
+                a.extend([
+                    "-chardev".into(),
+                    format!("socket,id=sw{i},path={}", p(&paths.switch(network))),
+                ]);
+                format!("vhost-user,id=net{i},chardev=sw{i}")
+            }
+        };
+        a.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            format!("{},netdev=net{i},mac={}", dev("virtio-net"), n.mac),
+        ]);
+    }
+    for (i, v) in s.vhost_user.iter().enumerate() {
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=vu{i},path={}", p(&v.socket)),
+            "-device".into(),
+            format!("{},chardev=vu{i}", dev(&format!("vhost-user-{}", qemu_vhost_name(&v.kind)))),
+        ]);
+    }
+    for bdf in &s.pci {
+        a.extend(["-device".into(), format!("vfio-pci,host={bdf}")]);
+    }
+    if s.sound.playback || s.sound.capture {
+        // One stream is playback only; two add capture.
+        let streams = if s.sound.capture { 2 } else { 1 };
+        a.extend([
+            "-audiodev".into(),
+            "pipewire,id=snd0".into(),
+            "-device".into(),
+            format!("{},audiodev=snd0,streams={streams}", dev("virtio-sound")),
+        ]);
+    }
+    Commands {
+        helpers,
+        vmm: ProcessSpec {
+            name: "qemu".into(),
+            argv: a,
+            wait_for: None,
+        },
+    }
+}
+
+/// QEMU's device names for vhost-user device types.
+fn qemu_vhost_name(kind: &str) -> &str {
+    match kind {
+        "block" => "blk",
+        "sound" => "snd",
+        "gpu" => "gpu",
+        "input" => "input",
+        other => other,
+    }
+}
