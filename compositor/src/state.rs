@@ -1,8 +1,10 @@
 //! The compositor's state: `State { backend, desk }`, where `desk` holds everything that does
 //! not depend on how pixels reach a screen.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,8 @@ pub struct VmDomain {
 pub struct Desktop {
     pub config: Config,
     pub display_handle: DisplayHandle,
+    /// The display, for cleaning up clients the compositor disconnects itself.
+    pub display: Rc<RefCell<Display<State>>>,
     pub loop_handle: LoopHandle<'static, State>,
     pub loop_signal: LoopSignal,
     pub start_time: Instant,
@@ -216,15 +220,21 @@ impl Desktop {
         seat.add_pointer();
         seat.add_touch();
 
-        // The display itself: dispatch client requests when their sockets are readable.
+        // The display itself: dispatch client requests when their sockets are readable. It is
+        // shared with `Desktop::display` so a killed client can be cleaned up at once.
+        let mut display = display;
+        let poll_fd = display
+            .backend()
+            .poll_fd()
+            .try_clone_to_owned()
+            .map_err(|e| StartError::EventLoop(format!("cannot watch the display: {e}")))?;
+        let display = Rc::new(RefCell::new(display));
+        let dispatch_display = display.clone();
         loop_handle
             .insert_source(
-                Generic::new(display, Interest::READ, Mode::Level),
-                |_, display, state| {
-                    // SAFETY: the display is owned by this event source and never dropped while the
-                    // loop runs; `get_mut` only hands out a reference for this dispatch.
-                    let display = unsafe { display.get_mut() };
-                    if let Err(e) = display.dispatch_clients(state) {
+                Generic::new(poll_fd, Interest::READ, Mode::Level),
+                move |_, _, state| {
+                    if let Err(e) = dispatch_display.borrow_mut().dispatch_clients(state) {
                         tracing::error!("dispatching Wayland clients failed: {e}");
                     }
                     Ok(PostAction::Continue)
@@ -299,6 +309,7 @@ impl Desktop {
         Ok(Desktop {
             config,
             display_handle: dh,
+            display,
             loop_handle,
             loop_signal,
             start_time: Instant::now(),

@@ -12,7 +12,7 @@ use bulkhead_vmm::agent::RunEvent;
 use bulkhead_vmm::manager::StopReason;
 use bulkhead_vmm::{HostEnv, Manager, VmEvent};
 use smithay::reexports::calloop::channel;
-use smithay::reexports::wayland_server::backend::DisconnectReason;
+use smithay::reexports::wayland_server::backend::{ClientId, DisconnectReason};
 
 use crate::domain::{ClientState, Domain};
 use crate::state::{Desktop, State};
@@ -59,7 +59,17 @@ impl State {
                     )),
                 };
                 // Whatever is still connected on the VM's socket belonged to the VM.
-                let n = self.desk.disconnect_domain(&vm);
+                let killed = self.desk.disconnect_domain(&vm);
+                let n = killed.len();
+                // Dispatching a killed client runs its destructors now (windows unmapped), not
+                // whenever some other client next sends something.
+                let display = self.desk.display.clone();
+                for id in killed {
+                    let _ = display
+                        .borrow_mut()
+                        .backend()
+                        .dispatch_single_client(self, id);
+                }
                 tracing::info!("VM {vm} stopped ({reason:?}); {n} clients disconnected");
                 if let Some(text) = text {
                     self.desk.notify(&domain, text);
@@ -70,8 +80,8 @@ impl State {
 }
 
 impl Desktop {
-    /// Disconnects every client of VM domain `name`; returns how many.
-    pub fn disconnect_domain(&mut self, name: &str) -> usize {
+    /// Disconnects every client of VM domain `name`; returns them.
+    pub fn disconnect_domain(&mut self, name: &str) -> Vec<ClientId> {
         let handle = self.display_handle.backend_handle();
         // Collect first: the backend is locked while iterating.
         let mut ids = Vec::new();
@@ -86,11 +96,10 @@ impl Desktop {
                     .is_some_and(|c| !c.domain.is_host() && c.domain.name() == name)
             })
             .collect();
-        let n = ours.len();
-        for id in ours {
-            handle.kill_client(id, DisconnectReason::ConnectionClosed);
+        for id in &ours {
+            handle.kill_client(id.clone(), DisconnectReason::ConnectionClosed);
         }
-        n
+        ours
     }
 }
 
@@ -143,10 +152,11 @@ pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixSt
                         Err(e) => Err(std::io::Error::other(e.to_string())),
                     }
                 };
-                m.run(&vm, &argv, Some(&mut sink)).map(|(_, exit)| Reply::Exited {
-                    code: exit.and_then(|e| e.code),
-                    signal: exit.and_then(|e| e.signal),
-                })
+                m.run(&vm, &argv, Some(&mut sink))
+                    .map(|(_, exit)| Reply::Exited {
+                        code: exit.and_then(|e| e.code),
+                        signal: exit.and_then(|e| e.signal),
+                    })
             } else {
                 m.run(&vm, &argv, None)
                     .map(|(pid, _)| Reply::VmRunStarted { pid })

@@ -366,21 +366,11 @@ fn protocol_errors_and_floods_disconnect_only_the_offender() {
         img = c.screenshot("hostile-after-errors");
     }
     for (i, (color, text)) in expected.iter().enumerate() {
-        let y0 = notify::MARGIN + i as i32 * (notify::HEIGHT + notify::MARGIN / 2);
-        let c = bulkhead_config::Color::rgb(color[0], color[1], color[2]);
-        let want = notify::render(text, c);
-        let mut diff = 0;
-        for y in 0..notify::HEIGHT {
-            for x in 0..notify::WIDTH {
-                let p = ((y * notify::WIDTH + x) * 4) as usize;
-                if img.pixel(x0 + x, y0 + y)
-                    != [want.pixels[p + 2], want.pixels[p + 1], want.pixels[p]]
-                {
-                    diff += 1;
-                }
-            }
-        }
-        assert_eq!(diff, 0, "notification {i} should read {text:?}");
+        assert_eq!(
+            notification_diff(&img, i, *color, text),
+            0,
+            "notification {i} should read {text:?}"
+        );
     }
 }
 

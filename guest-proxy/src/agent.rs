@@ -110,7 +110,10 @@ pub async fn serve(opts: Options) -> std::io::Result<()> {
             last_change: Instant::now(),
         }),
     });
-    eprintln!("bulkhead-agent: listening on vsock port {}", shared.opts.port);
+    eprintln!(
+        "bulkhead-agent: listening on vsock port {}",
+        shared.opts.port
+    );
     tokio::spawn(announce_ready(shared.opts.init_ms_file.clone()));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -163,7 +166,9 @@ async fn read_frame<S: AsyncRead + Unpin>(
             return if got == 0 {
                 Ok(None)
             } else {
-                Err(WireError::Protocol("stream ended inside a frame header".into()))
+                Err(WireError::Protocol(
+                    "stream ended inside a frame header".into(),
+                ))
             };
         }
         got += n;
@@ -200,10 +205,20 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                 "the host speaks agent protocol {version}, this agent {PROTOCOL_VERSION}; \
                  rebuild the guest image with the host's Bulkhead version"
             );
-            send(&mut s, &GuestMessage::Error { message: message.clone() }).await?;
+            send(
+                &mut s,
+                &GuestMessage::Error {
+                    message: message.clone(),
+                },
+            )
+            .await?;
             return Err(WireError::Protocol(message));
         }
-        _ => return Err(WireError::Protocol("the host did not start with hello".into())),
+        _ => {
+            return Err(WireError::Protocol(
+                "the host did not start with hello".into(),
+            ))
+        }
     }
     send(
         &mut s,
@@ -402,7 +417,10 @@ async fn stream_output<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn read_opt<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_opt<R: AsyncRead + Unpin>(
+    r: &mut Option<R>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     match r {
         Some(r) => r.read(buf).await,
         None => Ok(0),
@@ -440,9 +458,11 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Options, Strin
             "--init-ms-file" => o.init_ms_file = value("--init-ms-file")?,
             "--no-poweroff" => o.no_poweroff = true,
             "-h" | "--help" => {
-                return Err("usage: bulkhead-agent [--user NAME] [--port N] [--init-ms-file PATH] \
+                return Err(
+                    "usage: bulkhead-agent [--user NAME] [--port N] [--init-ms-file PATH] \
                             [--no-poweroff]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }

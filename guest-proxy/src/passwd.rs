@@ -23,7 +23,11 @@ pub fn parse_line(line: &str) -> Option<Account> {
         uid: f[2].parse().ok()?,
         gid: f[3].parse().ok()?,
         home: f[5].into(),
-        shell: if f[6].is_empty() { "/bin/sh".into() } else { f[6].into() },
+        shell: if f[6].is_empty() {
+            "/bin/sh".into()
+        } else {
+            f[6].into()
+        },
     })
 }
 
@@ -45,7 +49,13 @@ mod tests {
         let a = parse_line("user:x:1000:1000:Guest user:/home/user:/bin/sh").unwrap();
         assert_eq!((a.uid, a.gid, a.home.as_str()), (1000, 1000, "/home/user"));
         assert_eq!(parse_line("root:x:0:0::/root:").unwrap().shell, "/bin/sh");
-        for junk in ["", "user:x:1000", "user:x:abc:1:g:/h:/s", ":x:1:1:g:/h:/s", "a:b:c:d:e:f:g:h"] {
+        for junk in [
+            "",
+            "user:x:1000",
+            "user:x:abc:1:g:/h:/s",
+            ":x:1:1:g:/h:/s",
+            "a:b:c:d:e:f:g:h",
+        ] {
             assert!(parse_line(junk).is_none(), "{junk:?}");
         }
     }

@@ -210,7 +210,9 @@ pub fn read_frame<M: for<'de> Deserialize<'de>, R: Read>(
         match r.read(&mut header[got..]) {
             Ok(0) if got == 0 => return Ok(None),
             Ok(0) => {
-                return Err(WireError::Protocol("stream ended inside a frame header".into()))
+                return Err(WireError::Protocol(
+                    "stream ended inside a frame header".into(),
+                ))
             }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -294,6 +296,8 @@ mod tests {
             );
         }
         // A clean end of stream is not an error.
-        assert!(read_frame::<HostMessage, _>(&mut &[][..]).unwrap().is_none());
+        assert!(read_frame::<HostMessage, _>(&mut &[][..])
+            .unwrap()
+            .is_none());
     }
 }

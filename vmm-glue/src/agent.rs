@@ -114,7 +114,8 @@ impl Connection {
         let stream: Box<dyn Stream> = match ep {
             Endpoint::Hybrid(path) => {
                 let mut s = UnixStream::connect(path).map_err(unreachable)?;
-                s.set_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(unreachable)?;
+                s.set_timeout(Some(HANDSHAKE_TIMEOUT))
+                    .map_err(unreachable)?;
                 s.write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
                     .map_err(unreachable)?;
                 // The answer is one short line; read it byte by byte so nothing after it is
@@ -140,7 +141,8 @@ impl Connection {
             Endpoint::Vsock(cid) => {
                 let s = vsock::VsockStream::connect(&vsock::VsockAddr::new(*cid, AGENT_PORT))
                     .map_err(unreachable)?;
-                s.set_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(unreachable)?;
+                s.set_timeout(Some(HANDSHAKE_TIMEOUT))
+                    .map_err(unreachable)?;
                 Box::new(s)
             }
         };
@@ -170,7 +172,9 @@ impl Connection {
     fn message(&mut self) -> Result<GuestMessage, AgentError> {
         match self.frame()? {
             Frame::Message(m) => Ok(m),
-            _ => Err(AgentError::Protocol("output outside a running command".into())),
+            _ => Err(AgentError::Protocol(
+                "output outside a running command".into(),
+            )),
         }
     }
 
@@ -186,7 +190,9 @@ impl Connection {
                 idle_secs,
                 uptime_ms,
             }),
-            other => Err(AgentError::Protocol(format!("expected status, got {other:?}"))),
+            other => Err(AgentError::Protocol(format!(
+                "expected status, got {other:?}"
+            ))),
         }
     }
 
@@ -217,7 +223,11 @@ impl Connection {
         let pid = match self.message()? {
             GuestMessage::Started { pid } => pid,
             GuestMessage::Error { message } => return Err(AgentError::Refused(message)),
-            other => return Err(AgentError::Protocol(format!("expected started, got {other:?}"))),
+            other => {
+                return Err(AgentError::Protocol(format!(
+                    "expected started, got {other:?}"
+                )))
+            }
         };
         let Some(output) = output else {
             return Ok((pid, None));
@@ -234,7 +244,9 @@ impl Connection {
                     return Ok((pid, Some(Exit { code, signal })))
                 }
                 Frame::Message(other) => {
-                    return Err(AgentError::Protocol(format!("expected exited, got {other:?}")))
+                    return Err(AgentError::Protocol(format!(
+                        "expected exited, got {other:?}"
+                    )))
                 }
             }
         }
@@ -281,14 +293,19 @@ pub fn wait_ready(
             return Ok(None);
         }
         if !alive() {
-            return Err(AgentError::Unreachable("the VM stopped while booting".into()));
+            return Err(AgentError::Unreachable(
+                "the VM stopped while booting".into(),
+            ));
         }
         if Instant::now() >= deadline {
             return Err(AgentError::Unreachable(
                 "the guest agent did not answer in time (see the VM's console log)".into(),
             ));
         }
-        std::thread::sleep(Duration::from_millis(if listener.is_some() { 20 } else { 200 }));
+        std::thread::sleep(Duration::from_millis(if listener.is_some() {
+            20
+        } else {
+            200
+        }));
     }
 }
-

@@ -48,7 +48,10 @@ pub fn command(
         a.push(format!("--initrd={}", p(initrd)));
     }
     a.push(format!("--params={}", inputs.cmdline));
-    a.push(format!("--block=path={},ro=true,id=bh-root", p(inputs.root_disk)));
+    a.push(format!(
+        "--block=path={},ro=true,id=bh-root",
+        p(inputs.root_disk)
+    ));
     if let Some(scratch) = inputs.scratch {
         a.push(format!("--block=path={},id=bh-scratch", p(scratch)));
     }
@@ -81,7 +84,10 @@ pub fn command(
     if s.gpu.enable {
         // The guest's Wayland proxy reaches the compositor through cross-domain on the VM's
         // own socket, which tags every connection with the VM's domain.
-        a.push(format!("--gpu=context-types={}", s.gpu.context_types.join(":")));
+        a.push(format!(
+            "--gpu=context-types={}",
+            s.gpu.context_types.join(":")
+        ));
         a.push(format!("--wayland-sock={}", p(&paths.wayland())));
     }
     for n in &s.networks {
@@ -97,7 +103,11 @@ pub fn command(
         }
     }
     for v in &s.vhost_user {
-        a.push(format!("--vhost-user=type={},socket={}", v.kind, p(&v.socket)));
+        a.push(format!(
+            "--vhost-user=type={},socket={}",
+            v.kind,
+            p(&v.socket)
+        ));
     }
     for bdf in &s.pci {
         a.push(format!("--vfio=/sys/bus/pci/devices/{bdf},iommu=viommu"));

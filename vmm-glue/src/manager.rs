@@ -319,9 +319,10 @@ impl Manager {
         let listener = match &plan.hybrid_vsock {
             Some(_) => {
                 let _ = std::fs::remove_file(&ready_path);
-                Some(UnixListener::bind(&ready_path).map_err(|e| {
-                    format!("cannot listen on {}: {e}", ready_path.display())
-                })?)
+                Some(
+                    UnixListener::bind(&ready_path)
+                        .map_err(|e| format!("cannot listen on {}: {e}", ready_path.display()))?,
+                )
             }
             None => None,
         };

@@ -59,9 +59,8 @@ impl ProcessId {
 
     /// Whether this very process still runs (not a zombie, not a reused pid).
     pub fn alive(&self) -> bool {
-        proc_stat(self.pid).is_some_and(|(state, start)| {
-            start == self.start_time && state != 'Z' && state != 'X'
-        })
+        proc_stat(self.pid)
+            .is_some_and(|(state, start)| start == self.start_time && state != 'Z' && state != 'X')
     }
 }
 
@@ -123,7 +122,10 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 pub fn run(runtime_dir: &Path) -> i32 {
     let plan_path = runtime_dir.join("plan.json");
     let Some(plan) = read_json::<LaunchPlan>(&plan_path) else {
-        eprintln!("bulkhead vm-monitor: no readable plan at {}", plan_path.display());
+        eprintln!(
+            "bulkhead vm-monitor: no readable plan at {}",
+            plan_path.display()
+        );
         return 2;
     };
     let mut m = Monitor {
@@ -319,7 +321,10 @@ impl Monitor {
         let exists = Path::new("/sys/class/net").join(&tap.name).exists();
         if !exists {
             let uid = nix::unistd::getuid().to_string();
-            ip(&["tuntap", "add", "dev", &tap.name, "mode", "tap", "user", &uid]).map_err(|e| {
+            ip(&[
+                "tuntap", "add", "dev", &tap.name, "mode", "tap", "user", &uid,
+            ])
+            .map_err(|e| {
                 format!(
                     "tap device {} does not exist and cannot be created ({e}); create it for \
                      this user (ip tuntap add dev {} mode tap user {uid}) or let the NixOS \
@@ -398,7 +403,10 @@ impl Monitor {
                     return Err(format!(
                         "{} exited during start (see {})",
                         p.name,
-                        self.plan.state_dir.join(format!("{}.log", p.name)).display()
+                        self.plan
+                            .state_dir
+                            .join(format!("{}.log", p.name))
+                            .display()
                     ));
                 }
             }
@@ -490,7 +498,14 @@ fn make_scratch(path: &Path, size: u64) -> Result<(), String> {
         .map_err(|e| format!("cannot size the scratch disk {}: {e}", path.display()))?;
     drop(f);
     let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .output()

@@ -210,10 +210,16 @@ pub fn virtiofsd(
         a.push("--readonly".into());
     }
     for m in uid_map {
-        a.push(format!("--translate-uid=map:{}:{}:{}", m.guest, m.host, m.count));
+        a.push(format!(
+            "--translate-uid=map:{}:{}:{}",
+            m.guest, m.host, m.count
+        ));
     }
     for m in gid_map {
-        a.push(format!("--translate-gid=map:{}:{}:{}", m.guest, m.host, m.count));
+        a.push(format!(
+            "--translate-gid=map:{}:{}:{}",
+            m.guest, m.host, m.count
+        ));
     }
     a
 }
@@ -328,7 +334,11 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
         }
     };
     vmm_process.argv.extend(s.extra_args.iter().cloned());
-    let mut keep = vec![paths.runtime.clone(), paths.state.clone(), paths.data.clone()];
+    let mut keep = vec![
+        paths.runtime.clone(),
+        paths.state.clone(),
+        paths.data.clone(),
+    ];
     if let Some(h) = &home {
         keep.push(h.path.clone());
     }
@@ -376,4 +386,3 @@ pub struct Commands {
 pub fn p(path: &Path) -> String {
     path.display().to_string()
 }
-

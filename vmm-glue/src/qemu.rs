@@ -133,7 +133,12 @@ pub fn command(
         disk("scratch", &p(scratch), false, "bh-scratch");
     }
     for (i, d) in s.disks.iter().enumerate() {
-        disk(&format!("disk{i}"), &p(&d.path), d.read_only, &format!("bh-disk{i}"));
+        disk(
+            &format!("disk{i}"),
+            &p(&d.path),
+            d.read_only,
+            &format!("bh-disk{i}"),
+        );
     }
     a.extend([
         "-chardev".into(),
@@ -175,7 +180,10 @@ pub fn command(
             "-chardev".into(),
             format!("socket,id=vu{i},path={}", p(&v.socket)),
             "-device".into(),
-            format!("{},chardev=vu{i}", dev(&format!("vhost-user-{}", qemu_vhost_name(&v.kind)))),
+            format!(
+                "{},chardev=vu{i}",
+                dev(&format!("vhost-user-{}", qemu_vhost_name(&v.kind)))
+            ),
         ]);
     }
     for bdf in &s.pci {

@@ -299,7 +299,12 @@ mod vms {
         let s = &c.vms[0].spec;
         assert_eq!(s.memory, Size::mib(1024));
         assert_eq!((s.cpus, s.vmm, s.cid), (2, VmmKind::Auto, 3));
-        assert_eq!(s.root_overlay, RootOverlay::Disk { size: Size::mib(2048) });
+        assert_eq!(
+            s.root_overlay,
+            RootOverlay::Disk {
+                size: Size::mib(2048)
+            }
+        );
         assert!(s.home.is_some() && !s.disposable && s.auto_shutdown.is_none());
         assert_eq!(c.vmm, VmmSettings::default());
     }
@@ -309,8 +314,16 @@ mod vms {
         let c = parse(EXAMPLE_CONFIG).unwrap();
         let s = &c.vms[0].spec;
         assert_eq!(s.memory, Size::mib(2048));
-        assert_eq!(s.kernel.as_deref(), Some(Path::new("/cfg/guests/work/vmlinuz")));
-        assert_eq!(s.root_overlay, RootOverlay::Disk { size: Size::mib(4096) });
+        assert_eq!(
+            s.kernel.as_deref(),
+            Some(Path::new("/cfg/guests/work/vmlinuz"))
+        );
+        assert_eq!(
+            s.root_overlay,
+            RootOverlay::Disk {
+                size: Size::mib(4096)
+            }
+        );
         assert_eq!(s.shares[0].mount, "/home/user/projects");
         assert_eq!(s.shares[0].uid_map[0].host, 1000);
         assert_eq!(s.disks[0].path, Path::new("/cfg/disks/work-data.img"));
@@ -320,10 +333,16 @@ mod vms {
         assert_eq!(s.networks[0].mac, Mac::derive("work", 0));
         assert_eq!(
             s.networks[1].kind,
-            NetKind::Switch { network: "office".into(), role: SwitchRole::Client }
+            NetKind::Switch {
+                network: "office".into(),
+                role: SwitchRole::Client
+            }
         );
         assert_eq!(s.auto_shutdown.unwrap().0, 1800);
-        assert_eq!(s.home.as_ref().unwrap().template.as_deref(), Some(Path::new("/etc/skel")));
+        assert_eq!(
+            s.home.as_ref().unwrap().template.as_deref(),
+            Some(Path::new("/etc/skel"))
+        );
         assert!(s.sound.playback && !s.sound.capture);
         assert_eq!(s.apps[0].command, ["foot"]);
         assert_eq!(c.vms[1].spec.cid, 4);
@@ -350,7 +369,9 @@ mac = "02:00:00:00:00:09"
         assert_eq!(s.auto_shutdown, Some(DEFAULT_AUTO_SHUTDOWN));
         let n = &s.networks[0];
         assert_eq!(n.mac.to_string(), "02:00:00:00:00:09");
-        assert!(matches!(&n.kind, NetKind::Tap { name, host_address: Some(_), bridge: None } if name == "bh-test0"));
+        assert!(
+            matches!(&n.kind, NetKind::Tap { name, host_address: Some(_), bridge: None } if name == "bh-test0")
+        );
         assert_eq!(n.routes[0].to.to_string(), "10.11.0.0/16");
     }
 
@@ -363,31 +384,99 @@ mac = "02:00:00:00:00:09"
             ("cpus = 0", "4:8", "between 1 and 256"),
             ("vmm = \"firecracker\"", "4:7", "unknown variant"),
             ("root-overlay = \"zram\"", "4:16", "\"disk\", \"tmpfs\""),
-            ("root-overlay = { type = \"tmpfs\", size = \"1G\" }", "4:16", "remove `size`"),
+            (
+                "root-overlay = { type = \"tmpfs\", size = \"1G\" }",
+                "4:16",
+                "remove `size`",
+            ),
             ("kernel-params = [\"a b\"]", "4:18", "without spaces"),
-            ("kernel-params = [\"bulkhead.net=x\"]", "4:18", "set by Bulkhead"),
+            (
+                "kernel-params = [\"bulkhead.net=x\"]",
+                "4:18",
+                "set by Bulkhead",
+            ),
             ("pci = [\"01:00\"]", "4:8", "not a PCI address"),
             ("auto-shutdown = { after = \"soon\" }", "4:27", "duration"),
-            ("gpu = { context-types = [\"opengl\"] }", "4:26", "unknown GPU context type"),
+            (
+                "gpu = { context-types = [\"opengl\"] }",
+                "4:26",
+                "unknown GPU context type",
+            ),
             ("cid = 2", "4:7", "at least 3"),
             ("log-level = \"loud\"", "4:13", "unknown variant"),
-            ("disposable = true\nhome = true", "5:8", "no persistent home"),
-            ("disposable = true\n[[vm.disk]]\npath = \"d.img\"", "6:8", "must be read-only"),
-            ("depends-on = [\"mail\"]", "4:15", "not defined; defined: work"),
+            (
+                "disposable = true\nhome = true",
+                "5:8",
+                "no persistent home",
+            ),
+            (
+                "disposable = true\n[[vm.disk]]\npath = \"d.img\"",
+                "6:8",
+                "must be read-only",
+            ),
+            (
+                "depends-on = [\"mail\"]",
+                "4:15",
+                "not defined; defined: work",
+            ),
             ("depends-on = [\"work\"]", "4:15", "cannot depend on itself"),
-            ("[[vm.share]]\ntag = \"a b\"\npath = \"/x\"", "5:7", "share tag"),
-            ("[[vm.share]]\ntag = \"home\"\npath = \"/x\"", "5:7", "already used"),
-            ("[[vm.share]]\ntag = \"x\"\npath = \"/a:b\"", "6:8", "may not contain"),
-            ("[[vm.share]]\ntag = \"x\"\npath = \"/x\"\nuid-map = [\"1000\"]", "7:12", "GUEST:HOST:COUNT"),
+            (
+                "[[vm.share]]\ntag = \"a b\"\npath = \"/x\"",
+                "5:7",
+                "share tag",
+            ),
+            (
+                "[[vm.share]]\ntag = \"home\"\npath = \"/x\"",
+                "5:7",
+                "already used",
+            ),
+            (
+                "[[vm.share]]\ntag = \"x\"\npath = \"/a:b\"",
+                "6:8",
+                "may not contain",
+            ),
+            (
+                "[[vm.share]]\ntag = \"x\"\npath = \"/x\"\nuid-map = [\"1000\"]",
+                "7:12",
+                "GUEST:HOST:COUNT",
+            ),
             ("[[vm.network]]\ntype = \"wifi\"", "5:8", "unknown variant"),
             ("[[vm.network]]\ntype = \"tap\"", "4:1", "needs `name`"),
-            ("[[vm.network]]\ntype = \"tap\"\nname = \"much-too-long-name\"", "6:8", "1 to 15"),
-            ("[[vm.network]]\ntype = \"user\"\nname = \"t0\"", "4:1", "does not apply"),
-            ("[[vm.network]]\ntype = \"switch\"", "4:1", "needs `network`"),
-            ("[[vm.network]]\ntype = \"user\"\naddress = \"10.0.0.1\"", "6:11", "prefix length"),
-            ("[[vm.network]]\ntype = \"user\"\nmac = \"01:00:00:00:00:01\"", "6:7", "multicast"),
-            ("[[vm.app]]\nname = \"x\"\ncommand = []", "4:1", "needs a `name`"),
-            ("[[vm.vhost-user]]\ntype = \"tpm\"\nsocket = \"/s\"", "5:8", "unknown vhost-user"),
+            (
+                "[[vm.network]]\ntype = \"tap\"\nname = \"much-too-long-name\"",
+                "6:8",
+                "1 to 15",
+            ),
+            (
+                "[[vm.network]]\ntype = \"user\"\nname = \"t0\"",
+                "4:1",
+                "does not apply",
+            ),
+            (
+                "[[vm.network]]\ntype = \"switch\"",
+                "4:1",
+                "needs `network`",
+            ),
+            (
+                "[[vm.network]]\ntype = \"user\"\naddress = \"10.0.0.1\"",
+                "6:11",
+                "prefix length",
+            ),
+            (
+                "[[vm.network]]\ntype = \"user\"\nmac = \"01:00:00:00:00:01\"",
+                "6:7",
+                "multicast",
+            ),
+            (
+                "[[vm.app]]\nname = \"x\"\ncommand = []",
+                "4:1",
+                "needs a `name`",
+            ),
+            (
+                "[[vm.vhost-user]]\ntype = \"tpm\"\nsocket = \"/s\"",
+                "5:8",
+                "unknown vhost-user",
+            ),
         ];
         for (extra, at, what) in cases {
             let e = error(&vm(extra));
@@ -424,5 +513,4 @@ mac = "02:00:00:00:00:09"
         assert!(error("[vmm]\nstop-timeout = 0").contains(":2:16: timeouts are between"));
         assert!(error("[vmm]\nstart-timeout = \"2d\"").contains("between 1 s and 1 h"));
     }
-
 }

@@ -61,7 +61,11 @@ impl FromStr for Size {
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let n: u64 = num.parse().map_err(|_| bad())?;
-        let shift = match unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i') {
+        let shift = match unit
+            .trim()
+            .trim_end_matches(['B', 'b'])
+            .trim_end_matches('i')
+        {
             "K" | "k" => 10,
             "M" | "m" | "" => 20,
             "G" | "g" => 30,
@@ -124,11 +128,15 @@ impl FromStr for Duration {
     }
 }
 
-from_str_or_int!(Duration, "a duration such as \"15m\" or an integer of seconds", |n| {
-    u64::try_from(n)
-        .map(Duration)
-        .map_err(|_| format!("duration {n} must not be negative"))
-});
+from_str_or_int!(
+    Duration,
+    "a duration such as \"15m\" or an integer of seconds",
+    |n| {
+        u64::try_from(n)
+            .map(Duration)
+            .map_err(|_| format!("duration {n} must not be negative"))
+    }
+);
 
 /// An IP address with a prefix length: `"10.0.0.2/24"`, `"fd00::2/64"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,23 +148,30 @@ pub struct Cidr {
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let bad = || {
-            format!("{s:?} is not an address with a prefix length, such as \"10.0.0.2/24\"")
-        };
+        let bad =
+            || format!("{s:?} is not an address with a prefix length, such as \"10.0.0.2/24\"");
         let (a, p) = s.split_once('/').ok_or_else(bad)?;
         let addr: IpAddr = a.parse().map_err(|_| bad())?;
         let prefix: u8 = p.parse().map_err(|_| bad())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(format!("prefix length /{prefix} of {s:?} is larger than {max}"));
+            return Err(format!(
+                "prefix length /{prefix} of {s:?} is larger than {max}"
+            ));
         }
         Ok(Cidr { addr, prefix })
     }
 }
 
-from_str_or_int!(Cidr, "an address with a prefix length such as \"10.0.0.2/24\"", |n| {
-    Err(format!("{n} is not an address; write one such as \"10.0.0.2/24\""))
-});
+from_str_or_int!(
+    Cidr,
+    "an address with a prefix length such as \"10.0.0.2/24\"",
+    |n| {
+        Err(format!(
+            "{n} is not an address; write one such as \"10.0.0.2/24\""
+        ))
+    }
+);
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -178,7 +193,9 @@ impl FromStr for Ip {
 }
 
 from_str_or_int!(Ip, "an IP address such as \"10.0.0.1\"", |n| {
-    Err(format!("{n} is not an address; write one such as \"10.0.0.1\""))
+    Err(format!(
+        "{n} is not an address; write one such as \"10.0.0.1\""
+    ))
 });
 
 /// An Ethernet MAC address, unicast.
@@ -201,14 +218,18 @@ impl FromStr for Mac {
             *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
         }
         if out[0] & 1 != 0 {
-            return Err(format!("{s:?} is a multicast MAC address; a NIC needs a unicast one"));
+            return Err(format!(
+                "{s:?} is a multicast MAC address; a NIC needs a unicast one"
+            ));
         }
         Ok(Mac(out))
     }
 }
 
 from_str_or_int!(Mac, "a MAC address such as \"02:00:00:00:00:01\"", |n| {
-    Err(format!("{n} is not a MAC address; write one such as \"02:00:00:00:00:01\""))
+    Err(format!(
+        "{n} is not a MAC address; write one such as \"02:00:00:00:00:01\""
+    ))
 });
 
 impl fmt::Display for Mac {
@@ -267,7 +288,9 @@ impl FromStr for PciAddress {
         let device = hex(dev, 2)?;
         let function = hex(func, 1)?;
         if device > 0x1f || function > 7 {
-            return Err(format!("{s:?}: PCI device must be at most 1f and function at most 7"));
+            return Err(format!(
+                "{s:?}: PCI device must be at most 1f and function at most 7"
+            ));
         }
         Ok(PciAddress {
             domain: hex(domain, 4)? as u16,
@@ -279,7 +302,9 @@ impl FromStr for PciAddress {
 }
 
 from_str_or_int!(PciAddress, "a PCI address such as \"0000:01:00.0\"", |n| {
-    Err(format!("{n} is not a PCI address; write one such as \"0000:01:00.0\""))
+    Err(format!(
+        "{n} is not a PCI address; write one such as \"0000:01:00.0\""
+    ))
 });
 
 impl fmt::Display for PciAddress {
@@ -329,7 +354,9 @@ impl FromStr for IdMap {
 }
 
 from_str_or_int!(IdMap, "an id mapping such as \"1000:1000:1\"", |n| {
-    Err(format!("{n} is not an id mapping; write \"GUEST:HOST:COUNT\""))
+    Err(format!(
+        "{n} is not an id mapping; write \"GUEST:HOST:COUNT\""
+    ))
 });
 
 /// `true`/`false` or a table with the details: `gpu = false`, `[vm.gpu] context-types = [...]`.

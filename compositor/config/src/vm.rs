@@ -295,7 +295,10 @@ enum OverlayType {
 
 /// `root-overlay = "tmpfs"` or `root-overlay = { type = "disk", size = "2G" }`.
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "\"disk\", \"tmpfs\" or a table { type = \"disk\", size = \"2G\" }")]
+#[serde(
+    untagged,
+    expecting = "\"disk\", \"tmpfs\" or a table { type = \"disk\", size = \"2G\" }"
+)]
 enum RawOverlay {
     Name(OverlayType),
     Table(RawOverlayTable),
@@ -766,7 +769,10 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
                 only("host-address", n.host_address.is_some(), "switch")?;
                 only("bridge", n.bridge.is_some(), "switch")?;
                 let Some(net) = n.network else {
-                    return fail(span, "a switch interface needs `network`, the VM network's name");
+                    return fail(
+                        span,
+                        "a switch interface needs `network`, the VM network's name",
+                    );
                 };
                 if crate::check_vm_name(net.get_ref()).is_err() {
                     return fail(
@@ -808,7 +814,10 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
             routes: n
                 .routes
                 .into_iter()
-                .map(|r| Route { to: r.to, via: r.via })
+                .map(|r| Route {
+                    to: r.to,
+                    via: r.via,
+                })
                 .collect(),
             nameservers,
         });
@@ -840,7 +849,10 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
 
     let cid = match raw.cid {
         Some(c) if *c.get_ref() < 3 || *c.get_ref() == u32::MAX => {
-            return fail(c.span(), "cid must be at least 3 (0-2 are reserved) and below 2^32-1")
+            return fail(
+                c.span(),
+                "cid must be at least 3 (0-2 are reserved) and below 2^32-1",
+            )
         }
         Some(c) => c.into_inner(),
         None => 3 + index as u32,
@@ -866,11 +878,7 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
         auto_shutdown,
         disposable,
         autostart: raw.autostart,
-        depends_on: raw
-            .depends_on
-            .iter()
-            .map(|d| d.get_ref().clone())
-            .collect(),
+        depends_on: raw.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
         apps,
         log_level: raw.log_level,
         extra_args: raw.extra_args,

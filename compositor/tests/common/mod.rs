@@ -43,6 +43,9 @@ pub struct Compositor {
     log: PathBuf,
     /// Run clients as this user (uid, gid) when set.
     user: Option<(u32, u32)>,
+    exe: PathBuf,
+    extra: Vec<String>,
+    x_display: Option<String>,
 }
 
 /// Kills and reaps a child process on drop.
@@ -105,63 +108,176 @@ impl Compositor {
             for p in [dir.path(), &runtime, &config_path] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
             }
-            let _ = gid;
         }
-        let mut cmd = wrap_user(user, &exe);
-        cmd.arg("--backend")
-            .arg(if x_display.is_some() {
-                "winit"
-            } else {
-                "headless"
-            })
-            .arg("--config")
-            .arg(&config_path)
-            .args(extra)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .env("HOME", dir.path())
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DISPLAY")
-            .env_remove("BULKHEAD_SOCKET")
-            .env("RUST_LOG", "warn,bulkhead_compositor=info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("bulkhead.out")).expect("out"))
-            .stderr(std::fs::File::create(&log).expect("log"));
-        if let Some(d) = x_display {
-            cmd.env("DISPLAY", d);
-        }
-        let child = cmd.spawn().expect("start bulkhead");
         let ipc = runtime.join("bulkhead/ipc.sock");
+        // A placeholder child, replaced at once by spawn_compositor.
+        let placeholder = Command::new("true").spawn().expect("spawn true");
         let mut c = Compositor {
-            child,
+            child: placeholder,
             dir,
             host_socket: PathBuf::new(),
             runtime,
             ipc,
             log,
             user,
+            exe,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            x_display: x_display.map(str::to_string),
         };
+        let _ = c.child.wait();
+        c.spawn_compositor();
+        c
+    }
+
+    /// Starts the compositor process (again, after [`Compositor::kill_hard`]) on the same
+    /// runtime dir and config, and waits for its IPC socket.
+    pub fn spawn_compositor(&mut self) {
+        let dir = self.dir.path();
+        let mut cmd = wrap_user(self.user, &self.exe);
+        cmd.arg("--backend")
+            .arg(if self.x_display.is_some() {
+                "winit"
+            } else {
+                "headless"
+            })
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .args(&self.extra)
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("PATH", tool_path())
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .env_remove("BULKHEAD_SOCKET")
+            .env(
+                "RUST_LOG",
+                "warn,bulkhead_compositor=info,bulkhead_vmm=info",
+            )
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("bulkhead.out")).expect("out"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .expect("log"),
+            );
+        if let Some(d) = &self.x_display {
+            cmd.env("DISPLAY", d);
+        }
+        self.child = cmd.spawn().expect("start bulkhead");
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Ok(Response::Ok(_)) = ipc::request(&c.ipc, &Request::Version) {
+            if let Ok(Response::Ok(_)) = ipc::request(&self.ipc, &Request::Version) {
                 break;
             }
-            if let Ok(Some(status)) = c.child.try_wait() {
-                panic!("bulkhead exited during start ({status}):\n{}", c.log_text());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "bulkhead exited during start ({status}):\n{}",
+                    self.log_text()
+                );
             }
             assert!(
                 Instant::now() < deadline,
                 "bulkhead did not open its IPC socket:\n{}",
-                c.log_text()
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let out = std::fs::read_to_string(c.dir.path().join("bulkhead.out")).unwrap_or_default();
+        let out = std::fs::read_to_string(dir.join("bulkhead.out")).unwrap_or_default();
         let host = out
             .lines()
             .find_map(|l| l.strip_prefix("bulkhead: host socket "))
             .expect("host socket line");
-        c.host_socket = PathBuf::from(host);
-        c
+        self.host_socket = PathBuf::from(host);
+    }
+
+    /// The compositor's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the compositor with SIGKILL, as a crash would: its VMs keep running.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Ends the session as a logout does (SIGTERM): VMs are stopped gracefully. Returns the
+    /// compositor's exit status.
+    pub fn end_session(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bulkhead did not end the session in 60 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Processes (pids) whose working directory is inside this test's directory: VM monitors,
+    /// VMMs and their helpers all run in their VM's runtime dir.
+    pub fn leftover_processes(&self) -> Vec<i32> {
+        let mine = std::process::id() as i32;
+        let compositor = self.child.id() as i32;
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if pid == mine || pid == compositor {
+                continue;
+            }
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            if zombie {
+                continue;
+            }
+            if std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.starts_with(self.dir.path()))
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Runs one of the vm-* commands against this compositor: (exit code, stdout, stderr).
+    pub fn vm_cli(&self, program: &str, args: &[&str]) -> (i32, String, String) {
+        let exe = Path::new(env!("CARGO_BIN_EXE_bulkhead")).with_file_name(program);
+        assert!(
+            exe.exists(),
+            "{} is missing: build the workspace first (cargo build --workspace)",
+            exe.display()
+        );
+        let mut cmd = wrap_user(self.user, &exe);
+        let out = cmd
+            .args(args)
+            .env_clear()
+            .env("PATH", tool_path())
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("BULKHEAD_SOCKET", &self.ipc)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn log_text(&self) -> String {
@@ -340,10 +456,37 @@ fn wrap_user(user: Option<(u32, u32)>, program: &Path) -> Command {
     }
 }
 
+/// PATH for the compositor and the commands it runs: the VM tools may live in
+/// /usr/local/bin (install-deps as root) or ~/.cargo/bin; ip and mke2fs in /usr/sbin.
+pub fn tool_path() -> String {
+    let mut p = String::from("/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin");
+    if let Some(home) = std::env::var_os("HOME") {
+        p.push(':');
+        p.push_str(&Path::new(&home).join(".cargo/bin").to_string_lossy());
+    }
+    p
+}
+
 impl Drop for Compositor {
     fn drop(&mut self) {
+        // Let a VM-running compositor stop its VMs (a logout); then make sure nothing of this
+        // test is left, whatever happened.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in self.leftover_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if std::thread::panicking() {
             eprintln!("---- bulkhead log ----\n{}", self.log_text());
             // Each client's stderr, for a client that died before it showed a window.
@@ -527,6 +670,27 @@ pub fn chord(mods: &[u32], key: u32) -> Vec<bulkhead_ipc::InputEvent> {
         pressed: false,
     }));
     events
+}
+
+/// How many pixels of the `index`-th notification (newest first, top right of a 1280 wide
+/// output) differ from `text` rendered in `color` by the compositor's own code.
+pub fn notification_diff(img: &Image, index: usize, color: [u8; 3], text: &str) -> usize {
+    use bulkhead_compositor::notify;
+    let x0 = img.width as i32 - notify::WIDTH - notify::MARGIN;
+    let y0 = notify::MARGIN + index as i32 * (notify::HEIGHT + notify::MARGIN / 2);
+    let c = bulkhead_config::Color::rgb(color[0], color[1], color[2]);
+    let want = notify::render(text, c);
+    let mut diff = 0;
+    for y in 0..notify::HEIGHT {
+        for x in 0..notify::WIDTH {
+            let p = ((y * notify::WIDTH + x) * 4) as usize;
+            if img.pixel(x0 + x, y0 + y) != [want.pixels[p + 2], want.pixels[p + 1], want.pixels[p]]
+            {
+                diff += 1;
+            }
+        }
+    }
+    diff
 }
 
 /// Whether the process runs as root (then a test can switch to an unprivileged user).

@@ -62,7 +62,12 @@ fn main() -> ExitCode {
         let mut buf = [0u8; 4096];
         let mut stdout = std::io::stdout();
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
+            if n == 0
+                || stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
                 break;
             }
         }

@@ -1,0 +1,498 @@
+//! VM lifecycle on real QEMU guests (TCG): the `test` guest from `rootfs/build-guest --profile
+//! test`, started by the compositor's VM manager and driven through the vm-* commands.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bulkhead_ipc::{VmInfo, VmState};
+use common::*;
+
+const ORANGE: [u8; 3] = [0xe6, 0x7e, 0x22];
+
+/// The test guest's directory (built by `.ci/test` before the tests run).
+fn guest() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("guest/test");
+    assert!(
+        dir.join("root.img").exists(),
+        "no test guest in {}: run rootfs/build-guest --profile test (.ci/test does)",
+        dir.display()
+    );
+    dir.canonicalize().expect("guest dir")
+}
+
+/// One `[[vm]]` of the test guest; `extra` goes inside it (sub-tables last).
+fn vm(name: &str, extra: &str) -> String {
+    let g = guest();
+    let g = g.display();
+    format!(
+        r##"
+[[vm]]
+name = "{name}"
+color = "#e67e22"
+vmm = "qemu"
+memory = 256
+cpus = 1
+kernel = "{g}/vmlinuz"
+initramfs = "{g}/initramfs.cpio"
+root-disk = "{g}/root.img"
+{overlay}
+{extra}
+"##,
+        overlay = if extra.contains("root-overlay") {
+            ""
+        } else {
+            "root-overlay = { type = \"disk\", size = \"64M\" }"
+        }
+    )
+}
+
+/// A whole config: TCG (this machine has no usable KVM), generous timeouts for a busy CI.
+fn config(vms: &str) -> String {
+    format!(
+        "[vmm]\naccel = \"tcg\"\nstart-timeout = \"3m\"\nstop-timeout = \"30s\"\n\
+         [keyboard]\nrepeat-rate = 0\n{vms}"
+    )
+}
+
+fn vm_list(c: &Compositor) -> Vec<VmInfo> {
+    let (code, out, err) = c.vm_cli("vm-list", &["--json"]);
+    assert_eq!(code, 0, "vm-list failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("vm-list --json: {e}: {out}"))
+}
+
+fn state_of(c: &Compositor, vm: &str) -> VmInfo {
+    vm_list(c)
+        .into_iter()
+        .find(|v| v.name == vm)
+        .unwrap_or_else(|| panic!("{vm} not in vm-list"))
+}
+
+/// Runs `vm-run --wait VM ARGS...` and insists on success.
+fn run_ok(c: &Compositor, vm: &str, args: &[&str]) -> String {
+    let mut a = vec!["--wait", vm];
+    a.extend_from_slice(args);
+    let (code, out, err) = c.vm_cli("vm-run", &a);
+    assert_eq!(code, 0, "vm-run {args:?}: {err}\n{}", c.log_text());
+    out
+}
+
+fn stop(c: &Compositor, vm: &str) {
+    let (code, out, err) = c.vm_cli("vm-stop", &[vm]);
+    assert_eq!((code, out.trim()), (0, &*format!("{vm} stopped")), "{err}");
+}
+
+/// The VMM's pid from the monitor's state file.
+fn vmm_pid(c: &Compositor, vm: &str) -> i32 {
+    let path = c.runtime.join("bulkhead/vms").join(vm).join("state.json");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
+    v["vmm_pid"].as_i64().expect("vmm_pid") as i32
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn scratch(c: &Compositor, vm: &str) -> PathBuf {
+    c.dir
+        .path()
+        .join("state/bulkhead/vms")
+        .join(vm)
+        .join("scratch.img")
+}
+
+#[test]
+fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
+    let c = Compositor::start(&config(&vm("test", "")));
+    assert_eq!(state_of(&c, "test").state, VmState::Stopped);
+
+    // A stopped VM boots on demand; output and exit codes come back.
+    let (code, out, err) = c.vm_cli("vm-run", &["--wait", "test", "echo", "hello"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "hello\n"),
+        "{err}\n{}",
+        c.log_text()
+    );
+    let (code, out, err) = c.vm_cli(
+        "vm-run",
+        &[
+            "--wait",
+            "test",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
+    assert_eq!(run_ok(&c, "test", &["id", "-un"]), "user\n");
+    let (code, _, err) = c.vm_cli("vm-run", &["--wait", "test", "no-such-program"]);
+    assert!(
+        code != 0 && err.contains("cannot start the command"),
+        "{err}"
+    );
+
+    let info = state_of(&c, "test");
+    assert_eq!(info.state, VmState::Running);
+    assert_eq!(info.vmm.as_deref(), Some("qemu"));
+    assert!(info
+        .boot
+        .is_some_and(|b| b.total_ms > 0 && b.agent_ms.is_some()));
+    assert!(
+        scratch(&c, "test").exists(),
+        "a running VM has its scratch disk"
+    );
+
+    // The VMM sees its own runtime dir and nothing else of the user's: no IPC socket, no host
+    // Wayland socket (/proc/PID/root resolves paths in the VMM's mount namespace).
+    let qemu = vmm_pid(&c, "test");
+    let seen_by_qemu =
+        |p: &Path| PathBuf::from(format!("/proc/{qemu}/root")).join(p.strip_prefix("/").unwrap());
+    assert!(
+        c.ipc.exists() && !seen_by_qemu(&c.ipc).exists(),
+        "ipc.sock visible to the VMM"
+    );
+    assert!(UnixStream::connect(seen_by_qemu(&c.ipc)).is_err());
+    assert!(
+        !seen_by_qemu(&c.host_socket).exists(),
+        "host socket visible to the VMM"
+    );
+    assert!(seen_by_qemu(&c.runtime.join("bulkhead/vms/test/vsock.sock")).exists());
+
+    // A busy VM stops too.
+    let (code, _, err) = c.vm_cli("vm-run", &["test", "sleep", "1000"]);
+    assert_eq!(code, 0, "{err}");
+    stop(&c, "test");
+    assert_eq!(state_of(&c, "test").state, VmState::Stopped);
+    assert!(
+        !Path::new(&format!("/proc/{qemu}")).exists(),
+        "QEMU still runs"
+    );
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+    assert!(
+        !scratch(&c, "test").exists(),
+        "the scratch disk is deleted at stop"
+    );
+
+    // Errors say what to do.
+    let (code, _, err) = c.vm_cli("vm-run", &["--wait", "nope", "true"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("VM \"nope\" is not defined; defined: test"),
+        "{err}"
+    );
+    let (_, out, _) = c.vm_cli("vm-stop", &["test"]);
+    assert_eq!(out.trim(), "test was not running");
+}
+
+#[test]
+fn root_changes_vanish_at_restart_and_the_home_persists() {
+    let c = Compositor::start(&config(&format!(
+        "{}{}",
+        vm("keep", ""),
+        vm("temp", "disposable = true\nroot-overlay = \"tmpfs\"")
+    )));
+    run_ok(
+        &c,
+        "keep",
+        &[
+            "sh",
+            "-c",
+            "echo data > /home/user/notes && echo junk > /var/tmp/junk && sync",
+        ],
+    );
+    let host_home = c.dir.path().join("data/bulkhead/vms/keep/home");
+    assert_eq!(
+        std::fs::read_to_string(host_home.join("notes")).expect("the note on the host"),
+        "data\n"
+    );
+    stop(&c, "keep");
+    let out = run_ok(
+        &c,
+        "keep",
+        &[
+            "sh",
+            "-c",
+            "cat /home/user/notes; test -e /var/tmp/junk || echo root-clean",
+        ],
+    );
+    assert_eq!(out, "data\nroot-clean\n");
+    stop(&c, "keep");
+
+    // A disposable VM has no home on the host and forgets its root.
+    let out = run_ok(
+        &c,
+        "temp",
+        &[
+            "sh",
+            "-c",
+            "echo junk > /var/tmp/junk; grep -c virtiofs /proc/mounts || true",
+        ],
+    );
+    assert_eq!(out, "0\n", "a disposable VM mounts no home");
+    stop(&c, "temp");
+    assert!(!c.dir.path().join("data/bulkhead/vms/temp/home").exists());
+    let out = run_ok(
+        &c,
+        "temp",
+        &["sh", "-c", "test -e /var/tmp/junk || echo root-clean"],
+    );
+    assert_eq!(out, "root-clean\n");
+}
+
+#[test]
+fn user_network_reaches_a_host_service() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut req = [0u8; 1024];
+        let _ = s.read(&mut req);
+        let body = "hello from the host\n";
+        let _ = write!(
+            s,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let c = Compositor::start(&config(&vm("test", "[[vm.network]]\ntype = \"user\"")));
+    // QEMU's user network: the host is 10.0.2.2 from the guest.
+    let url = format!("http://10.0.2.2:{port}/");
+    let out = run_ok(&c, "test", &["wget", "-q", "-O", "-", &url]);
+    assert_eq!(out, "hello from the host\n");
+    server.join().expect("server");
+}
+
+#[test]
+fn tap_interface_gets_its_address_in_a_network_namespace() {
+    if !is_root() {
+        eprintln!("skipped: a tap device in a private network namespace needs root");
+        return;
+    }
+    // This test's own network namespace (per thread; the compositor inherits it).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(net)");
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip")
+    };
+    assert!(ip(&["link", "set", "lo", "up"]).status.success());
+    // A service on the host side of the tap (in this namespace).
+    let listener = TcpListener::bind("0.0.0.0:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        let mut req = [0u8; 1024];
+        let _ = s.read(&mut req);
+        let body = format!("you are {}\n", peer.ip());
+        let _ = write!(
+            s,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let c = Compositor::start(&config(&vm(
+        "test",
+        "[[vm.network]]\ntype = \"tap\"\nname = \"bh-tap0\"\nhost-address = \"10.10.0.1/24\"\n\
+         address = \"10.10.0.2/24\"",
+    )));
+    let out = run_ok(
+        &c,
+        "test",
+        &[
+            "sh",
+            "-c",
+            &format!("ip -4 -o addr show; wget -q -O - http://10.10.0.1:{port}/"),
+        ],
+    );
+    assert!(out.contains("inet 10.10.0.2/24"), "{out}");
+    assert!(out.ends_with("you are 10.10.0.2\n"), "{out}");
+    server.join().expect("server");
+    let host =
+        String::from_utf8_lossy(&ip(&["-4", "-o", "addr", "show", "bh-tap0"]).stdout).into_owned();
+    assert!(host.contains("inet 10.10.0.1/24"), "{host}");
+    stop(&c, "test");
+    assert!(
+        !ip(&["link", "show", "bh-tap0"]).status.success(),
+        "the tap the monitor created is removed at stop"
+    );
+}
+
+#[test]
+fn an_idle_vm_shuts_itself_down() {
+    let c = Compositor::start(&config(&vm("test", "auto-shutdown = { after = \"2s\" }")));
+    let (code, _, err) = c.vm_cli("vm-start", &["test"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("the idle VM to stop", 120, || {
+        state_of(&c, "test").state == VmState::Stopped
+    });
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+    let img = c.screenshot("vm-idle");
+    assert_eq!(
+        notification_diff(&img, 0, ORANGE, "[test] shut down after being idle"),
+        0
+    );
+}
+
+#[test]
+fn a_killed_qemu_is_noticed_and_its_windows_go() {
+    let c = Compositor::start(&config(&vm("test", "")));
+    let (code, _, err) = c.vm_cli("vm-start", &["test"]);
+    assert_eq!(code, 0, "{err}");
+    // A client on the VM's socket stands in for the VM's apps until the graphics path lands.
+    let _foot = c.spawn("test", "foot", &[]);
+    c.wait_window("test", "foot");
+    let qemu = vmm_pid(&c, "test");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill qemu");
+    wait_until("the crash to be noticed", 60, || {
+        state_of(&c, "test").state == VmState::Stopped
+    });
+    let info = state_of(&c, "test");
+    assert!(
+        info.last_exit
+            .as_deref()
+            .is_some_and(|e| e.contains("qemu was killed by SIGKILL")),
+        "{info:?}"
+    );
+    c.wait_windows("the VM's window to go", |ws| {
+        ws.iter().all(|w| w.domain != "test")
+    });
+    let img = c.screenshot("vm-crashed");
+    assert_eq!(
+        notification_diff(
+            &img,
+            0,
+            ORANGE,
+            "[test] stopped unexpectedly: qemu was killed by SIGKILL"
+        ),
+        0
+    );
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+    assert!(!scratch(&c, "test").exists());
+    // Nothing else was affected: the VM starts again.
+    assert_eq!(run_ok(&c, "test", &["echo", "again"]), "again\n");
+}
+
+#[test]
+fn a_restarted_compositor_adopts_the_running_vm() {
+    let mut c = Compositor::start(&config(&vm("test", "")));
+    let (code, _, err) = c.vm_cli("vm-start", &["test"]);
+    assert_eq!(code, 0, "{err}");
+    let qemu = vmm_pid(&c, "test");
+    c.kill_hard();
+    assert!(
+        Path::new(&format!("/proc/{qemu}")).exists(),
+        "the VM outlives the compositor"
+    );
+    c.spawn_compositor();
+    let info = state_of(&c, "test");
+    assert_eq!(info.state, VmState::Running, "{info:?}");
+    assert_eq!(
+        run_ok(&c, "test", &["echo", "still", "here"]),
+        "still here\n"
+    );
+    assert_eq!(vmm_pid(&c, "test"), qemu, "the same VM, not a new one");
+    stop(&c, "test");
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+}
+
+#[test]
+fn twenty_start_stop_cycles_leave_nothing_behind() {
+    let c = Compositor::start(&config(&vm("test", "")));
+    let compositor_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", c.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut fds_after_first = 0;
+    for i in 0..20 {
+        let (code, _, err) = c.vm_cli("vm-start", &["test"]);
+        assert_eq!(code, 0, "start {i}: {err}\n{}", c.log_text());
+        stop(&c, "test");
+        if i == 0 {
+            fds_after_first = compositor_fds();
+        }
+    }
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+    assert_eq!(
+        compositor_fds(),
+        fds_after_first,
+        "the compositor leaks fds"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(c.runtime.join("bulkhead/vms/test"))
+        .expect("runtime dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["exit.json", "wayland-0", "wayland-0.lock"]);
+    assert!(!scratch(&c, "test").exists());
+}
+
+#[test]
+fn a_bad_vm_value_is_rejected_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = dir.path().join("run");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config(&vm("test", "cid = 2"))).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["--backend", "headless", "--config"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .expect("run bulkhead");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let at = format!("{}:", cfg.display());
+    assert!(
+        err.contains(&at) && err.contains("cid must be at least 3"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&runtime).expect("ls").count(),
+        0,
+        "nothing was created"
+    );
+}
+
+#[test]
+fn vms_run_for_an_unprivileged_user() {
+    // As root, switch to nobody; otherwise this already is an unprivileged user.
+    let user = if is_root() {
+        Some((65534, 65534))
+    } else {
+        None
+    };
+    let c = Compositor::start_with(&config(&vm("test", "")), user, &[]);
+    assert_eq!(run_ok(&c, "test", &["id", "-u"]), "1000\n");
+    // The compositor, the VM monitor and QEMU all run as that user.
+    let expect = user.map_or(nix::unistd::getuid().as_raw(), |(u, _)| u);
+    for pid in [c.pid() as i32, vmm_pid(&c, "test")] {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("Uid");
+        assert_eq!(uid, expect.to_string(), "pid {pid} runs as uid {uid}");
+    }
+    stop(&c, "test");
+    assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+}
