@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         }
     } else {
         println!(
-            "{:<20} {:<9} {:<7} {:>7} {:>4}  {}",
-            "NAME", "STATE", "VMM", "MEMORY", "CPUS", "NOTE"
+            "{:<20} {:<9} {:<7} {:>7} {:>4}  NOTE",
+            "NAME", "STATE", "VMM", "MEMORY", "CPUS"
         );
         for v in &vms {
             let mut note = Vec::new();
