@@ -469,3 +469,199 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Options, Strin
     }
     Ok(o)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    /// The account the tests run commands as: whoever runs the tests.
+    fn me() -> String {
+        let uid = nix::unistd::getuid().as_raw();
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .filter_map(passwd::parse_line)
+            .find(|a| a.uid == uid)
+            .map(|a| a.name)
+            .expect("the test user is in /etc/passwd")
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            opts: Options {
+                user: me(),
+                no_poweroff: true,
+                ..Options::default()
+            },
+            activity: Mutex::new(Activity {
+                running: 0,
+                last_change: Instant::now(),
+            }),
+        })
+    }
+
+    /// Runs one connection against `input`; returns the agent's result and every frame it sent.
+    async fn session(input: Vec<u8>) -> (Result<(), WireError>, Vec<Frame<GuestMessage>>) {
+        let (mut host, guest): (DuplexStream, DuplexStream) = tokio::io::duplex(1 << 20);
+        host.write_all(&input).await.unwrap();
+        let agent = tokio::spawn(handle(guest, shared()));
+        let mut out = Vec::new();
+        host.shutdown().await.unwrap();
+        let _ = host.read_to_end(&mut out).await;
+        let result = agent.await.unwrap();
+        let mut frames = Vec::new();
+        let mut rest = &out[..];
+        while let Ok(Some(f)) = agent::read_frame::<GuestMessage, _>(&mut rest) {
+            frames.push(f);
+        }
+        (result, frames)
+    }
+
+    fn msg(m: &HostMessage) -> Vec<u8> {
+        agent::encode_message(m).unwrap()
+    }
+
+    fn hello() -> Vec<u8> {
+        msg(&HostMessage::Hello {
+            version: PROTOCOL_VERSION,
+        })
+    }
+
+    #[tokio::test]
+    async fn run_without_wait_answers_started_and_nothing_else() {
+        let mut input = hello();
+        input.extend(msg(&HostMessage::Run {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
+            env: vec![],
+            wait: false,
+        }));
+        // Without wait: started, nothing else.
+        let (r, frames) = session(input).await;
+        assert!(r.is_ok());
+        assert!(matches!(
+            frames[1],
+            Frame::Message(GuestMessage::Started { .. })
+        ));
+        assert_eq!(frames.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn status_counts_nothing_running() {
+        let mut input = hello();
+        input.extend(msg(&HostMessage::Status {}));
+        let (r, frames) = session(input).await;
+        assert!(r.is_ok());
+        assert!(matches!(
+            frames[1],
+            Frame::Message(GuestMessage::Status { running: 0, .. })
+        ));
+    }
+
+    /// Whatever the host sends, the agent answers with an error or drops the connection; it
+    /// never panics and never runs anything it should not.
+    #[tokio::test]
+    async fn hostile_input_is_refused() {
+        let bad_requests: Vec<Vec<u8>> = vec![
+            // No hello first.
+            msg(&HostMessage::Status {}),
+            // A wrong protocol version.
+            msg(&HostMessage::Hello { version: 99 }),
+            // Garbage and oversized frames.
+            vec![0xff; 64],
+            [hello(), (u32::MAX).to_le_bytes().to_vec(), vec![0]].concat(),
+            [hello(), agent::encode(FrameKind::Stdout, b"x").unwrap()].concat(),
+            [
+                hello(),
+                agent::encode(FrameKind::Message, b"{\"type\":\"rm-rf\"}").unwrap(),
+            ]
+            .concat(),
+            // Hello twice.
+            [hello(), hello()].concat(),
+            // Truncated in the middle of a frame.
+            hello()[..7].to_vec(),
+        ];
+        for input in bad_requests {
+            let (r, _) = session(input.clone()).await;
+            assert!(r.is_err(), "accepted {input:?}");
+        }
+        // Bad run requests get an error message, not a command.
+        let runs = [
+            HostMessage::Run {
+                argv: vec![],
+                env: vec![],
+                wait: true,
+            },
+            HostMessage::Run {
+                argv: vec!["a\0b".into()],
+                env: vec![],
+                wait: true,
+            },
+            HostMessage::Run {
+                argv: vec!["true".into()],
+                env: vec![("A=B".into(), "c".into())],
+                wait: true,
+            },
+            HostMessage::Run {
+                argv: vec!["true".into()],
+                env: vec![("BIG".into(), "x".repeat(MAX_ENV_BYTES + 1))],
+                wait: true,
+            },
+            HostMessage::Run {
+                argv: vec!["/nonexistent/program".into()],
+                env: vec![],
+                wait: true,
+            },
+        ];
+        for run in runs {
+            let (r, frames) = session([hello(), msg(&run)].concat()).await;
+            assert!(r.is_ok());
+            assert!(
+                matches!(&frames[1], Frame::Message(GuestMessage::Error { .. })),
+                "{run:?} gave {frames:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_streams_output_then_the_exit_status() {
+        let (mut host, guest) = tokio::io::duplex(1 << 20);
+        let agent = tokio::spawn(handle(guest, shared()));
+        host.write_all(&hello()).await.unwrap();
+        host.write_all(&msg(&HostMessage::Run {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
+            env: vec![("GREETING".into(), "hi".into())],
+            wait: true,
+        }))
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut exit = None;
+        while exit.is_none() {
+            let mut header = [0u8; 5];
+            host.read_exact(&mut header).await.unwrap();
+            let (kind, len) = agent::parse_header(header).unwrap();
+            let mut payload = vec![0; len];
+            host.read_exact(&mut payload).await.unwrap();
+            match agent::decode::<GuestMessage>(kind, payload).unwrap() {
+                Frame::Message(GuestMessage::Exited { code, .. }) => exit = Some(code),
+                Frame::Stdout(d) => got.push(("out", d)),
+                Frame::Stderr(d) => got.push(("err", d)),
+                Frame::Message(_) => {}
+            }
+        }
+        assert_eq!(exit, Some(Some(3)));
+        assert!(got.contains(&("out", b"out\n".to_vec())));
+        assert!(got.contains(&("err", b"err\n".to_vec())));
+        drop(host);
+        assert!(agent.await.unwrap().is_ok());
+    }
+}

@@ -641,3 +641,51 @@ fn confine(plan: &LaunchPlan) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_identity_survives_odd_names_and_detects_exit() {
+        let me = ProcessId::of(std::process::id() as i32).expect("own stat");
+        assert!(me.alive());
+        // A name with spaces and parentheses must not confuse the stat parser (the kernel takes
+        // the name from the executable's file name).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let odd = dir.path().join("odd ) name (");
+        std::fs::copy("/bin/sleep", &odd).expect("copy sleep");
+        let mut child = Command::new(&odd).arg("30").spawn().expect("spawn");
+        let pid = child.id() as i32;
+        std::thread::sleep(Duration::from_millis(100));
+        let id = ProcessId::of(pid).expect("child stat");
+        assert!(id.alive());
+        // A reused pid (another start time) is not the same process.
+        let other = ProcessId {
+            pid,
+            start_time: id.start_time + 1,
+        };
+        assert!(!other.alive());
+        child.kill().expect("kill");
+        // Not reaped yet: a zombie counts as gone.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!id.alive());
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn state_files_roundtrip_and_junk_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("exit.json");
+        let r = ExitReport {
+            reason: "qemu was killed by SIGKILL".into(),
+            code: None,
+            signal: Some(9),
+            requested: false,
+        };
+        write_json(&p, &r).expect("write");
+        assert_eq!(read_json::<ExitReport>(&p), Some(r));
+        std::fs::write(&p, b"{not json").expect("write");
+        assert_eq!(read_json::<ExitReport>(&p), None);
+    }
+}

@@ -333,7 +333,14 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
             (c.helpers, c.vmm, None)
         }
     };
-    vmm_process.argv.extend(s.extra_args.iter().cloned());
+    // The user's extra arguments go last, but before crosvm's positional kernel argument.
+    let at = match vmm {
+        Vmm::Qemu => vmm_process.argv.len(),
+        Vmm::Crosvm => vmm_process.argv.len().saturating_sub(1),
+    };
+    vmm_process
+        .argv
+        .splice(at..at, s.extra_args.iter().cloned());
     let mut keep = vec![
         paths.runtime.clone(),
         paths.state.clone(),
