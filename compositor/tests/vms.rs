@@ -171,6 +171,11 @@ fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
     );
     assert!(seen_by_qemu(&c.runtime.join("bulkhead/vms/test/vsock.sock")).exists());
 
+    // The serial console: a root shell (input piped here; Ctrl-] leaves on a terminal).
+    let (code, out, err) = c.vm_cli_input("vm-shell", &["test"], b"echo console-$((6*7))\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("console-42"), "{out}");
+
     // A busy VM stops too.
     let (code, _, err) = c.vm_cli("vm-run", &["test", "sleep", "1000"]);
     assert_eq!(code, 0, "{err}");

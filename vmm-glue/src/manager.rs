@@ -303,6 +303,9 @@ impl Manager {
     fn launch(&self, vm: &VmConfig) -> Result<(), String> {
         let started = Instant::now();
         let plan = plan::plan(vm, &self.settings, &self.env)?;
+        for bdf in &vm.spec.pci {
+            plan::check_vfio(Path::new("/sys"), &bdf.to_string())?;
+        }
         let paths = self.env.dirs.vm(&vm.name);
         for dir in [&paths.runtime, &paths.state] {
             std::fs::create_dir_all(dir)

@@ -393,3 +393,108 @@ pub struct Commands {
 pub fn p(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// Checks a PCI device for passthrough under `sysfs` (normally `/sys`): it exists, sits in an
+/// IOMMU group, and every device of that group is bound to vfio-pci or is a PCI bridge (a VM
+/// gets whole groups: anything else in the group would be reachable from the guest).
+pub fn check_vfio(sysfs: &Path, bdf: &str) -> Result<(), String> {
+    let dev = sysfs.join("bus/pci/devices").join(bdf);
+    if !dev.exists() {
+        return Err(format!(
+            "PCI device {bdf} does not exist on this host (see lspci -D)"
+        ));
+    }
+    let group = std::fs::read_link(dev.join("iommu_group")).map_err(|_| {
+        format!(
+            "PCI device {bdf} is in no IOMMU group: enable the IOMMU (intel_iommu=on or \
+             amd_iommu=on) before passing devices through"
+        )
+    })?;
+    let group_name = group
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let members = sysfs
+        .join("kernel/iommu_groups")
+        .join(&group_name)
+        .join("devices");
+    let entries = std::fs::read_dir(&members)
+        .map_err(|e| format!("cannot list IOMMU group {group_name}: {e}"))?;
+    for e in entries.flatten() {
+        let other = e.file_name().to_string_lossy().into_owned();
+        let path = sysfs.join("bus/pci/devices").join(&other);
+        let driver = std::fs::read_link(path.join("driver"))
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+        // PCI class 0x0604xx: a PCI-to-PCI bridge, which stays with the host.
+        let bridge = std::fs::read_to_string(path.join("class"))
+            .is_ok_and(|c| c.trim().starts_with("0x0604"));
+        match driver.as_deref() {
+            Some("vfio-pci") => {}
+            _ if bridge => {}
+            Some(d) => {
+                return Err(format!(
+                    "PCI device {bdf} shares IOMMU group {group_name} with {other}, which is \
+                     bound to {d}; bind every device of the group to vfio-pci (the NixOS module \
+                     does this early at boot)"
+                ))
+            }
+            None if other == bdf => {
+                return Err(format!(
+                    "PCI device {bdf} is not bound to vfio-pci; bind it first (echo vfio-pci > \
+                     /sys/bus/pci/devices/{bdf}/driver_override, then bind)"
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake sysfs: devices with their group, driver and class.
+    fn sysfs(devs: &[(&str, &str, Option<&str>, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        for (bdf, group, driver, class) in devs {
+            let d = root.join("bus/pci/devices").join(bdf);
+            std::fs::create_dir_all(&d).unwrap();
+            let g = root.join("kernel/iommu_groups").join(group);
+            std::fs::create_dir_all(g.join("devices")).unwrap();
+            std::os::unix::fs::symlink(&g, d.join("iommu_group")).unwrap();
+            std::os::unix::fs::symlink(&d, g.join("devices").join(bdf)).unwrap();
+            if let Some(drv) = driver {
+                let dd = root.join("bus/pci/drivers").join(drv);
+                std::fs::create_dir_all(&dd).unwrap();
+                std::os::unix::fs::symlink(&dd, d.join("driver")).unwrap();
+            }
+            std::fs::write(d.join("class"), format!("{class}\n")).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn vfio_groups_are_checked() {
+        let t = sysfs(&[
+            ("0000:03:00.0", "14", Some("vfio-pci"), "0x030000"),
+            ("0000:03:00.1", "14", Some("vfio-pci"), "0x040300"),
+            ("0000:00:1c.0", "14", Some("pcieport"), "0x060400"),
+            ("0000:05:00.0", "15", Some("vfio-pci"), "0x020000"),
+            ("0000:05:00.1", "15", Some("e1000e"), "0x020000"),
+            ("0000:06:00.0", "16", None, "0x020000"),
+        ]);
+        check_vfio(t.path(), "0000:03:00.0").unwrap();
+        let e = check_vfio(t.path(), "0000:05:00.0").unwrap_err();
+        assert!(
+            e.contains("shares IOMMU group 15 with 0000:05:00.1, which is bound to e1000e"),
+            "{e}"
+        );
+        let e = check_vfio(t.path(), "0000:06:00.0").unwrap_err();
+        assert!(e.contains("not bound to vfio-pci"), "{e}");
+        let e = check_vfio(t.path(), "0000:09:00.0").unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

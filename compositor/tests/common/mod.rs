@@ -257,6 +257,16 @@ impl Compositor {
 
     /// Runs one of the vm-* commands against this compositor: (exit code, stdout, stderr).
     pub fn vm_cli(&self, program: &str, args: &[&str]) -> (i32, String, String) {
+        self.vm_cli_input(program, args, b"")
+    }
+
+    /// Like [`Compositor::vm_cli`], with `input` on the command's stdin.
+    pub fn vm_cli_input(
+        &self,
+        program: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> (i32, String, String) {
         let exe = Path::new(env!("CARGO_BIN_EXE_bulkhead")).with_file_name(program);
         assert!(
             exe.exists(),
@@ -264,15 +274,25 @@ impl Compositor {
             exe.display()
         );
         let mut cmd = wrap_user(self.user, &exe);
-        let out = cmd
+        let mut out = cmd
             .args(args)
             .env_clear()
             .env("PATH", tool_path())
             .env("XDG_RUNTIME_DIR", &self.runtime)
             .env("BULKHEAD_SOCKET", &self.ipc)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        {
+            use std::io::Write;
+            let mut stdin = out.stdin.take().expect("stdin");
+            let _ = stdin.write_all(input);
+        }
+        let out = out
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{program} failed: {e}"));
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -93,10 +93,12 @@ fn main() -> ExitCode {
     if let Some(t) = &saved {
         let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
         eprintln!("\r\n[left the console of {}]", a.vm);
-    }
-    let _ = writer.shutdown(std::net::Shutdown::Both);
-    if !tty {
-        // Piped input: let the guest's answer arrive before leaving.
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    } else {
+        // Piped input (scripts, tests): the console never closes by itself, so keep printing
+        // the guest's answer until it has been quiet for two seconds. The timeout is on the
+        // socket, which the output thread reads too.
+        let _ = writer.set_read_timeout(Some(std::time::Duration::from_secs(2)));
         let _ = out.join();
     }
     ExitCode::SUCCESS
