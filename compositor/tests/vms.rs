@@ -204,9 +204,10 @@ fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
 
 #[test]
 fn root_changes_vanish_at_restart_and_the_home_persists() {
+    // `keep` depends on `temp`: starting it starts `temp` first.
     let c = Compositor::start(&config(&format!(
         "{}{}",
-        vm("keep", ""),
+        vm("keep", "depends-on = [\"temp\"]"),
         vm("temp", "disposable = true\nroot-overlay = \"tmpfs\"")
     )));
     run_ok(
@@ -218,6 +219,7 @@ fn root_changes_vanish_at_restart_and_the_home_persists() {
             "echo data > /home/user/notes && echo junk > /var/tmp/junk && sync",
         ],
     );
+    assert_eq!(state_of(&c, "temp").state, VmState::Running, "the dependency runs");
     let host_home = c.dir.path().join("data/bulkhead/vms/keep/home");
     assert_eq!(
         std::fs::read_to_string(host_home.join("notes")).expect("the note on the host"),
@@ -337,10 +339,15 @@ fn tap_interface_gets_its_address_in_a_network_namespace() {
 }
 
 #[test]
-fn an_idle_vm_shuts_itself_down() {
-    let c = Compositor::start(&config(&vm("test", "auto-shutdown = { after = \"2s\" }")));
-    let (code, _, err) = c.vm_cli("vm-start", &["test"]);
-    assert_eq!(code, 0, "{err}");
+fn an_autostarted_vm_that_stays_idle_shuts_itself_down() {
+    let c = Compositor::start(&config(&vm(
+        "test",
+        "autostart = true\nauto-shutdown = { after = \"2s\" }",
+    )));
+    // Nobody asks for it: the session starts it.
+    wait_until("the autostart VM to run", 180, || {
+        state_of(&c, "test").state == VmState::Running
+    });
     wait_until("the idle VM to stop", 120, || {
         state_of(&c, "test").state == VmState::Stopped
     });
