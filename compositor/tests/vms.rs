@@ -219,7 +219,11 @@ fn root_changes_vanish_at_restart_and_the_home_persists() {
             "echo data > /home/user/notes && echo junk > /var/tmp/junk && sync",
         ],
     );
-    assert_eq!(state_of(&c, "temp").state, VmState::Running, "the dependency runs");
+    assert_eq!(
+        state_of(&c, "temp").state,
+        VmState::Running,
+        "the dependency runs"
+    );
     let host_home = c.dir.path().join("data/bulkhead/vms/keep/home");
     assert_eq!(
         std::fs::read_to_string(host_home.join("notes")).expect("the note on the host"),

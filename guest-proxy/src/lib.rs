@@ -3,3 +3,5 @@
 
 pub mod agent;
 pub mod passwd;
+pub mod wire;
+pub mod wlproxy;

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod wlstream;
 
 use std::path::{Path, PathBuf};
 

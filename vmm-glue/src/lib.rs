@@ -3,6 +3,7 @@
 //! guest agent client, and the manager that starts, stops, watches and re-adopts VMs.
 
 pub mod agent;
+pub mod bridge;
 pub mod cli;
 pub mod crosvm;
 pub mod manager;

@@ -308,9 +308,12 @@ impl Compositor {
         self.runtime.join("bulkhead/vms").join(vm).join("wayland-0")
     }
 
-    /// The socket of `domain` ("host" or a VM name).
+    /// The socket of `domain` ("host" or a VM name), or `domain` itself when it is an
+    /// absolute path (a proxy's socket).
     pub fn socket(&self, domain: &str) -> PathBuf {
-        if domain == "host" {
+        if domain.starts_with('/') {
+            PathBuf::from(domain)
+        } else if domain == "host" {
             self.host_socket.clone()
         } else {
             self.vm_socket(domain)
@@ -473,6 +476,30 @@ fn wrap_user(user: Option<(u32, u32)>, program: &Path) -> Command {
             c
         }
         None => Command::new(program),
+    }
+}
+
+/// A binary of the workspace, next to `bulkhead` in the target dir.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_bulkhead")).with_file_name(name);
+    assert!(
+        exe.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        exe.display()
+    );
+    exe
+}
+
+/// Waits until `path` exists.
+pub fn wait_for_path(path: &Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,75 @@
+//! The vsock graphics transport without a VM: real apps on `bulkhead-wl-proxy`'s socket, the
+//! proxy's stream into `bulkhead-wl-bridge` (over a Unix socket instead of vsock), the bridge
+//! on the VM's Wayland socket of the headless compositor.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+struct Path2 {
+    _bridge: ChildGuard,
+    _proxy: ChildGuard,
+    /// The guest-side Wayland socket apps connect to.
+    socket: String,
+}
+
+/// Starts a bridge on `vm`'s socket and a proxy in front of it.
+fn transport(c: &Compositor, vm: &str) -> Path2 {
+    let dir = c.dir.path();
+    let stream = dir.join(format!("{vm}-stream.sock"));
+    let guest = dir.join(format!("{vm}-guest-wayland"));
+    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
+    let bridge = Command::new(workspace_binary("bulkhead-wl-bridge"))
+        .arg("--listen")
+        .arg(&stream)
+        .arg("--wayland")
+        .arg(c.vm_socket(vm))
+        .stdin(Stdio::null())
+        .stderr(log("wl-bridge"))
+        .spawn()
+        .expect("bridge");
+    let bridge = ChildGuard(bridge, "bridge".into());
+    wait_for_path(&stream);
+    let proxy = Command::new(workspace_binary("bulkhead-wl-proxy"))
+        .arg("--socket")
+        .arg(&guest)
+        .arg("--host-socket")
+        .arg(&stream)
+        .stdin(Stdio::null())
+        .stderr(log("wl-proxy"))
+        .spawn()
+        .expect("proxy");
+    let proxy = ChildGuard(proxy, "proxy".into());
+    wait_for_path(&guest);
+    Path2 {
+        _bridge: bridge,
+        _proxy: proxy,
+        socket: guest.to_string_lossy().into_owned(),
+    }
+}
+
+#[test]
+fn an_shm_app_through_the_proxy_is_drawn_in_its_vm_frame() {
+    let c = Compositor::start(TWO_VMS);
+    let t = transport(&c, "work");
+    let _app = c.spawn(&t.socket, "weston-simple-shm", &[]);
+    let w = c.wait_window("work", "simple-shm");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let img = c.screenshot("proxy-simple-shm");
+    assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
+    // Its pixels arrived: simple-shm draws a pattern of many colours.
+    let g = w.geometry;
+    let mut colours = std::collections::HashSet::new();
+    for y in (g.y..g.y + g.height).step_by(3) {
+        for x in (g.x..g.x + g.width).step_by(3) {
+            colours.insert(img.pixel(x, y));
+        }
+    }
+    assert!(
+        colours.len() > 50,
+        "only {} colours in the window",
+        colours.len()
+    );
+}

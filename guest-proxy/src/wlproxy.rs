@@ -1,0 +1,729 @@
+//! `bulkhead-wl-proxy`, the guest side of the vsock graphics transport.
+//!
+//! Apps in the guest connect to the proxy's `wayland-0`; for each, the proxy opens a stream to
+//! the host (vsock port [`WAYLAND_PORT`], where the per-VM bridge connects it to the VM's
+//! Wayland socket) and relays the protocol in both directions. It parses every message by the
+//! interface descriptions of the globals it offers, tracks objects, replaces file descriptors
+//! by stream records (see `bulkhead_ipc::wlstream`) and sends shared-memory contents as the
+//! damaged rectangles of each commit. Globals it does not handle are never shown to apps. A
+//! malformed message from either side ends that app's connection; the proxy carries on.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bulkhead_ipc::wlstream::{
+    fdpass, shm_writes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION, WAYLAND_PORT,
+};
+use wayland_backend::protocol::Interface;
+use wayland_client::protocol::__interfaces::*;
+use wayland_protocols::xdg::decoration::zv1::client::__interfaces::ZXDG_DECORATION_MANAGER_V1_INTERFACE;
+use wayland_protocols::xdg::shell::client::__interfaces::XDG_WM_BASE_INTERFACE;
+
+use crate::wire::{self, Arg, Objects, HEADER};
+
+/// The globals apps see, at most at these versions: those whose every message the proxy
+/// understands (the rest of each protocol comes in as their child interfaces).
+pub static ALLOWED: &[&Interface] = &[
+    &WL_COMPOSITOR_INTERFACE,
+    &WL_SUBCOMPOSITOR_INTERFACE,
+    &WL_SHM_INTERFACE,
+    &WL_SEAT_INTERFACE,
+    &WL_OUTPUT_INTERFACE,
+    &WL_DATA_DEVICE_MANAGER_INTERFACE,
+    &XDG_WM_BASE_INTERFACE,
+    &ZXDG_DECORATION_MANAGER_V1_INTERFACE,
+];
+
+fn allowed(name: &str) -> Option<&'static Interface> {
+    ALLOWED.iter().copied().find(|i| i.name == name)
+}
+
+/// Where the host end of the stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEndpoint {
+    /// vsock to the host (CID 2), the real transport.
+    Vsock { port: u32 },
+    /// A Unix socket (tests, and a bridge on the same machine).
+    Unix(PathBuf),
+}
+
+impl Default for HostEndpoint {
+    fn default() -> Self {
+        HostEndpoint::Vsock { port: WAYLAND_PORT }
+    }
+}
+
+/// The stream to the host.
+enum Host {
+    Unix(UnixStream),
+    Vsock(vsock::VsockStream),
+}
+
+impl Host {
+    fn connect(ep: &HostEndpoint) -> io::Result<Host> {
+        Ok(match ep {
+            HostEndpoint::Unix(p) => Host::Unix(UnixStream::connect(p)?),
+            HostEndpoint::Vsock { port } => Host::Vsock(vsock::VsockStream::connect(
+                &vsock::VsockAddr::new(libc::VMADDR_CID_HOST, *port),
+            )?),
+        })
+    }
+
+    fn try_clone(&self) -> io::Result<Host> {
+        Ok(match self {
+            Host::Unix(s) => Host::Unix(s.try_clone()?),
+            Host::Vsock(s) => Host::Vsock(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Host::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Host::Vsock(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Host {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Host::Unix(s) => s.read(buf),
+            Host::Vsock(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Host {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Host::Unix(s) => s.write(buf),
+            Host::Vsock(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Listens on `socket` and relays every app that connects. Runs until the listener fails.
+pub fn serve(socket: &std::path::Path, host: HostEndpoint) -> io::Result<()> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)?;
+    eprintln!("bulkhead-wl-proxy: apps connect to {}", socket.display());
+    for app in listener.incoming() {
+        let app = match app {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("bulkhead-wl-proxy: accept: {e}");
+                continue;
+            }
+        };
+        let host = host.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = relay(app, &host) {
+                eprintln!("bulkhead-wl-proxy: app dropped: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+struct Pool {
+    fd: File,
+    size: u64,
+    destroyed: bool,
+    buffers: u32,
+}
+
+struct Buffer {
+    pool: u32,
+    offset: i64,
+    width: i64,
+    height: i64,
+    stride: i64,
+    format: u32,
+}
+
+#[derive(Default)]
+struct Surface {
+    buffer: Option<u32>,
+    new_attach: bool,
+    damage: Vec<[i64; 4]>,
+    buffer_damage: Vec<[i64; 4]>,
+    scale: i64,
+    transform: u32,
+}
+
+/// What one app connection knows; shared by its two directions.
+struct State {
+    objects: Objects,
+    /// Pools by our own key: a client may destroy a pool (its buffers live on) and reuse the
+    /// object id for a new one.
+    pools: HashMap<u32, Pool>,
+    pool_keys: HashMap<u32, u32>,
+    next_pool: u32,
+    buffers: HashMap<u32, Buffer>,
+    surfaces: HashMap<u32, Surface>,
+    /// App fds that data from the host goes into (wl_data_offer.receive).
+    pipes: HashMap<u32, File>,
+    next_pipe: u32,
+}
+
+fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Writer = Arc<Mutex<Host>>;
+
+fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    for r in records {
+        bytes.extend(r.encode()?);
+    }
+    let mut host = w.lock().unwrap_or_else(|e| e.into_inner());
+    host.write_all(&bytes)
+}
+
+/// Relays one app until either side ends or breaks the protocol.
+pub fn relay(app: UnixStream, ep: &HostEndpoint) -> Result<(), String> {
+    let mut host = Host::connect(ep).map_err(|e| format!("cannot reach the host: {e}"))?;
+    Record::Hello {
+        version: STREAM_VERSION,
+    }
+    .write(&mut host)
+    .map_err(|e| e.to_string())?;
+    match Record::read(&mut host).map_err(|e| e.to_string())? {
+        Some(Record::Hello { version }) if version == STREAM_VERSION => {}
+        other => return Err(format!("the host answered {other:?} instead of hello")),
+    }
+    let state = Arc::new(Mutex::new(State {
+        objects: Objects::new(&WL_DISPLAY_INTERFACE),
+        pools: HashMap::new(),
+        pool_keys: HashMap::new(),
+        next_pool: 1,
+        buffers: HashMap::new(),
+        surfaces: HashMap::new(),
+        pipes: HashMap::new(),
+        next_pipe: 1,
+    }));
+    let reader = host.try_clone().map_err(|e| e.to_string())?;
+    let writer: Writer = Arc::new(Mutex::new(host.try_clone().map_err(|e| e.to_string())?));
+    let app2 = app.try_clone().map_err(|e| e.to_string())?;
+    let (s2, w2) = (state.clone(), writer.clone());
+    let down = std::thread::spawn(move || {
+        let r = host_to_app(reader, &app2, &s2, &w2);
+        let _ = app2.shutdown(std::net::Shutdown::Both);
+        r
+    });
+    let up = app_to_host(&app, &state, &writer);
+    host.shutdown();
+    let _ = app.shutdown(std::net::Shutdown::Both);
+    let down = down
+        .join()
+        .unwrap_or_else(|_| Err("relay thread panicked".into()));
+    up.and(down)
+}
+
+fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(), String> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fds: VecDeque<OwnedFd> = VecDeque::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut new_fds = Vec::new();
+        let n = fdpass::recv(app, &mut chunk, &mut new_fds).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        fds.extend(new_fds);
+        if fds.len() > 4 * fdpass::MAX_FDS {
+            return Err("the app sent file descriptors without messages".into());
+        }
+        let mut out: Vec<Record> = Vec::new();
+        let mut wl: Vec<u8> = Vec::new();
+        while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
+            let mut pre = Vec::new();
+            request(
+                &mut lock(state),
+                sender,
+                opcode,
+                &buf[HEADER..len],
+                &mut fds,
+                &mut pre,
+            )?;
+            if !pre.is_empty() {
+                // Records for this message go before its bytes, after everything earlier.
+                if !wl.is_empty() {
+                    out.push(Record::Wl(std::mem::take(&mut wl)));
+                }
+                out.extend(pre);
+            }
+            wl.extend_from_slice(&buf[..len]);
+            buf.drain(..len);
+            if wl.len() > MAX_CHUNK - wire::MAX_MESSAGE {
+                out.push(Record::Wl(std::mem::take(&mut wl)));
+            }
+        }
+        if !wl.is_empty() {
+            out.push(Record::Wl(wl));
+        }
+        send_records(w, &out).map_err(|e| format!("host: {e}"))?;
+    }
+}
+
+fn int(args: &[Arg], i: usize) -> Result<i64, String> {
+    match args.get(i) {
+        Some(Arg::Int(v)) => Ok(*v as i64),
+        Some(Arg::Uint(v)) => Ok(*v as i64),
+        _ => Err("argument type mismatch".into()),
+    }
+}
+
+fn object(args: &[Arg], i: usize) -> Result<u32, String> {
+    match args.get(i) {
+        Some(Arg::Object(v)) | Some(Arg::NewId(v)) => Ok(*v),
+        _ => Err("argument type mismatch".into()),
+    }
+}
+
+/// Size of the file behind `fd`.
+fn file_size(f: &File) -> u64 {
+    f.metadata().map(|m| m.len()).unwrap_or(0)
+}
+
+/// Handles one request from the app: object bookkeeping, fd translation, shm copies.
+fn request(
+    st: &mut State,
+    sender: u32,
+    opcode: u16,
+    body: &[u8],
+    fds: &mut VecDeque<OwnedFd>,
+    pre: &mut Vec<Record>,
+) -> Result<(), String> {
+    let iface = st
+        .objects
+        .get(sender)
+        .ok_or_else(|| format!("request to unknown object {sender}"))?;
+    let desc = wire::message(iface, opcode, true)?;
+    let args = wire::parse_args(desc.signature, body)?;
+    for a in &args {
+        if let Arg::NewId(id) = a {
+            let child = match desc.child_interface {
+                Some(c) => c,
+                None => {
+                    // wl_registry.bind: the interface is named in the message.
+                    let Some(Arg::Str(Some(name))) = args.get(1) else {
+                        return Err("bind without an interface name".into());
+                    };
+                    let iface = allowed(name)
+                        .ok_or_else(|| format!("bind of {name}, which the proxy does not offer"))?;
+                    if int(&args, 2)? > iface.version as i64 {
+                        return Err(format!("bind of {name} above version {}", iface.version));
+                    }
+                    iface
+                }
+            };
+            st.objects.insert(*id, child)?;
+        }
+    }
+    let take_fd = |fds: &mut VecDeque<OwnedFd>| -> Result<File, String> {
+        fds.pop_front()
+            .map(File::from)
+            .ok_or_else(|| format!("{}.{} without its file descriptor", iface.name, desc.name))
+    };
+    match (iface.name, desc.name) {
+        ("wl_shm", "create_pool") => {
+            let id = object(&args, 0)?;
+            let fd = take_fd(fds)?;
+            let size = int(&args, 2)?;
+            if size <= 0 || size as u64 > MAX_SHM || file_size(&fd) < size as u64 {
+                return Err(format!("shm pool of {size} bytes is invalid"));
+            }
+            if st.pools.len() >= MAX_IDS {
+                return Err("too many shm pools".into());
+            }
+            let key = st.next_pool;
+            st.next_pool = st.next_pool.wrapping_add(1);
+            st.pool_keys.insert(id, key);
+            st.pools.insert(
+                key,
+                Pool {
+                    fd,
+                    size: size as u64,
+                    destroyed: false,
+                    buffers: 0,
+                },
+            );
+            pre.push(Record::ShmNew {
+                id: key,
+                size: size as u64,
+            });
+        }
+        ("wl_shm_pool", "resize") => {
+            let size = int(&args, 0)?;
+            let key = *st
+                .pool_keys
+                .get(&sender)
+                .ok_or("resize of an unknown pool")?;
+            let pool = st.pools.get_mut(&key).ok_or("resize of an unknown pool")?;
+            if size <= 0 || size as u64 > MAX_SHM || file_size(&pool.fd) < size as u64 {
+                return Err(format!("shm pool resize to {size} bytes is invalid"));
+            }
+            pool.size = size as u64;
+            pre.push(Record::ShmResize {
+                id: key,
+                size: size as u64,
+            });
+        }
+        ("wl_shm_pool", "create_buffer") => {
+            let id = object(&args, 0)?;
+            let key = *st
+                .pool_keys
+                .get(&sender)
+                .ok_or("buffer of an unknown pool")?;
+            let pool = st.pools.get_mut(&key).ok_or("buffer of an unknown pool")?;
+            pool.buffers += 1;
+            st.buffers.insert(
+                id,
+                Buffer {
+                    pool: key,
+                    offset: int(&args, 1)?,
+                    width: int(&args, 2)?,
+                    height: int(&args, 3)?,
+                    stride: int(&args, 4)?,
+                    format: int(&args, 5)? as u32,
+                },
+            );
+        }
+        ("wl_shm_pool", "destroy") => {
+            if let Some(key) = st.pool_keys.remove(&sender) {
+                if let Some(p) = st.pools.get_mut(&key) {
+                    p.destroyed = true;
+                }
+                drop_pool_if_unused(st, key, pre);
+            }
+        }
+        ("wl_buffer", "destroy") => {
+            if let Some(b) = st.buffers.remove(&sender) {
+                if let Some(p) = st.pools.get_mut(&b.pool) {
+                    p.buffers = p.buffers.saturating_sub(1);
+                }
+                drop_pool_if_unused(st, b.pool, pre);
+            }
+        }
+        ("wl_surface", "attach") => {
+            let buffer = object(&args, 0)?;
+            let s = st.surfaces.entry(sender).or_insert_with(|| Surface {
+                scale: 1,
+                ..Surface::default()
+            });
+            s.buffer = (buffer != 0).then_some(buffer);
+            s.new_attach = true;
+        }
+        ("wl_surface", "damage") | ("wl_surface", "damage_buffer") => {
+            let r = [
+                int(&args, 0)?,
+                int(&args, 1)?,
+                int(&args, 2)?,
+                int(&args, 3)?,
+            ];
+            let s = st.surfaces.entry(sender).or_insert_with(|| Surface {
+                scale: 1,
+                ..Surface::default()
+            });
+            let list = if desc.name == "damage" {
+                &mut s.damage
+            } else {
+                &mut s.buffer_damage
+            };
+            if list.len() < 256 {
+                list.push(r);
+            } else {
+                // Too many rectangles: one covering everything.
+                list.clear();
+                list.push([0, 0, i32::MAX as i64, i32::MAX as i64]);
+            }
+        }
+        ("wl_surface", "set_buffer_scale") => {
+            let scale = int(&args, 0)?;
+            st.surfaces.entry(sender).or_default().scale = scale.clamp(1, 16);
+        }
+        ("wl_surface", "set_buffer_transform") => {
+            st.surfaces.entry(sender).or_default().transform = int(&args, 0)? as u32;
+        }
+        ("wl_surface", "commit") => commit(st, sender, pre)?,
+        ("wl_surface", "destroy") => {
+            st.surfaces.remove(&sender);
+        }
+        ("wl_data_offer", "receive") => {
+            let fd = take_fd(fds)?;
+            if st.pipes.len() >= MAX_IDS {
+                return Err("too many open transfers".into());
+            }
+            let id = st.next_pipe;
+            st.next_pipe = st.next_pipe.wrapping_add(1);
+            st.pipes.insert(id, fd);
+            pre.push(Record::PipeWrite { id });
+        }
+        _ => {
+            if desc
+                .signature
+                .contains(&wayland_backend::protocol::ArgumentType::Fd)
+            {
+                return Err(format!(
+                    "{}.{} carries a file descriptor the proxy does not translate",
+                    iface.name, desc.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Record>) {
+    if st
+        .pools
+        .get(&id)
+        .is_some_and(|p| p.destroyed && p.buffers == 0)
+    {
+        st.pools.remove(&id);
+        pre.push(Record::ShmDrop { id });
+    }
+}
+
+/// On commit: the damaged part of the attached buffer goes to the host first.
+fn commit(st: &mut State, surface: u32, pre: &mut Vec<Record>) -> Result<(), String> {
+    let Some(s) = st.surfaces.get_mut(&surface) else {
+        return Ok(());
+    };
+    let damage = std::mem::take(&mut s.damage);
+    let buffer_damage = std::mem::take(&mut s.buffer_damage);
+    let new_attach = std::mem::replace(&mut s.new_attach, false);
+    let Some(b) = s.buffer.and_then(|id| st.buffers.get(&id)) else {
+        return Ok(());
+    };
+    if damage.is_empty() && buffer_damage.is_empty() && !new_attach {
+        return Ok(());
+    }
+    let full = [0, 0, b.width, b.height];
+    // Surface damage maps to buffer damage by the scale; with a transform, take it all.
+    let mut rects: Vec<[i64; 4]> = buffer_damage;
+    for d in damage {
+        if s.transform == 0 {
+            let k = s.scale.max(1);
+            rects.push([
+                d[0].saturating_mul(k),
+                d[1].saturating_mul(k),
+                d[2].saturating_mul(k),
+                d[3].saturating_mul(k),
+            ]);
+        } else {
+            rects.push(full);
+        }
+    }
+    if rects.is_empty() {
+        rects.push(full);
+    }
+    // One bounding box: cheap to compute, and what apps usually damage anyway.
+    let (mut x0, mut y0, mut x1, mut y1) = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for r in &rects {
+        x0 = x0.min(r[0]);
+        y0 = y0.min(r[1]);
+        x1 = x1.max(r[0].saturating_add(r[2]));
+        y1 = y1.max(r[1].saturating_add(r[3]));
+    }
+    let (x0, y0) = (x0.clamp(0, b.width), y0.clamp(0, b.height));
+    let (x1, y1) = (x1.clamp(0, b.width), y1.clamp(0, b.height));
+    if x0 >= x1 || y0 >= y1 || b.stride <= 0 || b.offset < 0 {
+        return Ok(());
+    }
+    let Some(pool) = st.pools.get(&b.pool) else {
+        return Ok(());
+    };
+    // 4-byte formats copy the damaged columns; others whole rows.
+    let bpp: i64 = if matches!(b.format, 0 | 1) || b.format == 0x34325241 || b.format == 0x34325258
+    {
+        4
+    } else {
+        0
+    };
+    let (cx0, cx1) = if bpp == 0 || (x1 - x0) * bpp >= b.stride {
+        (0, b.stride)
+    } else {
+        (x0 * bpp, x1 * bpp)
+    };
+    let start = b.offset + y0 * b.stride;
+    let end = (b.offset + (y1 - 1) * b.stride + cx1).min(pool.size as i64);
+    if start >= end {
+        return Ok(());
+    }
+    let mut data = vec![0u8; (end - start) as usize];
+    // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
+    let n = pool.fd.read_at(&mut data, start as u64).unwrap_or(0);
+    data.truncate(n);
+    if cx0 == 0 && cx1 == b.stride {
+        pre.extend(shm_writes(b.pool, start as u64, &data));
+    } else {
+        for y in 0..(y1 - y0) {
+            let row = (y * b.stride + cx0) as usize;
+            let len = (cx1 - cx0) as usize;
+            if row + len > data.len() {
+                break;
+            }
+            pre.extend(shm_writes(
+                b.pool,
+                (start + y * b.stride + cx0) as u64,
+                &data[row..row + len],
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn host_to_app(
+    mut host: Host,
+    app: &UnixStream,
+    state: &Arc<Mutex<State>>,
+    w: &Writer,
+) -> Result<(), String> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pending: Vec<OwnedFd> = Vec::new();
+    loop {
+        let rec = match Record::read(&mut host).map_err(|e| format!("host: {e}"))? {
+            Some(r) => r,
+            None => return Ok(()),
+        };
+        match rec {
+            Record::Blob(data) => pending.push(sealed_memfd(&data).map_err(|e| e.to_string())?),
+            Record::PipeWrite { id } => {
+                let (r, wr) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+                pending.push(wr);
+                let w = w.clone();
+                std::thread::spawn(move || pump_to_host(File::from(r), id, &w));
+            }
+            Record::PipeData { id, data } => {
+                let mut st = lock(state);
+                if let Some(f) = st.pipes.get_mut(&id) {
+                    if f.write_all(&data).is_err() {
+                        st.pipes.remove(&id);
+                    }
+                }
+            }
+            Record::PipeClose { id } => {
+                lock(state).pipes.remove(&id);
+            }
+            Record::Wl(bytes) => {
+                buf.extend_from_slice(&bytes);
+                let mut out = Vec::new();
+                {
+                    let mut st = lock(state);
+                    while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
+                        event(&mut st, sender, opcode, &mut buf[..len], &mut out)?;
+                        buf.drain(..len);
+                    }
+                }
+                if pending.len() > fdpass::MAX_FDS {
+                    return Err("the host sent too many file descriptors".into());
+                }
+                fdpass::send(app, &out, &pending).map_err(|e| format!("app: {e}"))?;
+                pending.clear();
+            }
+            other => return Err(format!("the host sent {other:?}")),
+        }
+    }
+}
+
+/// Handles one event: object bookkeeping and the globals filter. Appends what to forward.
+fn event(
+    st: &mut State,
+    sender: u32,
+    opcode: u16,
+    msg: &mut [u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let iface = st
+        .objects
+        .get(sender)
+        .ok_or_else(|| format!("event from unknown object {sender}"))?;
+    let desc = wire::message(iface, opcode, false)?;
+    let args = wire::parse_args(desc.signature, &msg[HEADER..])?;
+    for a in &args {
+        if let Arg::NewId(id) = a {
+            let child = desc
+                .child_interface
+                .ok_or("the host created an object of no known interface")?;
+            st.objects.insert(*id, child)?;
+        }
+    }
+    match (iface.name, desc.name) {
+        ("wl_registry", "global") => {
+            let Some(Arg::Str(Some(name))) = args.get(1) else {
+                return Err("global without a name".into());
+            };
+            let Some(ours) = allowed(name) else {
+                return Ok(()); // not shown to apps
+            };
+            let version = int(&args, 2)?.min(ours.version as i64) as u32;
+            let n = msg.len();
+            msg[n - 4..].copy_from_slice(&version.to_ne_bytes());
+        }
+        ("wl_display", "delete_id") => st.objects.remove(object_arg(&args)?),
+        _ => {}
+    }
+    out.extend_from_slice(msg);
+    Ok(())
+}
+
+fn object_arg(args: &[Arg]) -> Result<u32, String> {
+    match args.first() {
+        Some(Arg::Uint(v)) => Ok(*v),
+        _ => Err("argument type mismatch".into()),
+    }
+}
+
+/// A read-only memfd holding `data` (keymaps).
+fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let fd = memfd_create(
+        c"bulkhead-blob",
+        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(data)?;
+    let seals = SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SEAL;
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&f),
+        FcntlArg::F_ADD_SEALS(seals),
+    )?;
+    Ok(OwnedFd::from(f))
+}
+
+/// What the app writes into a pipe goes to the host under `id`.
+fn pump_to_host(mut r: File, id: u32, w: &Writer) {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let rec = Record::PipeData {
+                    id,
+                    data: buf[..n].to_vec(),
+                };
+                if send_records(w, &[rec]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send_records(w, &[Record::PipeClose { id }]);
+}

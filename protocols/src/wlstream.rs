@@ -1,0 +1,382 @@
+//! The Wayland-over-vsock stream between `bulkhead-wl-proxy` (guest) and `bulkhead-wl-bridge`
+//! (host), for VMMs without a cross-domain GPU.
+//!
+//! One stream per guest app. It starts with [`Record::Hello`] from both sides. Wayland bytes
+//! travel as they are ([`Record::Wl`]); file descriptors cannot, so each is replaced by a record
+//! sent just before the bytes of the message that carries it, in order:
+//!
+//! - guest → host [`Record::ShmNew`]: the app created a wl_shm pool; the bridge creates a host
+//!   memfd of that size and passes it on. The pool's contents follow as [`Record::ShmWrite`]
+//!   rectangles (rows of the damaged area) before each commit that needs them.
+//! - either way [`Record::PipeWrite`]: an fd the receiving side's peer *writes into* (the write
+//!   end of a pipe: wl_data_offer.receive from the guest, wl_data_source.send from the host).
+//!   The receiver makes a pipe, hands the write end on, and streams what arrives back as
+//!   [`Record::PipeData`] / [`Record::PipeClose`] under the same id.
+//! - host → guest [`Record::Blob`]: a read-only file the compositor shares (the keymap): its
+//!   contents, which the proxy puts in a sealed memfd.
+//!
+//! Framing: `[u32 little-endian length][u8 tag][payload]`, the length counting tag and payload,
+//! at most [`MAX_FRAME`]. Integers are little-endian. Anything malformed ends the stream.
+
+use std::io::{self, Read, Write};
+
+/// Version both sides speak.
+pub const STREAM_VERSION: u32 = 1;
+
+/// The host vsock port the guest proxy connects to, one connection per app.
+pub const WAYLAND_PORT: u32 = 5000;
+
+/// Largest frame (tag + payload).
+pub const MAX_FRAME: usize = 128 * 1024;
+
+/// Largest data chunk in one record (leaves room for the record's own fields).
+pub const MAX_CHUNK: usize = MAX_FRAME - 64;
+
+/// Largest shared-memory pool the bridge accepts (an 8K RGBA frame is 128 MiB).
+pub const MAX_SHM: u64 = 256 * 1024 * 1024;
+
+/// Largest blob (keymaps are tens of kB).
+pub const MAX_BLOB: usize = 4 * 1024 * 1024;
+
+/// Most pools and pipes alive on one stream.
+pub const MAX_IDS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Hello { version: u32 },
+    Wl(Vec<u8>),
+    ShmNew { id: u32, size: u64 },
+    ShmResize { id: u32, size: u64 },
+    ShmWrite { id: u32, offset: u64, data: Vec<u8> },
+    ShmDrop { id: u32 },
+    PipeWrite { id: u32 },
+    PipeData { id: u32, data: Vec<u8> },
+    PipeClose { id: u32 },
+    Blob(Vec<u8>),
+}
+
+const HELLO: u8 = 1;
+const WL: u8 = 2;
+const SHM_NEW: u8 = 3;
+const SHM_RESIZE: u8 = 4;
+const SHM_WRITE: u8 = 5;
+const SHM_DROP: u8 = 6;
+const PIPE_WRITE: u8 = 7;
+const PIPE_DATA: u8 = 8;
+const PIPE_CLOSE: u8 = 9;
+const BLOB: u8 = 10;
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl Record {
+    /// Encodes the record; data longer than a frame allows is an error (callers chunk).
+    pub fn encode(&self) -> io::Result<Vec<u8>> {
+        let mut p = Vec::new();
+        let tag = match self {
+            Record::Hello { version } => {
+                p.extend(version.to_le_bytes());
+                HELLO
+            }
+            Record::Wl(d) => {
+                p.extend(d);
+                WL
+            }
+            Record::ShmNew { id, size } => {
+                p.extend(id.to_le_bytes());
+                p.extend(size.to_le_bytes());
+                SHM_NEW
+            }
+            Record::ShmResize { id, size } => {
+                p.extend(id.to_le_bytes());
+                p.extend(size.to_le_bytes());
+                SHM_RESIZE
+            }
+            Record::ShmWrite { id, offset, data } => {
+                p.extend(id.to_le_bytes());
+                p.extend(offset.to_le_bytes());
+                p.extend(data);
+                SHM_WRITE
+            }
+            Record::ShmDrop { id } => {
+                p.extend(id.to_le_bytes());
+                SHM_DROP
+            }
+            Record::PipeWrite { id } => {
+                p.extend(id.to_le_bytes());
+                PIPE_WRITE
+            }
+            Record::PipeData { id, data } => {
+                p.extend(id.to_le_bytes());
+                p.extend(data);
+                PIPE_DATA
+            }
+            Record::PipeClose { id } => {
+                p.extend(id.to_le_bytes());
+                PIPE_CLOSE
+            }
+            Record::Blob(d) => {
+                p.extend(d);
+                BLOB
+            }
+        };
+        let len = p.len() + 1;
+        if len > MAX_FRAME {
+            return Err(bad(format!("record of {len} bytes exceeds {MAX_FRAME}")));
+        }
+        let mut out = Vec::with_capacity(4 + len);
+        out.extend((len as u32).to_le_bytes());
+        out.push(tag);
+        out.extend(p);
+        Ok(out)
+    }
+
+    /// Decodes one frame's tag and payload.
+    pub fn decode(tag: u8, p: &[u8]) -> io::Result<Record> {
+        let u32_at = |o: usize| -> io::Result<u32> {
+            p.get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| bad("record too short"))
+        };
+        let u64_at = |o: usize| -> io::Result<u64> {
+            p.get(o..o + 8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .ok_or_else(|| bad("record too short"))
+        };
+        let exact = |n: usize| -> io::Result<()> {
+            if p.len() == n {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "record of tag {tag} has {} bytes, not {n}",
+                    p.len()
+                )))
+            }
+        };
+        Ok(match tag {
+            HELLO => {
+                exact(4)?;
+                Record::Hello {
+                    version: u32_at(0)?,
+                }
+            }
+            WL => Record::Wl(p.to_vec()),
+            SHM_NEW | SHM_RESIZE => {
+                exact(12)?;
+                let (id, size) = (u32_at(0)?, u64_at(4)?);
+                if size > MAX_SHM {
+                    return Err(bad(format!(
+                        "shared memory of {size} bytes exceeds {MAX_SHM}"
+                    )));
+                }
+                if tag == SHM_NEW {
+                    Record::ShmNew { id, size }
+                } else {
+                    Record::ShmResize { id, size }
+                }
+            }
+            SHM_WRITE => Record::ShmWrite {
+                id: u32_at(0)?,
+                offset: u64_at(4)?,
+                data: p.get(12..).unwrap_or_default().to_vec(),
+            },
+            SHM_DROP => {
+                exact(4)?;
+                Record::ShmDrop { id: u32_at(0)? }
+            }
+            PIPE_WRITE => {
+                exact(4)?;
+                Record::PipeWrite { id: u32_at(0)? }
+            }
+            PIPE_DATA => Record::PipeData {
+                id: u32_at(0)?,
+                data: p.get(4..).unwrap_or_default().to_vec(),
+            },
+            PIPE_CLOSE => {
+                exact(4)?;
+                Record::PipeClose { id: u32_at(0)? }
+            }
+            BLOB => {
+                if p.len() > MAX_BLOB {
+                    return Err(bad("blob too large"));
+                }
+                Record::Blob(p.to_vec())
+            }
+            other => return Err(bad(format!("unknown record tag {other}"))),
+        })
+    }
+
+    /// Reads one record; `Ok(None)` at a clean end of stream.
+    pub fn read<R: Read>(r: &mut R) -> io::Result<Option<Record>> {
+        let mut header = [0u8; 5];
+        let mut got = 0;
+        while got < 5 {
+            match r.read(&mut header[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(bad("stream ended inside a record header")),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len == 0 || len > MAX_FRAME {
+            return Err(bad(format!("record length {len} outside 1..={MAX_FRAME}")));
+        }
+        let mut payload = vec![0u8; len - 1];
+        r.read_exact(&mut payload)?;
+        Record::decode(header[4], &payload).map(Some)
+    }
+
+    pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        w.write_all(&self.encode()?)
+    }
+}
+
+/// Splits `data` into `ShmWrite` records of at most [`MAX_CHUNK`] bytes.
+pub fn shm_writes(id: u32, offset: u64, data: &[u8]) -> impl Iterator<Item = Record> + '_ {
+    data.chunks(MAX_CHUNK)
+        .enumerate()
+        .map(move |(i, c)| Record::ShmWrite {
+            id,
+            offset: offset + (i * MAX_CHUNK) as u64,
+            data: c.to_vec(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_roundtrip() {
+        let records = [
+            Record::Hello { version: 1 },
+            Record::Wl(vec![1, 2, 3]),
+            Record::ShmNew { id: 7, size: 4096 },
+            Record::ShmResize { id: 7, size: 8192 },
+            Record::ShmWrite {
+                id: 7,
+                offset: 100,
+                data: vec![9; 50],
+            },
+            Record::ShmDrop { id: 7 },
+            Record::PipeWrite { id: 3 },
+            Record::PipeData {
+                id: 3,
+                data: b"text".to_vec(),
+            },
+            Record::PipeClose { id: 3 },
+            Record::Blob(b"xkb_keymap {}".to_vec()),
+        ];
+        for r in records {
+            let bytes = r.encode().unwrap();
+            assert_eq!(Record::read(&mut &bytes[..]).unwrap(), Some(r));
+        }
+    }
+
+    #[test]
+    fn hostile_records_are_errors() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0, 0, 0, 0, 1],
+            u32::MAX.to_le_bytes().iter().copied().chain([2]).collect(),
+            vec![2, 0, 0, 0, 99, 0],
+            vec![5, 0, 0, 0, HELLO, 1, 0, 0],
+            [
+                13u32.to_le_bytes().to_vec(),
+                vec![SHM_NEW],
+                1u32.to_le_bytes().to_vec(),
+                u64::MAX.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            vec![3, 0, 0, 0, SHM_WRITE, 1, 2],
+            vec![9, 0],
+        ];
+        for c in cases {
+            assert!(Record::read(&mut &c[..]).is_err(), "{c:?} accepted");
+        }
+    }
+
+    #[test]
+    fn shm_writes_are_chunked() {
+        let data = vec![1u8; MAX_CHUNK * 2 + 5];
+        let recs: Vec<_> = shm_writes(1, 10, &data).collect();
+        assert_eq!(recs.len(), 3);
+        for r in &recs {
+            assert!(r.encode().is_ok());
+        }
+        assert!(
+            matches!(recs[2], Record::ShmWrite { offset, .. } if offset == 10 + 2 * MAX_CHUNK as u64)
+        );
+    }
+}
+
+/// Sending and receiving bytes with file descriptors over a Unix socket (SCM_RIGHTS).
+pub mod fdpass {
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixStream;
+
+    use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+    /// libwayland's limit of fds per message batch.
+    pub const MAX_FDS: usize = 28;
+
+    /// Sends all of `data`, with `fds` attached to the first chunk.
+    pub fn send(sock: &UnixStream, mut data: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let mut first = true;
+        while !data.is_empty() || (first && !raw.is_empty()) {
+            let iov = [IoSlice::new(data)];
+            let cmsg = [ControlMessage::ScmRights(&raw)];
+            let cmsgs: &[ControlMessage] = if first && !raw.is_empty() { &cmsg } else { &[] };
+            let n = match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+            {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io::Error::from(e)),
+            };
+            first = false;
+            data = &data[n..];
+            if n == 0 && data.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives up to `buf.len()` bytes and the fds that came with them. 0 bytes: end of stream.
+    pub fn recv(sock: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        loop {
+            let mut iov = [IoSliceMut::new(buf)];
+            match recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    for c in msg.cmsgs().map_err(io::Error::from)? {
+                        if let ControlMessageOwned::ScmRights(received) = c {
+                            for fd in received {
+                                // SAFETY: the kernel just gave us this fd; nothing else owns it.
+                                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                            }
+                        }
+                    }
+                    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "more file descriptors than a Wayland message may carry",
+                        ));
+                    }
+                    return Ok(msg.bytes);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! `bulkhead-wl-bridge`, the host side of the vsock graphics transport, one per VM.
+//!
+//! It accepts the guest proxy's streams (through vhost-device-vsock: guest connections to host
+//! port 5000 arrive on `<runtime>/vsock.sock_5000`) and connects each to the VM's Wayland
+//! socket, exactly as crosvm's cross-domain does, so the compositor sees the same clients from
+//! both transports. It does not parse Wayland: it turns the stream's records back into file
+//! descriptors (shared memory it owns and fills with the rectangles the guest sends, pipes) and
+//! the compositor's descriptors into records (keymaps as their contents, pipe write ends). Every
+//! record is checked against fixed limits; a bad stream ends that app's connection only.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bulkhead_ipc::wlstream::{fdpass, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION};
+
+/// All shared memory one app may hold through the bridge.
+const MAX_SHM_TOTAL: u64 = 1024 * 1024 * 1024;
+
+/// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`.
+pub fn serve(listen: &Path, wayland: &Path) -> io::Result<()> {
+    let _ = std::fs::remove_file(listen);
+    let listener = UnixListener::bind(listen)?;
+    for guest in listener.incoming() {
+        let guest = match guest {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("bulkhead-wl-bridge: accept: {e}");
+                continue;
+            }
+        };
+        let wayland = wayland.to_path_buf();
+        std::thread::spawn(move || {
+            if let Err(e) = bridge(guest, &wayland) {
+                eprintln!("bulkhead-wl-bridge: app stream ended: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+struct Shm {
+    file: File,
+    size: u64,
+}
+
+#[derive(Default)]
+struct State {
+    shm: HashMap<u32, Shm>,
+    shm_total: u64,
+    /// Compositor fds that data from the guest goes into (wl_data_source.send).
+    pipes: HashMap<u32, File>,
+    next_pipe: u32,
+}
+
+fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Writer = Arc<Mutex<UnixStream>>;
+
+fn send(w: &Writer, records: &[Record]) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    for r in records {
+        bytes.extend(r.encode()?);
+    }
+    w.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .write_all(&bytes)
+}
+
+/// Bridges one guest stream to a new connection on the VM's Wayland socket.
+pub fn bridge(mut guest: UnixStream, wayland: &PathBuf) -> Result<(), String> {
+    match Record::read(&mut guest).map_err(|e| e.to_string())? {
+        Some(Record::Hello { version }) if version == STREAM_VERSION => {}
+        other => {
+            return Err(format!(
+                "expected hello version {STREAM_VERSION}, got {other:?}"
+            ))
+        }
+    }
+    Record::Hello {
+        version: STREAM_VERSION,
+    }
+    .write(&mut guest)
+    .map_err(|e| e.to_string())?;
+    let comp = UnixStream::connect(wayland)
+        .map_err(|e| format!("cannot connect to {}: {e}", wayland.display()))?;
+    let state = Arc::new(Mutex::new(State::default()));
+    let writer: Writer = Arc::new(Mutex::new(guest.try_clone().map_err(|e| e.to_string())?));
+    let (comp2, s2, w2) = (
+        comp.try_clone().map_err(|e| e.to_string())?,
+        state.clone(),
+        writer.clone(),
+    );
+    let guest2 = guest.try_clone().map_err(|e| e.to_string())?;
+    let down = std::thread::spawn(move || {
+        let r = compositor_to_guest(&comp2, &s2, &w2);
+        let _ = guest2.shutdown(std::net::Shutdown::Both);
+        r
+    });
+    let up = guest_to_compositor(
+        guest.try_clone().map_err(|e| e.to_string())?,
+        &comp,
+        &state,
+        &writer,
+    );
+    let _ = comp.shutdown(std::net::Shutdown::Both);
+    let _ = guest.shutdown(std::net::Shutdown::Both);
+    let down = down
+        .join()
+        .unwrap_or_else(|_| Err("bridge thread panicked".into()));
+    up.and(down)
+}
+
+fn guest_to_compositor(
+    mut guest: UnixStream,
+    comp: &UnixStream,
+    state: &Mutex<State>,
+    w: &Writer,
+) -> Result<(), String> {
+    let mut pending: Vec<OwnedFd> = Vec::new();
+    loop {
+        let Some(rec) = Record::read(&mut guest).map_err(|e| format!("guest: {e}"))? else {
+            return Ok(());
+        };
+        match rec {
+            Record::ShmNew { id, size } => {
+                let mut st = lock(state);
+                if st.shm.len() >= MAX_IDS || st.shm.contains_key(&id) {
+                    return Err(format!("shared memory {id} is a duplicate or one too many"));
+                }
+                if st.shm_total + size > MAX_SHM_TOTAL {
+                    return Err("the app holds too much shared memory".into());
+                }
+                let file = memfd(size).map_err(|e| e.to_string())?;
+                pending.push(OwnedFd::from(file.try_clone().map_err(|e| e.to_string())?));
+                st.shm_total += size;
+                st.shm.insert(id, Shm { file, size });
+            }
+            Record::ShmResize { id, size } => {
+                let mut st = lock(state);
+                let old = st
+                    .shm
+                    .get(&id)
+                    .map(|s| s.size)
+                    .ok_or("resize of unknown memory")?;
+                if size < old || st.shm_total - old + size > MAX_SHM_TOTAL {
+                    return Err(format!("shared memory {id} cannot become {size} bytes"));
+                }
+                if let Some(s) = st.shm.get_mut(&id) {
+                    s.file.set_len(size).map_err(|e| e.to_string())?;
+                    s.size = size;
+                }
+                st.shm_total = st.shm_total - old + size;
+            }
+            Record::ShmWrite { id, offset, data } => {
+                let st = lock(state);
+                let s = st.shm.get(&id).ok_or("write to unknown memory")?;
+                let end = offset
+                    .checked_add(data.len() as u64)
+                    .ok_or("write past the end")?;
+                if end > s.size {
+                    return Err(format!(
+                        "write of {} bytes at {offset} past {} bytes",
+                        data.len(),
+                        s.size
+                    ));
+                }
+                s.file
+                    .write_all_at(&data, offset)
+                    .map_err(|e| e.to_string())?;
+            }
+            Record::ShmDrop { id } => {
+                let mut st = lock(state);
+                if let Some(s) = st.shm.remove(&id) {
+                    st.shm_total -= s.size;
+                }
+            }
+            Record::PipeWrite { id } => {
+                let (r, wr) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+                pending.push(wr);
+                let w = w.clone();
+                std::thread::spawn(move || pump(File::from(r), id, &w));
+            }
+            Record::PipeData { id, data } => {
+                let mut st = lock(state);
+                if let Some(f) = st.pipes.get_mut(&id) {
+                    if f.write_all(&data).is_err() {
+                        st.pipes.remove(&id);
+                    }
+                }
+            }
+            Record::PipeClose { id } => {
+                lock(state).pipes.remove(&id);
+            }
+            Record::Wl(bytes) => {
+                if pending.len() > fdpass::MAX_FDS {
+                    return Err("too many file descriptors for one message batch".into());
+                }
+                fdpass::send(comp, &bytes, &pending).map_err(|e| format!("compositor: {e}"))?;
+                pending.clear();
+            }
+            other => return Err(format!("the guest sent {other:?}")),
+        }
+    }
+}
+
+fn compositor_to_guest(comp: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(), String> {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    loop {
+        let mut fds = Vec::new();
+        let n = fdpass::recv(comp, &mut buf, &mut fds).map_err(|e| format!("compositor: {e}"))?;
+        if n == 0 && fds.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for fd in fds {
+            out.push(describe(File::from(fd), state)?);
+        }
+        if n > 0 {
+            out.push(Record::Wl(buf[..n].to_vec()));
+        }
+        send(w, &out).map_err(|e| format!("guest: {e}"))?;
+    }
+}
+
+/// Turns a descriptor the compositor sends into a record: a pipe write end (the guest app
+/// writes, we forward) or a file's contents (keymaps).
+fn describe(f: File, state: &Mutex<State>) -> Result<Record, String> {
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if meta.file_type().is_fifo() {
+        let flags = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(|e| e.to_string())?;
+        if flags & libc::O_ACCMODE != libc::O_WRONLY {
+            return Err("the compositor sent a pipe read end, which no protocol here uses".into());
+        }
+        let mut st = lock(state);
+        if st.pipes.len() >= MAX_IDS {
+            return Err("too many open transfers".into());
+        }
+        let id = st.next_pipe;
+        st.next_pipe = st.next_pipe.wrapping_add(1);
+        st.pipes.insert(id, f);
+        Ok(Record::PipeWrite { id })
+    } else if meta.is_file() {
+        let len = meta.len() as usize;
+        if len > MAX_BLOB {
+            return Err(format!(
+                "a shared file of {len} bytes is larger than {MAX_BLOB}"
+            ));
+        }
+        let mut data = vec![0u8; len];
+        f.read_exact_at(&mut data, 0).map_err(|e| e.to_string())?;
+        Ok(Record::Blob(data))
+    } else {
+        Err("the compositor sent a file descriptor of an unknown kind".into())
+    }
+}
+
+fn memfd(size: u64) -> io::Result<File> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let fd = memfd_create(c"bulkhead-shm", MemFdCreateFlag::MFD_CLOEXEC)?;
+    let f = File::from(fd);
+    f.set_len(size)?;
+    Ok(f)
+}
+
+/// What the compositor's side writes into a pipe goes to the guest under `id`.
+fn pump(mut r: File, id: u32, w: &Writer) {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if send(
+                    w,
+                    &[Record::PipeData {
+                        id,
+                        data: buf[..n].to_vec(),
+                    }],
+                )
+                .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send(w, &[Record::PipeClose { id }]);
+}
