@@ -73,3 +73,59 @@ fn an_shm_app_through_the_proxy_is_drawn_in_its_vm_frame() {
         colours.len()
     );
 }
+
+#[test]
+fn typing_reaches_foot_through_the_proxy() {
+    let c = Compositor::start(TWO_VMS);
+    let t = transport(&c, "work");
+    let out = c.dir.path().join("typed.txt");
+    // The keymap travels as a blob; keys go to the focused window.
+    let script = format!("read line; echo \"$line\" > {}", out.display());
+    let _foot = c.spawn(&t.socket, "foot", &["sh", "-c", &script]);
+    let w = c.wait_window("work", "");
+    c.wait_windows("foot focused", |ws| {
+        ws.iter().any(|x| x.id == w.id && x.focused)
+    });
+    // h, i, Enter (evdev codes).
+    let mut keys = Vec::new();
+    for code in [35, 23, 28] {
+        keys.extend(chord(&[], code));
+    }
+    c.input(keys);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::fs::read_to_string(&out)
+        .map(|s| s != "hi\n")
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "foot never got the typed line"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn copy_and_paste_inside_the_domain_through_the_proxy() {
+    let c = Compositor::start(TWO_VMS);
+    let t = transport(&c, "work");
+    // Both ends behind the proxy: the data crosses two pipe translations each way.
+    let _copy = c.spawn(&t.socket, "wl-copy", &["through-the-proxy"]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let (_, out) = c.run(&t.socket, "wl-paste", &["--no-newline"]);
+        if out == "through-the-proxy" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "paste never got the text: {out:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A paste from a host-socket client of the same VM sees it too (same domain); banking does not.
+    let (_, out) = c.run("work", "wl-paste", &["--no-newline"]);
+    assert_eq!(out, "through-the-proxy");
+    let (_, out) = c.run_for(4, "banking", "wl-paste", &["--no-newline"]);
+    assert_ne!(out, "through-the-proxy");
+}

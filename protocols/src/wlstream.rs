@@ -32,8 +32,9 @@ pub const MAX_FRAME: usize = 128 * 1024;
 /// Largest data chunk in one record (leaves room for the record's own fields).
 pub const MAX_CHUNK: usize = MAX_FRAME - 64;
 
-/// Largest shared-memory pool the bridge accepts (an 8K RGBA frame is 128 MiB).
-pub const MAX_SHM: u64 = 256 * 1024 * 1024;
+/// Largest shared-memory pool the bridge accepts. Pools are sparse memfds: foot, for one, maps
+/// a 512 MiB pool and scrolls its buffers through it, touching only what it draws.
+pub const MAX_SHM: u64 = 1024 * 1024 * 1024;
 
 /// Largest blob (keymaps are tens of kB).
 pub const MAX_BLOB: usize = 4 * 1024 * 1024;

@@ -19,13 +19,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_ipc::wlstream::{fdpass, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION};
 
-/// All shared memory one app may hold through the bridge.
-const MAX_SHM_TOTAL: u64 = 1024 * 1024 * 1024;
+/// All shared memory one app may hold through the bridge (sparse: only written pages cost).
+const MAX_SHM_TOTAL: u64 = 2 * 1024 * 1024 * 1024;
+
+/// App streams one bridge serves at once; more wait.
+const MAX_STREAMS: usize = 64;
 
 /// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`.
 pub fn serve(listen: &Path, wayland: &Path) -> io::Result<()> {
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for guest in listener.incoming() {
         let guest = match guest {
             Ok(g) => g,
@@ -34,11 +38,19 @@ pub fn serve(listen: &Path, wayland: &Path) -> io::Result<()> {
                 continue;
             }
         };
+        use std::sync::atomic::Ordering;
+        if live.load(Ordering::SeqCst) >= MAX_STREAMS {
+            eprintln!("bulkhead-wl-bridge: more than {MAX_STREAMS} apps; refusing one");
+            continue;
+        }
+        live.fetch_add(1, Ordering::SeqCst);
         let wayland = wayland.to_path_buf();
+        let live = live.clone();
         std::thread::spawn(move || {
             if let Err(e) = bridge(guest, &wayland) {
                 eprintln!("bulkhead-wl-bridge: app stream ended: {e}");
             }
+            live.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())
