@@ -86,6 +86,28 @@ fn typing_reaches_foot_through_the_proxy() {
     c.wait_windows("foot focused", |ws| {
         ws.iter().any(|x| x.id == w.id && x.focused)
     });
+    // All of foot's first frame arrived (its default background is #111111), also where it
+    // repaints a reused buffer beyond the damage it reports.
+    let g = w.geometry;
+    let mut img = c.screenshot("proxy-foot");
+    for _ in 0..50 {
+        if img.pixel(g.x + g.width / 2, g.y + g.height / 2) == [0x11, 0x11, 0x11] {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        img = c.screenshot("proxy-foot");
+    }
+    for (x, y) in [
+        (g.width / 2, g.height / 2),
+        (g.width - 3, g.height - 3),
+        (3, g.height - 3),
+    ] {
+        assert_eq!(
+            img.pixel(g.x + x, g.y + y),
+            [0x11, 0x11, 0x11],
+            "foot's background at {x},{y}"
+        );
+    }
     // h, i, Enter (evdev codes).
     let mut keys = Vec::new();
     for code in [35, 23, 28] {

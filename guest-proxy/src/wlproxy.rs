@@ -148,10 +148,28 @@ struct Buffer {
     height: i64,
     stride: i64,
     format: u32,
+    /// What the host's copy lacks, as a bounding box `[x0, y0, x1, y1)` in buffer pixels:
+    /// all of it at first, then every damage committed (to any buffer of the surface) since
+    /// this buffer was last copied. Apps repaint exactly that into a buffer they reuse.
+    stale: Option<[i64; 4]>,
+}
+
+fn union(a: Option<[i64; 4]>, b: [i64; 4]) -> Option<[i64; 4]> {
+    Some(match a {
+        None => b,
+        Some(a) => [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ],
+    })
 }
 
 #[derive(Default)]
 struct Surface {
+    /// Buffers this surface has shown (their staleness follows its damage).
+    seen: Vec<u32>,
     buffer: Option<u32>,
     new_attach: bool,
     damage: Vec<[i64; 4]>,
@@ -398,6 +416,7 @@ fn request(
                     height: int(&args, 3)?,
                     stride: int(&args, 4)?,
                     format: int(&args, 5)? as u32,
+                    stale: Some([0, 0, i64::MAX, i64::MAX]),
                 },
             );
         }
@@ -497,55 +516,83 @@ fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Record>) {
     }
 }
 
-/// On commit: the damaged part of the attached buffer goes to the host first.
+/// On commit: what the host's copy of the attached buffer lacks goes to the host first.
 fn commit(st: &mut State, surface: u32, pre: &mut Vec<Record>) -> Result<(), String> {
     let Some(s) = st.surfaces.get_mut(&surface) else {
         return Ok(());
     };
     let damage = std::mem::take(&mut s.damage);
     let buffer_damage = std::mem::take(&mut s.buffer_damage);
-    let new_attach = std::mem::replace(&mut s.new_attach, false);
-    let Some(b) = s.buffer.and_then(|id| st.buffers.get(&id)) else {
+    s.new_attach = false;
+    let Some(id) = s.buffer else {
         return Ok(());
     };
-    if damage.is_empty() && buffer_damage.is_empty() && !new_attach {
-        return Ok(());
+    // This commit's damage in buffer pixels, as one bounding box. Surface damage maps by the
+    // scale; with a transform, take everything.
+    let mut dmg: Option<[i64; 4]> = None;
+    for r in buffer_damage {
+        dmg = union(
+            dmg,
+            [
+                r[0],
+                r[1],
+                r[0].saturating_add(r[2]),
+                r[1].saturating_add(r[3]),
+            ],
+        );
     }
-    let full = [0, 0, b.width, b.height];
-    // Surface damage maps to buffer damage by the scale; with a transform, take it all.
-    let mut rects: Vec<[i64; 4]> = buffer_damage;
     for d in damage {
-        if s.transform == 0 {
-            let k = s.scale.max(1);
-            rects.push([
-                d[0].saturating_mul(k),
-                d[1].saturating_mul(k),
-                d[2].saturating_mul(k),
-                d[3].saturating_mul(k),
-            ]);
-        } else {
-            rects.push(full);
+        let k = s.scale.max(1);
+        dmg = union(
+            dmg,
+            if s.transform == 0 {
+                [
+                    d[0].saturating_mul(k),
+                    d[1].saturating_mul(k),
+                    d[0].saturating_add(d[2]).saturating_mul(k),
+                    d[1].saturating_add(d[3]).saturating_mul(k),
+                ]
+            } else {
+                [0, 0, i64::MAX, i64::MAX]
+            },
+        );
+    }
+    if !s.seen.contains(&id) {
+        s.seen.push(id);
+    }
+    let seen = s.seen.clone();
+    if let Some(d) = dmg {
+        for other in &seen {
+            if let Some(b) = st.buffers.get_mut(other) {
+                b.stale = union(b.stale, d);
+            }
         }
     }
-    if rects.is_empty() {
-        rects.push(full);
+    // Forget buffers that are gone.
+    if let Some(s) = st.surfaces.get_mut(&surface) {
+        s.seen.retain(|b| st.buffers.contains_key(b));
     }
-    // One bounding box: cheap to compute, and what apps usually damage anyway.
-    let (mut x0, mut y0, mut x1, mut y1) = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
-    for r in &rects {
-        x0 = x0.min(r[0]);
-        y0 = y0.min(r[1]);
-        x1 = x1.max(r[0].saturating_add(r[2]));
-        y1 = y1.max(r[1].saturating_add(r[3]));
-    }
-    let (x0, y0) = (x0.clamp(0, b.width), y0.clamp(0, b.height));
-    let (x1, y1) = (x1.clamp(0, b.width), y1.clamp(0, b.height));
+    let Some(b) = st.buffers.get_mut(&id) else {
+        return Ok(());
+    };
+    let Some(r) = b.stale.take() else {
+        return Ok(());
+    };
+    let (x0, y0) = (r[0].clamp(0, b.width), r[1].clamp(0, b.height));
+    let (x1, y1) = (r[2].clamp(0, b.width), r[3].clamp(0, b.height));
     if x0 >= x1 || y0 >= y1 || b.stride <= 0 || b.offset < 0 {
         return Ok(());
     }
     let Some(pool) = st.pools.get(&b.pool) else {
         return Ok(());
     };
+    copy_rect(pool, b, [x0, y0, x1, y1], pre);
+    Ok(())
+}
+
+/// Reads a rectangle of a buffer from the app's pool and queues it for the host.
+fn copy_rect(pool: &Pool, b: &Buffer, r: [i64; 4], pre: &mut Vec<Record>) {
+    let [x0, y0, x1, y1] = r;
     // 4-byte formats copy the damaged columns; others whole rows.
     let bpp: i64 = if matches!(b.format, 0 | 1) || b.format == 0x34325241 || b.format == 0x34325258
     {
@@ -561,7 +608,7 @@ fn commit(st: &mut State, surface: u32, pre: &mut Vec<Record>) -> Result<(), Str
     let start = b.offset + y0 * b.stride;
     let end = (b.offset + (y1 - 1) * b.stride + cx1).min(pool.size as i64);
     if start >= end {
-        return Ok(());
+        return;
     }
     let mut data = vec![0u8; (end - start) as usize];
     // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
@@ -583,7 +630,6 @@ fn commit(st: &mut State, surface: u32, pre: &mut Vec<Record>) -> Result<(), Str
             ));
         }
     }
-    Ok(())
 }
 
 fn host_to_app(

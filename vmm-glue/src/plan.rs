@@ -32,6 +32,9 @@ pub struct HostEnv {
     pub crosvm_found: bool,
     /// Whether /dev/kvm can be opened (for `accel = "auto"`).
     pub kvm_usable: bool,
+    /// The Wayland bridge for VMMs without cross-domain (next to the running binary when it
+    /// is there, else found on PATH).
+    pub bridge_program: String,
 }
 
 impl HostEnv {
@@ -48,6 +51,12 @@ impl HostEnv {
             gid: nix::unistd::getgid().as_raw(),
             crosvm_found: find_program(&settings.crosvm).is_some(),
             kvm_usable,
+            bridge_program: std::env::current_exe()
+                .ok()
+                .map(|e| e.with_file_name("bulkhead-wl-bridge"))
+                .filter(|p| p.is_file())
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "bulkhead-wl-bridge".into()),
         })
     }
 }

@@ -38,6 +38,20 @@ pub fn command(
         ],
         wait_for: Some(paths.vsock_control()),
     }];
+    if s.gpu.enable {
+        // No cross-domain GPU in QEMU: the guest proxy's streams arrive over vsock and the
+        // bridge puts each on the VM's Wayland socket.
+        let listen = paths.vsock_port(bulkhead_ipc::wlstream::WAYLAND_PORT);
+        helpers.push(ProcessSpec {
+            name: "wl-bridge".into(),
+            argv: vec![
+                env.bridge_program.clone(),
+                format!("--listen={}", p(&listen)),
+                format!("--wayland={}", p(&paths.wayland())),
+            ],
+            wait_for: Some(listen),
+        });
+    }
     let root = env.uid == 0;
     let mut fs_devices = Vec::new();
     if let Some(home) = inputs.home {

@@ -56,6 +56,7 @@ fn env(crosvm_found: bool, kvm_usable: bool) -> HostEnv {
         gid: 100,
         crosvm_found,
         kvm_usable,
+        bridge_program: "bulkhead-wl-bridge".into(),
     }
 }
 

@@ -104,6 +104,11 @@ impl Compositor {
             let copy = dir.path().join("bulkhead");
             std::fs::copy(&exe, &copy).expect("copy binary");
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            // The VM manager looks for its Wayland bridge next to itself.
+            let bridge = dir.path().join("bulkhead-wl-bridge");
+            std::fs::copy(exe.with_file_name("bulkhead-wl-bridge"), &bridge).expect("copy bridge");
+            std::fs::set_permissions(&bridge, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
             exe = copy;
             for p in [dir.path(), &runtime, &config_path] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
