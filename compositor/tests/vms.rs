@@ -512,3 +512,67 @@ fn vms_run_for_an_unprivileged_user() {
     stop(&c, "test");
     assert_eq!(c.leftover_processes(), Vec::<i32>::new());
 }
+
+/// The demo guest (`rootfs/build-guest --profile demo`): a Debian root with foot and weston's
+/// demos, bulkhead-wl-proxy started at boot, windows over the vsock transport.
+#[test]
+fn a_guest_app_shows_its_window_framed_in_its_vm_colour() {
+    let g = guest().with_file_name("demo");
+    assert!(
+        g.join("root.img").exists(),
+        "no demo guest in {}: run rootfs/build-guest --profile demo (.ci/test does)",
+        g.display()
+    );
+    let purple = [0x9b, 0x59, 0xb6];
+    let cfg = config(&format!(
+        r##"
+[[vm]]
+name = "demo"
+color = "#9b59b6"
+vmm = "qemu"
+memory = 1024
+cpus = 2
+kernel = "{g}/vmlinuz"
+initramfs = "{g}/initramfs.cpio"
+root-disk = "{g}/root.img"
+root-overlay = {{ type = "disk", size = "256M" }}
+"##,
+        g = g.display()
+    ));
+    let c = Compositor::start(&cfg);
+    let (code, _, err) = c.vm_cli("vm-run", &["demo", "weston-simple-shm"]);
+    assert_eq!(code, 0, "{err}");
+    let w = c.wait_window("demo", "simple-shm");
+    std::thread::sleep(Duration::from_millis(1000));
+    let img = c.screenshot("vm-demo-simple-shm");
+    assert_framed(&img, &w, purple, &format!("[demo] {}", w.title), true);
+    let inside = w.geometry;
+    let mut colours = std::collections::HashSet::new();
+    for y in (inside.y..inside.y + inside.height).step_by(3) {
+        for x in (inside.x..inside.x + inside.width).step_by(3) {
+            colours.insert(img.pixel(x, y));
+        }
+    }
+    assert!(colours.len() > 50, "the guest's pixels did not arrive ({} colours)", colours.len());
+
+    // foot in the guest takes typed text: it lands in the home, which the host can read.
+    let (code, _, err) = c.vm_cli(
+        "vm-run",
+        &["demo", "foot", "sh", "-c", "read line; echo \"$line\" > ~/typed"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let f = c.wait_window("demo", "foot");
+    c.wait_windows("foot focused", |ws| ws.iter().any(|x| x.id == f.id && x.focused));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut keys = Vec::new();
+    for code in [35, 23, 28] {
+        keys.extend(chord(&[], code)); // h, i, Enter
+    }
+    c.input(keys);
+    let typed = c.dir.path().join("data/bulkhead/vms/demo/home/typed");
+    wait_until("the typed line in the guest's home", 60, || {
+        std::fs::read_to_string(&typed).is_ok_and(|s| s == "hi\n")
+    });
+    stop(&c, "demo");
+    c.wait_windows("the VM's windows to go", |ws| ws.iter().all(|w| w.domain != "demo"));
+}
