@@ -553,16 +553,28 @@ root-overlay = {{ type = "disk", size = "256M" }}
             colours.insert(img.pixel(x, y));
         }
     }
-    assert!(colours.len() > 50, "the guest's pixels did not arrive ({} colours)", colours.len());
+    assert!(
+        colours.len() > 50,
+        "the guest's pixels did not arrive ({} colours)",
+        colours.len()
+    );
 
     // foot in the guest takes typed text: it lands in the home, which the host can read.
     let (code, _, err) = c.vm_cli(
         "vm-run",
-        &["demo", "foot", "sh", "-c", "read line; echo \"$line\" > ~/typed"],
+        &[
+            "demo",
+            "foot",
+            "sh",
+            "-c",
+            "read line; echo \"$line\" > ~/typed",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let f = c.wait_window("demo", "foot");
-    c.wait_windows("foot focused", |ws| ws.iter().any(|x| x.id == f.id && x.focused));
+    c.wait_windows("foot focused", |ws| {
+        ws.iter().any(|x| x.id == f.id && x.focused)
+    });
     std::thread::sleep(Duration::from_millis(500));
     let mut keys = Vec::new();
     for code in [35, 23, 28] {
@@ -574,5 +586,7 @@ root-overlay = {{ type = "disk", size = "256M" }}
         std::fs::read_to_string(&typed).is_ok_and(|s| s == "hi\n")
     });
     stop(&c, "demo");
-    c.wait_windows("the VM's windows to go", |ws| ws.iter().all(|w| w.domain != "demo"));
+    c.wait_windows("the VM's windows to go", |ws| {
+        ws.iter().all(|w| w.domain != "demo")
+    });
 }

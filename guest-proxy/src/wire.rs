@@ -34,7 +34,7 @@ pub fn next_message(buf: &[u8]) -> Result<Option<(u32, u16, usize)>, String> {
     let word = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let size = (word >> 16) as usize;
     let opcode = (word & 0xffff) as u16;
-    if !(HEADER..=MAX_MESSAGE).contains(&size) || size % 4 != 0 {
+    if !(HEADER..=MAX_MESSAGE).contains(&size) || !size.is_multiple_of(4) {
         return Err(format!("message size {size} is invalid"));
     }
     if buf.len() < size {
@@ -171,7 +171,7 @@ mod tests {
         let mut b = ((s.len() + 1) as u32).to_ne_bytes().to_vec();
         b.extend(s.as_bytes());
         b.push(0);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         b

@@ -197,15 +197,24 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Writer = Arc<Mutex<Host>>;
+/// The stream to the host, shared by the app's two directions and its pipe pumps, with what
+/// went through it (logged when the app goes; the forwarding benchmark reads it).
+struct Sink {
+    host: Host,
+    bytes: u64,
+    commits: u64,
+}
+
+type Writer = Arc<Mutex<Sink>>;
 
 fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
     let mut bytes = Vec::new();
     for r in records {
         bytes.extend(r.encode()?);
     }
-    let mut host = w.lock().unwrap_or_else(|e| e.into_inner());
-    host.write_all(&bytes)
+    let mut sink = w.lock().unwrap_or_else(|e| e.into_inner());
+    sink.bytes += bytes.len() as u64;
+    sink.host.write_all(&bytes)
 }
 
 /// Relays one app until either side ends or breaks the protocol.
@@ -231,7 +240,11 @@ pub fn relay(app: UnixStream, ep: &HostEndpoint) -> Result<(), String> {
         next_pipe: 1,
     }));
     let reader = host.try_clone().map_err(|e| e.to_string())?;
-    let writer: Writer = Arc::new(Mutex::new(host.try_clone().map_err(|e| e.to_string())?));
+    let writer: Writer = Arc::new(Mutex::new(Sink {
+        host: host.try_clone().map_err(|e| e.to_string())?,
+        bytes: 0,
+        commits: 0,
+    }));
     let app2 = app.try_clone().map_err(|e| e.to_string())?;
     let (s2, w2) = (state.clone(), writer.clone());
     let down = std::thread::spawn(move || {
@@ -245,6 +258,12 @@ pub fn relay(app: UnixStream, ep: &HostEndpoint) -> Result<(), String> {
     let down = down
         .join()
         .unwrap_or_else(|_| Err("relay thread panicked".into()));
+    if let Ok(sink) = writer.lock() {
+        eprintln!(
+            "bulkhead-wl-proxy: app done: {} commits, {} bytes sent to the host",
+            sink.commits, sink.bytes
+        );
+    }
     up.and(down)
 }
 
@@ -267,6 +286,11 @@ fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(),
         let mut wl: Vec<u8> = Vec::new();
         while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
             let mut pre = Vec::new();
+            if is_commit(state, sender, opcode) {
+                if let Ok(mut sink) = w.lock() {
+                    sink.commits += 1;
+                }
+            }
             request(
                 &mut lock(state),
                 sender,
@@ -293,6 +317,16 @@ fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(),
         }
         send_records(w, &out).map_err(|e| format!("host: {e}"))?;
     }
+}
+
+/// Whether a message is a wl_surface.commit (counted for the benchmark).
+fn is_commit(state: &Mutex<State>, sender: u32, opcode: u16) -> bool {
+    lock(state).objects.get(sender).is_some_and(|i| {
+        i.name == "wl_surface"
+            && i.requests
+                .get(opcode as usize)
+                .is_some_and(|m| m.name == "commit")
+    })
 }
 
 fn int(args: &[Arg], i: usize) -> Result<i64, String> {
