@@ -32,6 +32,23 @@ fn transport(c: &Compositor, vm: &str) -> Path2 {
         .expect("bridge");
     let bridge = ChildGuard(bridge, "bridge".into());
     wait_for_path(&stream);
+    // Listening means confined: the seccomp filter is on (mode 2: filter).
+    let pid = bridge.0.id();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        if status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"])
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge never installed its filter"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let proxy = Command::new(workspace_binary("bulkhead-wl-proxy"))
         .arg("--socket")
         .arg(&guest)

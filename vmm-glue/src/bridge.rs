@@ -25,10 +25,12 @@ const MAX_SHM_TOTAL: u64 = 2 * 1024 * 1024 * 1024;
 /// App streams one bridge serves at once; more wait.
 const MAX_STREAMS: usize = 64;
 
-/// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`.
-pub fn serve(listen: &Path, wayland: &Path) -> io::Result<()> {
+/// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`, under
+/// the seccomp filter of `crate::sandbox` once listening.
+pub fn serve(listen: &Path, wayland: &Path, seccomp: crate::sandbox::Mode) -> io::Result<()> {
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
+    crate::sandbox::confine_bridge(seccomp).map_err(io::Error::other)?;
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for guest in listener.incoming() {
         let guest = match guest {

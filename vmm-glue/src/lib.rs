@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod paths;
 pub mod plan;
 pub mod qemu;
+pub mod sandbox;
 
 pub use manager::{Manager, VmEvent};
 pub use plan::{plan, HostEnv, LaunchPlan};

@@ -16,11 +16,14 @@ struct Args {
     /// The VM's Wayland socket in the compositor.
     #[arg(long)]
     wayland: PathBuf,
+    /// What the seccomp filter does with a system call off its list: kill, log or disabled.
+    #[arg(long, default_value = "kill")]
+    seccomp: bulkhead_vmm::sandbox::Mode,
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    match bulkhead_vmm::bridge::serve(&a.listen, &a.wayland) {
+    match bulkhead_vmm::bridge::serve(&a.listen, &a.wayland, a.seccomp) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bulkhead-wl-bridge: {e}");
