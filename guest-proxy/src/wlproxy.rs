@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_ipc::wlstream::{
-    fdpass, shm_writes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION, WAYLAND_PORT,
+    fdpass, pump_pipe, shm_writes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
+    WAYLAND_PORT,
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
@@ -685,7 +686,9 @@ fn host_to_app(
                 let (r, wr) = nix::unistd::pipe().map_err(|e| e.to_string())?;
                 pending.push(wr);
                 let w = w.clone();
-                std::thread::spawn(move || pump_to_host(File::from(r), id, &w));
+                std::thread::spawn(move || {
+                    pump_pipe(File::from(r), id, |recs| send_records(&w, recs))
+                });
             }
             Record::PipeData { id, data } => {
                 let mut st = lock(state);
@@ -786,24 +789,4 @@ fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
         FcntlArg::F_ADD_SEALS(seals),
     )?;
     Ok(OwnedFd::from(f))
-}
-
-/// What the app writes into a pipe goes to the host under `id`.
-fn pump_to_host(mut r: File, id: u32, w: &Writer) {
-    let mut buf = vec![0u8; MAX_CHUNK];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let rec = Record::PipeData {
-                    id,
-                    data: buf[..n].to_vec(),
-                };
-                if send_records(w, &[rec]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = send_records(w, &[Record::PipeClose { id }]);
 }

@@ -235,6 +235,27 @@ impl Record {
     }
 }
 
+/// Streams what arrives on `r`, the read end of a transfer pipe, as `PipeData` records under
+/// `id`, then `PipeClose`. `send` writes records to the stream; an error there ends the pump.
+pub fn pump_pipe(mut r: std::fs::File, id: u32, mut send: impl FnMut(&[Record]) -> io::Result<()>) {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let rec = Record::PipeData {
+                    id,
+                    data: buf[..n].to_vec(),
+                };
+                if send(&[rec]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send(&[Record::PipeClose { id }]);
+}
+
 /// Splits `data` into `ShmWrite` records of at most [`MAX_CHUNK`] bytes.
 pub fn shm_writes(id: u32, offset: u64, data: &[u8]) -> impl Iterator<Item = Record> + '_ {
     data.chunks(MAX_CHUNK)

@@ -10,14 +10,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bulkhead_ipc::wlstream::{fdpass, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION};
+use bulkhead_ipc::wlstream::{
+    fdpass, pump_pipe, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION,
+};
 
 /// All shared memory one app may hold through the bridge (sparse: only written pages cost).
 const MAX_SHM_TOTAL: u64 = 2 * 1024 * 1024 * 1024;
@@ -200,7 +202,7 @@ fn guest_to_compositor(
                 let (r, wr) = nix::unistd::pipe().map_err(|e| e.to_string())?;
                 pending.push(wr);
                 let w = w.clone();
-                std::thread::spawn(move || pump(File::from(r), id, &w));
+                std::thread::spawn(move || pump_pipe(File::from(r), id, |recs| send(&w, recs)));
             }
             Record::PipeData { id, data } => {
                 let mut st = lock(state);
@@ -283,28 +285,4 @@ fn memfd(size: u64) -> io::Result<File> {
     let f = File::from(fd);
     f.set_len(size)?;
     Ok(f)
-}
-
-/// What the compositor's side writes into a pipe goes to the guest under `id`.
-fn pump(mut r: File, id: u32, w: &Writer) {
-    let mut buf = vec![0u8; MAX_CHUNK];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if send(
-                    w,
-                    &[Record::PipeData {
-                        id,
-                        data: buf[..n].to_vec(),
-                    }],
-                )
-                .is_err()
-                {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = send(w, &[Record::PipeClose { id }]);
 }
