@@ -738,6 +738,7 @@ impl State {
                 c.arg("-c")
                     .arg(cmd)
                     .env("WAYLAND_DISPLAY", &self.desk.host_socket);
+                bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
                 c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             }
         }

@@ -39,6 +39,23 @@ pub struct RunOptions {
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut event_loop: EventLoop<'static, State> =
         EventLoop::try_new().context("cannot create the event loop")?;
+    // The session ends on SIGTERM/SIGINT/SIGHUP (logout) as on the quit action: VMs are
+    // stopped gracefully below. The signals are blocked here, before any thread exists, so
+    // every later thread inherits the mask and none of them can be killed by one instead.
+    let signals = smithay::reexports::calloop::signals::Signals::new(&[
+        smithay::reexports::calloop::signals::Signal::SIGTERM,
+        smithay::reexports::calloop::signals::Signal::SIGINT,
+        smithay::reexports::calloop::signals::Signal::SIGHUP,
+    ])
+    .context("cannot handle signals")?;
+    let stop = event_loop.get_signal();
+    event_loop
+        .handle()
+        .insert_source(signals, move |event, _, _| {
+            tracing::info!("{:?}: ending the session", event.signal());
+            stop.stop();
+        })
+        .map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"))?;
     let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
     let kind = opts.backend.resolve();
     let headless_cfg = opts.config.headless.clone();
@@ -49,6 +66,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         event_loop.get_signal(),
         "seat0",
     )?;
+    // SAFETY: set_var is not thread-safe; no other thread exists yet at this point (the
+    // backend's renderer, the IPC workers and the VM manager start threads below).
+    unsafe {
+        std::env::set_var("WAYLAND_DISPLAY", &desk.host_socket);
+    }
     let backend = match kind {
         BackendKind::Headless => {
             Backend::Headless(backend::headless::Headless::new(&mut desk, &headless_cfg)?)
@@ -65,27 +87,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         ipc: Some(ipc),
         vms: Some(vms.clone()),
     };
-    // The session ends on SIGTERM/SIGINT/SIGHUP (logout) as on the quit action: VMs are
-    // stopped gracefully below.
-    let signals = smithay::reexports::calloop::signals::Signals::new(&[
-        smithay::reexports::calloop::signals::Signal::SIGTERM,
-        smithay::reexports::calloop::signals::Signal::SIGINT,
-        smithay::reexports::calloop::signals::Signal::SIGHUP,
-    ])
-    .context("cannot handle signals")?;
-    state
-        .desk
-        .loop_handle
-        .insert_source(signals, |event, _, state| {
-            tracing::info!("{:?}: ending the session", event.signal());
-            state.desk.loop_signal.stop();
-        })
-        .map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"))?;
 
-    // SAFETY: set_var is not thread-safe; no other thread exists yet at this point.
-    unsafe {
-        std::env::set_var("WAYLAND_DISPLAY", &state.desk.host_socket);
-    }
     print_ready(&state, &ipc_path);
     vms.autostart();
     if let Some(cmd) = opts.startup_command {

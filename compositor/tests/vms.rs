@@ -425,8 +425,13 @@ fn a_restarted_compositor_adopts_the_running_vm() {
         "still here\n"
     );
     assert_eq!(vmm_pid(&c, "test"), qemu, "the same VM, not a new one");
-    stop(&c, "test");
+    // Ending the session (a logout's SIGTERM) powers the VM off before the compositor exits.
+    let status = c.end_session();
+    assert!(status.success(), "the compositor ended with {status}");
     assert_eq!(c.leftover_processes(), Vec::<i32>::new());
+    let exit =
+        std::fs::read_to_string(c.runtime.join("bulkhead/vms/test/exit.json")).expect("exit.json");
+    assert!(exit.contains("the guest powered off"), "{exit}");
 }
 
 #[test]

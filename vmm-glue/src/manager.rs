@@ -341,6 +341,7 @@ impl Manager {
             .stderr(log2)
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("BULKHEAD_SOCKET");
+        monitor::unblock_signals_in_child(&mut cmd);
         // SAFETY: setsid() is async-signal-safe; it puts the monitor in its own session so a
         // signal to the compositor's process group (Ctrl-C in a terminal) does not reach VMs.
         unsafe {

@@ -117,9 +117,33 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&data).ok()
 }
 
+/// Makes a child process start with no blocked signals. The compositor blocks SIGTERM, SIGINT
+/// and SIGHUP in all its threads (it reads them from a signalfd), and a child inherits the mask:
+/// without this, a monitor, a helper or an app would ignore SIGTERM.
+pub fn unblock_signals_in_child(cmd: &mut Command) {
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe; the closure runs in the forked
+    // child before exec and touches nothing of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The monitor's main: never returns an error to a caller that could act on it, so it reports
 /// through `exit.json` and the exit code.
 pub fn run(runtime_dir: &Path) -> i32 {
+    // Whatever mask we were started with, stop requests must reach us.
+    let _ = signal::sigprocmask(
+        signal::SigmaskHow::SIG_SETMASK,
+        Some(&signal::SigSet::empty()),
+        None,
+    );
     let plan_path = runtime_dir.join("plan.json");
     let Some(plan) = read_json::<LaunchPlan>(&plan_path) else {
         eprintln!(
