@@ -436,6 +436,17 @@ fn request(
         }
         ("wl_shm_pool", "create_buffer") => {
             let id = object(&args, 0)?;
+            let (offset, width, height, stride) = (
+                int(&args, 1)?,
+                int(&args, 2)?,
+                int(&args, 3)?,
+                int(&args, 4)?,
+            );
+            if offset < 0 || width <= 0 || height <= 0 || stride <= 0 {
+                return Err(format!(
+                    "buffer {width}x{height} stride {stride} at {offset} is invalid"
+                ));
+            }
             let key = *st
                 .pool_keys
                 .get(&sender)
@@ -446,10 +457,10 @@ fn request(
                 id,
                 Buffer {
                     pool: key,
-                    offset: int(&args, 1)?,
-                    width: int(&args, 2)?,
-                    height: int(&args, 3)?,
-                    stride: int(&args, 4)?,
+                    offset,
+                    width,
+                    height,
+                    stride,
                     format: int(&args, 5)? as u32,
                     stale: Some([0, 0, i64::MAX, i64::MAX]),
                 },
@@ -789,4 +800,140 @@ fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
         FcntlArg::F_ADD_SEALS(seals),
     )?;
     Ok(OwnedFd::from(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            objects: Objects::new(&WL_DISPLAY_INTERFACE),
+            pools: HashMap::new(),
+            pool_keys: HashMap::new(),
+            next_pool: 1,
+            buffers: HashMap::new(),
+            surfaces: HashMap::new(),
+            pipes: HashMap::new(),
+            next_pipe: 1,
+        }
+    }
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    /// A pool of 4096 bytes as object 5 (the app's file).
+    fn with_pool(st: &mut State) {
+        st.objects.insert(4, &WL_SHM_INTERFACE).unwrap();
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(4096).unwrap();
+        let mut fds = VecDeque::from([OwnedFd::from(f)]);
+        let mut pre = Vec::new();
+        // wl_shm.create_pool(new_id 5, fd, size 4096)
+        request(st, 4, 0, &words(&[5, 4096]), &mut fds, &mut pre).unwrap();
+        assert_eq!(pre, [Record::ShmNew { id: 1, size: 4096 }]);
+    }
+
+    #[test]
+    fn hostile_requests_drop_the_app_without_a_panic() {
+        let neg = |v: u32| 0u32.wrapping_sub(v);
+        let mut bind = words(&[1, 19]);
+        bind.extend(b"zwlr_screencopy_v1\0\0\0");
+        bind.extend(words(&[1, 7]));
+        let bad: Vec<(u32, u16, Vec<u8>)> = vec![
+            // create_buffer with negative or zero sizes, a negative offset or stride.
+            (5, 0, words(&[6, 0, neg(5), 10, 40, 0])),
+            (5, 0, words(&[6, 0, 10, 0, 40, 0])),
+            (5, 0, words(&[6, neg(1), 10, 10, 40, 0])),
+            (5, 0, words(&[6, 0, 10, 10, neg(40), 0])),
+            // resize beyond the file, to zero, or negative.
+            (5, 2, words(&[1 << 20])),
+            (5, 2, words(&[0])),
+            (5, 2, words(&[neg(1)])),
+            // Requests to objects that do not exist, and unknown opcodes.
+            (99, 0, vec![]),
+            (5, 42, vec![]),
+            // A bind of a global the proxy does not offer.
+            (2, 0, bind),
+        ];
+        for (sender, opcode, body) in bad {
+            let mut st = state();
+            with_pool(&mut st);
+            st.objects.insert(2, &WL_REGISTRY_INTERFACE).unwrap();
+            let mut pre = Vec::new();
+            let r = request(
+                &mut st,
+                sender,
+                opcode,
+                &body,
+                &mut VecDeque::new(),
+                &mut pre,
+            );
+            assert!(r.is_err(), "accepted {sender}/{opcode} {body:?}");
+        }
+        // create_pool without its fd.
+        let mut st = state();
+        st.objects.insert(4, &WL_SHM_INTERFACE).unwrap();
+        let r = request(
+            &mut st,
+            4,
+            0,
+            &words(&[5, 4096]),
+            &mut VecDeque::new(),
+            &mut Vec::new(),
+        );
+        assert!(r.unwrap_err().contains("without its file descriptor"));
+    }
+
+    #[test]
+    fn a_commit_sends_what_the_host_copy_lacks() {
+        let mut st = state();
+        with_pool(&mut st);
+        st.objects.insert(7, &WL_SURFACE_INTERFACE).unwrap();
+        let mut pre = Vec::new();
+        let mut no_fds = VecDeque::new();
+        // create_buffer(new_id 6, offset 0, 16x16, stride 64, xrgb8888)
+        request(
+            &mut st,
+            5,
+            0,
+            &words(&[6, 0, 16, 16, 64, 1]),
+            &mut no_fds,
+            &mut pre,
+        )
+        .unwrap();
+        // attach(6, 0, 0); damage_buffer(0, 0, 4, 2); commit
+        request(&mut st, 7, 1, &words(&[6, 0, 0]), &mut no_fds, &mut pre).unwrap();
+        request(&mut st, 7, 9, &words(&[0, 0, 4, 2]), &mut no_fds, &mut pre).unwrap();
+        request(&mut st, 7, 6, &[], &mut no_fds, &mut pre).unwrap();
+        // First use: the whole buffer, 16 rows of 64 bytes.
+        let total: usize = pre
+            .iter()
+            .map(|r| match r {
+                Record::ShmWrite { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(total, 16 * 64);
+        // Next commit with a small damage: only those columns of those rows.
+        pre.clear();
+        request(&mut st, 7, 9, &words(&[2, 3, 4, 2]), &mut no_fds, &mut pre).unwrap();
+        request(&mut st, 7, 6, &[], &mut no_fds, &mut pre).unwrap();
+        assert_eq!(
+            pre,
+            vec![
+                Record::ShmWrite {
+                    id: 1,
+                    offset: 3 * 64 + 8,
+                    data: vec![0; 16]
+                },
+                Record::ShmWrite {
+                    id: 1,
+                    offset: 4 * 64 + 8,
+                    data: vec![0; 16]
+                },
+            ]
+        );
+    }
 }
