@@ -66,11 +66,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         event_loop.get_signal(),
         "seat0",
     )?;
-    // SAFETY: set_var is not thread-safe; no other thread exists yet at this point (the
-    // backend's renderer, the IPC workers and the VM manager start threads below).
-    unsafe {
-        std::env::set_var("WAYLAND_DISPLAY", &desk.host_socket);
-    }
+    // Our own WAYLAND_DISPLAY is never put in the environment: the nested backend would connect
+    // to itself, and every program Bulkhead starts gets the host socket explicitly (spawn).
     let backend = match kind {
         BackendKind::Headless => {
             Backend::Headless(backend::headless::Headless::new(&mut desk, &headless_cfg)?)
