@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, shm_writes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
+    fdpass, pump_pipe, shm_writes, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
     WAYLAND_PORT,
 };
 use wayland_backend::protocol::Interface;
@@ -190,8 +190,21 @@ struct State {
     buffers: HashMap<u32, Buffer>,
     surfaces: HashMap<u32, Surface>,
     /// App fds that data from the host goes into (wl_data_offer.receive).
-    pipes: HashMap<u32, File>,
-    next_pipe: u32,
+    pipes: Pipes,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            objects: Objects::new(&WL_DISPLAY_INTERFACE),
+            pools: HashMap::new(),
+            pool_keys: HashMap::new(),
+            next_pool: 1,
+            buffers: HashMap::new(),
+            surfaces: HashMap::new(),
+            pipes: Pipes::default(),
+        }
+    }
 }
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -230,16 +243,7 @@ pub fn relay(app: UnixStream, ep: &HostEndpoint) -> Result<(), String> {
         Some(Record::Hello { version }) if version == STREAM_VERSION => {}
         other => return Err(format!("the host answered {other:?} instead of hello")),
     }
-    let state = Arc::new(Mutex::new(State {
-        objects: Objects::new(&WL_DISPLAY_INTERFACE),
-        pools: HashMap::new(),
-        pool_keys: HashMap::new(),
-        next_pool: 1,
-        buffers: HashMap::new(),
-        surfaces: HashMap::new(),
-        pipes: HashMap::new(),
-        next_pipe: 1,
-    }));
+    let state = Arc::new(Mutex::new(State::new()));
     let reader = host.try_clone().map_err(|e| e.to_string())?;
     let writer: Writer = Arc::new(Mutex::new(Sink {
         host: host.try_clone().map_err(|e| e.to_string())?,
@@ -528,12 +532,7 @@ fn request(
         }
         ("wl_data_offer", "receive") => {
             let fd = take_fd(fds)?;
-            if st.pipes.len() >= MAX_IDS {
-                return Err("too many open transfers".into());
-            }
-            let id = st.next_pipe;
-            st.next_pipe = st.next_pipe.wrapping_add(1);
-            st.pipes.insert(id, fd);
+            let id = st.pipes.add(fd).map_err(|e| e.to_string())?;
             pre.push(Record::PipeWrite { id });
         }
         _ => {
@@ -701,17 +700,8 @@ fn host_to_app(
                     pump_pipe(File::from(r), id, |recs| send_records(&w, recs))
                 });
             }
-            Record::PipeData { id, data } => {
-                let mut st = lock(state);
-                if let Some(f) = st.pipes.get_mut(&id) {
-                    if f.write_all(&data).is_err() {
-                        st.pipes.remove(&id);
-                    }
-                }
-            }
-            Record::PipeClose { id } => {
-                lock(state).pipes.remove(&id);
-            }
+            Record::PipeData { id, data } => lock(state).pipes.deliver(id, &data),
+            Record::PipeClose { id } => lock(state).pipes.close(id),
             Record::Wl(bytes) => {
                 buf.extend_from_slice(&bytes);
                 let mut out = Vec::new();
@@ -807,16 +797,7 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State {
-            objects: Objects::new(&WL_DISPLAY_INTERFACE),
-            pools: HashMap::new(),
-            pool_keys: HashMap::new(),
-            next_pool: 1,
-            buffers: HashMap::new(),
-            surfaces: HashMap::new(),
-            pipes: HashMap::new(),
-            next_pipe: 1,
-        }
+        State::new()
     }
 
     fn words(w: &[u32]) -> Vec<u8> {

@@ -235,6 +235,40 @@ impl Record {
     }
 }
 
+/// The local ends of transfers whose data arrives from the other side of the stream (each a
+/// descriptor to write `PipeData` into), by the id this side gave them.
+#[derive(Default)]
+pub struct Pipes {
+    open: std::collections::HashMap<u32, std::fs::File>,
+    next: u32,
+}
+
+impl Pipes {
+    /// Registers `f` and returns its id (to send in a `PipeWrite` record).
+    pub fn add(&mut self, f: std::fs::File) -> io::Result<u32> {
+        if self.open.len() >= MAX_IDS {
+            return Err(io::Error::other("too many open transfers"));
+        }
+        self.next = self.next.wrapping_add(1);
+        self.open.insert(self.next, f);
+        Ok(self.next)
+    }
+
+    /// `PipeData`: writes into transfer `id`; a reader that went away ends the transfer.
+    pub fn deliver(&mut self, id: u32, data: &[u8]) {
+        if let Some(f) = self.open.get_mut(&id) {
+            if f.write_all(data).is_err() {
+                self.open.remove(&id);
+            }
+        }
+    }
+
+    /// `PipeClose`: the writer is done; closing our end tells the reader.
+    pub fn close(&mut self, id: u32) {
+        self.open.remove(&id);
+    }
+}
+
 /// Streams what arrives on `r`, the read end of a transfer pipe, as `PipeData` records under
 /// `id`, then `PipeClose`. `send` writes records to the stream; an error there ends the pump.
 pub fn pump_pipe(mut r: std::fs::File, id: u32, mut send: impl FnMut(&[Record]) -> io::Result<()>) {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION,
+    fdpass, pump_pipe, Pipes, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION,
 };
 
 /// All shared memory one app may hold through the bridge (sparse: only written pages cost).
@@ -70,8 +70,7 @@ struct State {
     shm: HashMap<u32, Shm>,
     shm_total: u64,
     /// Compositor fds that data from the guest goes into (wl_data_source.send).
-    pipes: HashMap<u32, File>,
-    next_pipe: u32,
+    pipes: Pipes,
 }
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -204,17 +203,8 @@ fn guest_to_compositor(
                 let w = w.clone();
                 std::thread::spawn(move || pump_pipe(File::from(r), id, |recs| send(&w, recs)));
             }
-            Record::PipeData { id, data } => {
-                let mut st = lock(state);
-                if let Some(f) = st.pipes.get_mut(&id) {
-                    if f.write_all(&data).is_err() {
-                        st.pipes.remove(&id);
-                    }
-                }
-            }
-            Record::PipeClose { id } => {
-                lock(state).pipes.remove(&id);
-            }
+            Record::PipeData { id, data } => lock(state).pipes.deliver(id, &data),
+            Record::PipeClose { id } => lock(state).pipes.close(id),
             Record::Wl(bytes) => {
                 if pending.len() > fdpass::MAX_FDS {
                     return Err("too many file descriptors for one message batch".into());
@@ -256,13 +246,7 @@ fn describe(f: File, state: &Mutex<State>) -> Result<Record, String> {
         if flags & libc::O_ACCMODE != libc::O_WRONLY {
             return Err("the compositor sent a pipe read end, which no protocol here uses".into());
         }
-        let mut st = lock(state);
-        if st.pipes.len() >= MAX_IDS {
-            return Err("too many open transfers".into());
-        }
-        let id = st.next_pipe;
-        st.next_pipe = st.next_pipe.wrapping_add(1);
-        st.pipes.insert(id, f);
+        let id = lock(state).pipes.add(f).map_err(|e| e.to_string())?;
         Ok(Record::PipeWrite { id })
     } else if meta.is_file() {
         let len = meta.len() as usize;
