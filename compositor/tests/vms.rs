@@ -437,10 +437,18 @@ fn a_restarted_compositor_adopts_the_running_vm() {
 #[test]
 fn twenty_start_stop_cycles_leave_nothing_behind() {
     let c = Compositor::start(&config(&vm("test", "")));
+    // The fewest fds seen over half a second: an IPC connection or worker may be closing at
+    // any one instant; a leak stays.
     let compositor_fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", c.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        (0..10)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::read_dir(format!("/proc/{}/fd", c.pid()))
+                    .map(|d| d.count())
+                    .unwrap_or(usize::MAX)
+            })
+            .min()
+            .unwrap_or(usize::MAX)
     };
     let mut fds_after_first = 0;
     for i in 0..20 {
@@ -452,10 +460,10 @@ fn twenty_start_stop_cycles_leave_nothing_behind() {
         }
     }
     assert_eq!(c.leftover_processes(), Vec::<i32>::new());
-    assert_eq!(
-        compositor_fds(),
-        fds_after_first,
-        "the compositor leaks fds"
+    let fds_at_end = compositor_fds();
+    assert!(
+        fds_at_end <= fds_after_first,
+        "the compositor leaks fds: {fds_after_first} after the first cycle, {fds_at_end} after 20"
     );
     let mut left: Vec<String> = std::fs::read_dir(c.runtime.join("bulkhead/vms/test"))
         .expect("runtime dir")
