@@ -1,6 +1,9 @@
-//! The vsock graphics transport without a VM: real apps on `bulkhead-wl-proxy`'s socket, the
-//! proxy's stream into `bulkhead-wl-bridge` (over a Unix socket instead of vsock), the bridge
-//! on the VM's Wayland socket of the headless compositor.
+//! The graphics path without a VM: real apps on `bulkhead-wl-proxy`'s socket, through either
+//! transport into the VM's Wayland socket of the headless compositor:
+//! - cross-domain: the proxy's virtio-gpu calls go to rutabaga_gfx in the proxy's own process
+//!   (`--loopback-host`), the host side crosvm runs, whose context connects to the VM socket;
+//! - the vsock stream: the proxy's stream into `bulkhead-wl-bridge` (over a Unix socket
+//!   instead of vsock), the bridge on the VM socket.
 
 mod common;
 
@@ -8,30 +11,65 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    CrossDomain,
+    Stream,
+}
+
 struct Path2 {
-    _bridge: ChildGuard,
+    _bridge: Option<ChildGuard>,
     _proxy: ChildGuard,
     /// The guest-side Wayland socket apps connect to.
     socket: String,
 }
 
-/// Starts a bridge on `vm`'s socket and a proxy in front of it.
-fn transport(c: &Compositor, vm: &str) -> Path2 {
+/// Starts the transport's host side on `vm`'s socket and a proxy in front of it.
+fn transport(c: &Compositor, vm: &str, kind: Kind) -> Path2 {
     let dir = c.dir.path();
     let stream = dir.join(format!("{vm}-stream.sock"));
     let guest = dir.join(format!("{vm}-guest-wayland"));
     let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
+    let mut proxy = Command::new(workspace_binary("bulkhead-wl-proxy"));
+    proxy.arg("--socket").arg(&guest);
+    let bridge = match kind {
+        Kind::CrossDomain => {
+            proxy.arg("--loopback-host").arg(c.vm_socket(vm));
+            None
+        }
+        Kind::Stream => {
+            proxy.arg("--host-socket").arg(&stream);
+            Some(bridge(c, vm, &stream))
+        }
+    };
+    let proxy = proxy
+        .stdin(Stdio::null())
+        .stderr(log("wl-proxy"))
+        .spawn()
+        .expect("proxy");
+    let proxy = ChildGuard(proxy, "proxy".into());
+    wait_for_path(&guest);
+    Path2 {
+        _bridge: bridge,
+        _proxy: proxy,
+        socket: guest.to_string_lossy().into_owned(),
+    }
+}
+
+/// `bulkhead-wl-bridge` listening on `stream`, confined.
+fn bridge(c: &Compositor, vm: &str, stream: &std::path::Path) -> ChildGuard {
+    let log = std::fs::File::create(c.dir.path().join("wl-bridge.log")).expect("log");
     let bridge = Command::new(workspace_binary("bulkhead-wl-bridge"))
         .arg("--listen")
-        .arg(&stream)
+        .arg(stream)
         .arg("--wayland")
         .arg(c.vm_socket(vm))
         .stdin(Stdio::null())
-        .stderr(log("wl-bridge"))
+        .stderr(log)
         .spawn()
         .expect("bridge");
     let bridge = ChildGuard(bridge, "bridge".into());
-    wait_for_path(&stream);
+    wait_for_path(stream);
     // Listening means confined: the seccomp filter is on (mode 2: filter).
     let pid = bridge.0.id();
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -49,32 +87,16 @@ fn transport(c: &Compositor, vm: &str) -> Path2 {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let proxy = Command::new(workspace_binary("bulkhead-wl-proxy"))
-        .arg("--socket")
-        .arg(&guest)
-        .arg("--host-socket")
-        .arg(&stream)
-        .stdin(Stdio::null())
-        .stderr(log("wl-proxy"))
-        .spawn()
-        .expect("proxy");
-    let proxy = ChildGuard(proxy, "proxy".into());
-    wait_for_path(&guest);
-    Path2 {
-        _bridge: bridge,
-        _proxy: proxy,
-        socket: guest.to_string_lossy().into_owned(),
-    }
+    bridge
 }
 
-#[test]
-fn an_shm_app_through_the_proxy_is_drawn_in_its_vm_frame() {
+fn shm_app_is_drawn_in_its_vm_frame(kind: Kind) {
     let c = Compositor::start(TWO_VMS);
-    let t = transport(&c, "work");
+    let t = transport(&c, "work", kind);
     let _app = c.spawn(&t.socket, "weston-simple-shm", &[]);
     let w = c.wait_window("work", "simple-shm");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let img = c.screenshot("proxy-simple-shm");
+    let img = c.screenshot(&format!("proxy-simple-shm-{kind:?}"));
     assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
     // Its pixels arrived: simple-shm draws a pattern of many colours.
     let g = w.geometry;
@@ -91,10 +113,9 @@ fn an_shm_app_through_the_proxy_is_drawn_in_its_vm_frame() {
     );
 }
 
-#[test]
-fn typing_reaches_foot_through_the_proxy() {
+fn typing_reaches_foot(kind: Kind) {
     let c = Compositor::start(TWO_VMS);
-    let t = transport(&c, "work");
+    let t = transport(&c, "work", kind);
     let out = c.dir.path().join("typed.txt");
     // The keymap travels as a blob; keys go to the focused window.
     let script = format!("read line; echo \"$line\" > {}", out.display());
@@ -106,13 +127,14 @@ fn typing_reaches_foot_through_the_proxy() {
     // All of foot's first frame arrived (its default background is #111111), also where it
     // repaints a reused buffer beyond the damage it reports.
     let g = w.geometry;
-    let mut img = c.screenshot("proxy-foot");
+    let name = format!("proxy-foot-{kind:?}");
+    let mut img = c.screenshot(&name);
     for _ in 0..50 {
         if img.pixel(g.x + g.width / 2, g.y + g.height / 2) == [0x11, 0x11, 0x11] {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        img = c.screenshot("proxy-foot");
+        img = c.screenshot(&name);
     }
     for (x, y) in [
         (g.width / 2, g.height / 2),
@@ -144,10 +166,9 @@ fn typing_reaches_foot_through_the_proxy() {
     }
 }
 
-#[test]
-fn copy_and_paste_inside_the_domain_through_the_proxy() {
+fn copy_and_paste_inside_the_domain(kind: Kind) {
     let c = Compositor::start(TWO_VMS);
-    let t = transport(&c, "work");
+    let t = transport(&c, "work", kind);
     // Both ends behind the proxy: the data crosses two pipe translations each way.
     let _copy = c.spawn(&t.socket, "wl-copy", &["through-the-proxy"]);
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -167,4 +188,34 @@ fn copy_and_paste_inside_the_domain_through_the_proxy() {
     assert_eq!(out, "through-the-proxy");
     let (_, out) = c.run_for(4, "banking", "wl-paste", &["--no-newline"]);
     assert_ne!(out, "through-the-proxy");
+}
+
+#[test]
+fn cross_domain_shm_app_is_drawn_in_its_vm_frame() {
+    shm_app_is_drawn_in_its_vm_frame(Kind::CrossDomain);
+}
+
+#[test]
+fn cross_domain_typing_reaches_foot() {
+    typing_reaches_foot(Kind::CrossDomain);
+}
+
+#[test]
+fn cross_domain_copy_and_paste_inside_the_domain() {
+    copy_and_paste_inside_the_domain(Kind::CrossDomain);
+}
+
+#[test]
+fn stream_shm_app_is_drawn_in_its_vm_frame() {
+    shm_app_is_drawn_in_its_vm_frame(Kind::Stream);
+}
+
+#[test]
+fn stream_typing_reaches_foot() {
+    typing_reaches_foot(Kind::Stream);
+}
+
+#[test]
+fn stream_copy_and_paste_inside_the_domain() {
+    copy_and_paste_inside_the_domain(Kind::Stream);
 }

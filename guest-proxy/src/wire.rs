@@ -45,7 +45,14 @@ pub fn next_message(buf: &[u8]) -> Result<Option<(u32, u16, usize)>, String> {
 
 /// Parses the body of a message (after the header) by its signature.
 pub fn parse_args(sig: &[ArgumentType], body: &[u8]) -> Result<Vec<Arg>, String> {
+    Ok(parse_args_at(sig, body)?.0)
+}
+
+/// Like [`parse_args`], with the byte offset in `body` where each argument starts (object
+/// ids are rewritten there when the proxy translates them).
+pub fn parse_args_at(sig: &[ArgumentType], body: &[u8]) -> Result<(Vec<Arg>, Vec<usize>), String> {
     let mut out = Vec::with_capacity(sig.len());
+    let mut offsets = Vec::with_capacity(sig.len());
     let mut at = 0usize;
     let word = |at: &mut usize| -> Result<u32, String> {
         let b = body
@@ -55,6 +62,7 @@ pub fn parse_args(sig: &[ArgumentType], body: &[u8]) -> Result<Vec<Arg>, String>
         Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     };
     for t in sig {
+        offsets.push(at);
         out.push(match t {
             ArgumentType::Int => Arg::Int(word(&mut at)? as i32),
             ArgumentType::Uint => Arg::Uint(word(&mut at)?),
@@ -97,7 +105,24 @@ pub fn parse_args(sig: &[ArgumentType], body: &[u8]) -> Result<Vec<Arg>, String>
     if at != body.len() {
         return Err("message longer than its signature".into());
     }
-    Ok(out)
+    Ok((out, offsets))
+}
+
+/// Overwrites the word at `offset` of a message body.
+pub fn put_word(body: &mut [u8], offset: usize, value: u32) {
+    if let Some(w) = body.get_mut(offset..offset + 4) {
+        w.copy_from_slice(&value.to_ne_bytes());
+    }
+}
+
+/// A message: header (sender, size, opcode) and body words.
+pub fn message_bytes(sender: u32, opcode: u16, body: &[u8]) -> Vec<u8> {
+    let size = (HEADER + body.len()) as u32;
+    let mut m = Vec::with_capacity(size as usize);
+    m.extend(sender.to_ne_bytes());
+    m.extend(((size << 16) | opcode as u32).to_ne_bytes());
+    m.extend(body);
+    m
 }
 
 /// The objects of one client connection and their interfaces.

@@ -26,6 +26,7 @@ use wayland_client::protocol::__interfaces::*;
 use wayland_protocols::xdg::decoration::zv1::client::__interfaces::ZXDG_DECORATION_MANAGER_V1_INTERFACE;
 use wayland_protocols::xdg::shell::client::__interfaces::XDG_WM_BASE_INTERFACE;
 
+use crate::shm::{Damage, Layout, Rect};
 use crate::wire::{self, Arg, Objects, HEADER};
 
 /// The globals apps see, at most at these versions: those whose every message the proxy
@@ -41,7 +42,7 @@ pub static ALLOWED: &[&Interface] = &[
     &ZXDG_DECORATION_MANAGER_V1_INTERFACE,
 ];
 
-fn allowed(name: &str) -> Option<&'static Interface> {
+pub(crate) fn allowed(name: &str) -> Option<&'static Interface> {
     ALLOWED.iter().copied().find(|i| i.name == name)
 }
 
@@ -112,11 +113,21 @@ impl Write for Host {
     }
 }
 
-/// Listens on `socket` and relays every app that connects. Runs until the listener fails.
+/// Listens on `socket` and relays every app that connects over the vsock stream transport.
+/// Runs until the listener fails.
 pub fn serve(socket: &std::path::Path, host: HostEndpoint) -> io::Result<()> {
+    listen(socket, move |app| relay(app, &host))
+}
+
+/// Listens on `socket` and runs `relay` on its own thread for every app that connects.
+pub fn listen(
+    socket: &std::path::Path,
+    relay: impl Fn(UnixStream) -> Result<(), String> + Send + Sync + 'static,
+) -> io::Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     eprintln!("bulkhead-wl-proxy: apps connect to {}", socket.display());
+    let relay = Arc::new(relay);
     for app in listener.incoming() {
         let app = match app {
             Ok(a) => a,
@@ -125,9 +136,9 @@ pub fn serve(socket: &std::path::Path, host: HostEndpoint) -> io::Result<()> {
                 continue;
             }
         };
-        let host = host.clone();
+        let relay = relay.clone();
         std::thread::spawn(move || {
-            if let Err(e) = relay(app, &host) {
+            if let Err(e) = relay(app) {
                 eprintln!("bulkhead-wl-proxy: app dropped: {e}");
             }
         });
@@ -144,39 +155,7 @@ struct Pool {
 
 struct Buffer {
     pool: u32,
-    offset: i64,
-    width: i64,
-    height: i64,
-    stride: i64,
-    format: u32,
-    /// What the host's copy lacks, as a bounding box `[x0, y0, x1, y1)` in buffer pixels:
-    /// all of it at first, then every damage committed (to any buffer of the surface) since
-    /// this buffer was last copied. Apps repaint exactly that into a buffer they reuse.
-    stale: Option<[i64; 4]>,
-}
-
-fn union(a: Option<[i64; 4]>, b: [i64; 4]) -> Option<[i64; 4]> {
-    Some(match a {
-        None => b,
-        Some(a) => [
-            a[0].min(b[0]),
-            a[1].min(b[1]),
-            a[2].max(b[2]),
-            a[3].max(b[3]),
-        ],
-    })
-}
-
-#[derive(Default)]
-struct Surface {
-    /// Buffers this surface has shown (their staleness follows its damage).
-    seen: Vec<u32>,
-    buffer: Option<u32>,
-    new_attach: bool,
-    damage: Vec<[i64; 4]>,
-    buffer_damage: Vec<[i64; 4]>,
-    scale: i64,
-    transform: u32,
+    layout: Layout,
 }
 
 /// What one app connection knows; shared by its two directions.
@@ -188,7 +167,7 @@ struct State {
     pool_keys: HashMap<u32, u32>,
     next_pool: u32,
     buffers: HashMap<u32, Buffer>,
-    surfaces: HashMap<u32, Surface>,
+    damage: Damage,
     /// App fds that data from the host goes into (wl_data_offer.receive).
     pipes: Pipes,
 }
@@ -201,7 +180,7 @@ impl State {
             pool_keys: HashMap::new(),
             next_pool: 1,
             buffers: HashMap::new(),
-            surfaces: HashMap::new(),
+            damage: Damage::default(),
             pipes: Pipes::default(),
         }
     }
@@ -334,7 +313,7 @@ fn is_commit(state: &Mutex<State>, sender: u32, opcode: u16) -> bool {
     })
 }
 
-fn int(args: &[Arg], i: usize) -> Result<i64, String> {
+pub(crate) fn int(args: &[Arg], i: usize) -> Result<i64, String> {
     match args.get(i) {
         Some(Arg::Int(v)) => Ok(*v as i64),
         Some(Arg::Uint(v)) => Ok(*v as i64),
@@ -342,7 +321,7 @@ fn int(args: &[Arg], i: usize) -> Result<i64, String> {
     }
 }
 
-fn object(args: &[Arg], i: usize) -> Result<u32, String> {
+pub(crate) fn object(args: &[Arg], i: usize) -> Result<u32, String> {
     match args.get(i) {
         Some(Arg::Object(v)) | Some(Arg::NewId(v)) => Ok(*v),
         _ => Err("argument type mismatch".into()),
@@ -440,35 +419,21 @@ fn request(
         }
         ("wl_shm_pool", "create_buffer") => {
             let id = object(&args, 0)?;
-            let (offset, width, height, stride) = (
+            let layout = Layout::new(
                 int(&args, 1)?,
                 int(&args, 2)?,
                 int(&args, 3)?,
                 int(&args, 4)?,
-            );
-            if offset < 0 || width <= 0 || height <= 0 || stride <= 0 {
-                return Err(format!(
-                    "buffer {width}x{height} stride {stride} at {offset} is invalid"
-                ));
-            }
+                int(&args, 5)? as u32,
+            )?;
             let key = *st
                 .pool_keys
                 .get(&sender)
                 .ok_or("buffer of an unknown pool")?;
             let pool = st.pools.get_mut(&key).ok_or("buffer of an unknown pool")?;
             pool.buffers += 1;
-            st.buffers.insert(
-                id,
-                Buffer {
-                    pool: key,
-                    offset,
-                    width,
-                    height,
-                    stride,
-                    format: int(&args, 5)? as u32,
-                    stale: Some([0, 0, i64::MAX, i64::MAX]),
-                },
-            );
+            st.buffers.insert(id, Buffer { pool: key, layout });
+            st.damage.add_buffer(id);
         }
         ("wl_shm_pool", "destroy") => {
             if let Some(key) = st.pool_keys.remove(&sender) {
@@ -479,6 +444,7 @@ fn request(
             }
         }
         ("wl_buffer", "destroy") => {
+            st.damage.remove_buffer(sender);
             if let Some(b) = st.buffers.remove(&sender) {
                 if let Some(p) = st.pools.get_mut(&b.pool) {
                     p.buffers = p.buffers.saturating_sub(1);
@@ -488,12 +454,7 @@ fn request(
         }
         ("wl_surface", "attach") => {
             let buffer = object(&args, 0)?;
-            let s = st.surfaces.entry(sender).or_insert_with(|| Surface {
-                scale: 1,
-                ..Surface::default()
-            });
-            s.buffer = (buffer != 0).then_some(buffer);
-            s.new_attach = true;
+            st.damage.attach(sender, (buffer != 0).then_some(buffer));
         }
         ("wl_surface", "damage") | ("wl_surface", "damage_buffer") => {
             let r = [
@@ -502,34 +463,22 @@ fn request(
                 int(&args, 2)?,
                 int(&args, 3)?,
             ];
-            let s = st.surfaces.entry(sender).or_insert_with(|| Surface {
-                scale: 1,
-                ..Surface::default()
-            });
-            let list = if desc.name == "damage" {
-                &mut s.damage
-            } else {
-                &mut s.buffer_damage
-            };
-            if list.len() < 256 {
-                list.push(r);
-            } else {
-                // Too many rectangles: one covering everything.
-                list.clear();
-                list.push([0, 0, i32::MAX as i64, i32::MAX as i64]);
+            st.damage.damage(sender, r, desc.name == "damage_buffer");
+        }
+        ("wl_surface", "set_buffer_scale") => st.damage.set_scale(sender, int(&args, 0)?),
+        ("wl_surface", "set_buffer_transform") => {
+            st.damage.set_transform(sender, int(&args, 0)? as u32)
+        }
+        ("wl_surface", "commit") => {
+            if let Some((id, r)) = st.damage.commit(sender) {
+                if let Some(b) = st.buffers.get(&id) {
+                    if let Some(pool) = st.pools.get(&b.pool) {
+                        copy_rect(pool, b, r, pre);
+                    }
+                }
             }
         }
-        ("wl_surface", "set_buffer_scale") => {
-            let scale = int(&args, 0)?;
-            st.surfaces.entry(sender).or_default().scale = scale.clamp(1, 16);
-        }
-        ("wl_surface", "set_buffer_transform") => {
-            st.surfaces.entry(sender).or_default().transform = int(&args, 0)? as u32;
-        }
-        ("wl_surface", "commit") => commit(st, sender, pre)?,
-        ("wl_surface", "destroy") => {
-            st.surfaces.remove(&sender);
-        }
+        ("wl_surface", "destroy") => st.damage.destroy_surface(sender),
         ("wl_data_offer", "receive") => {
             let fd = take_fd(fds)?;
             let id = st.pipes.add(fd).map_err(|e| e.to_string())?;
@@ -561,119 +510,21 @@ fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Record>) {
     }
 }
 
-/// On commit: what the host's copy of the attached buffer lacks goes to the host first.
-fn commit(st: &mut State, surface: u32, pre: &mut Vec<Record>) -> Result<(), String> {
-    let Some(s) = st.surfaces.get_mut(&surface) else {
-        return Ok(());
-    };
-    let damage = std::mem::take(&mut s.damage);
-    let buffer_damage = std::mem::take(&mut s.buffer_damage);
-    s.new_attach = false;
-    let Some(id) = s.buffer else {
-        return Ok(());
-    };
-    // This commit's damage in buffer pixels, as one bounding box. Surface damage maps by the
-    // scale; with a transform, take everything.
-    let mut dmg: Option<[i64; 4]> = None;
-    for r in buffer_damage {
-        dmg = union(
-            dmg,
-            [
-                r[0],
-                r[1],
-                r[0].saturating_add(r[2]),
-                r[1].saturating_add(r[3]),
-            ],
-        );
-    }
-    for d in damage {
-        let k = s.scale.max(1);
-        dmg = union(
-            dmg,
-            if s.transform == 0 {
-                [
-                    d[0].saturating_mul(k),
-                    d[1].saturating_mul(k),
-                    d[0].saturating_add(d[2]).saturating_mul(k),
-                    d[1].saturating_add(d[3]).saturating_mul(k),
-                ]
-            } else {
-                [0, 0, i64::MAX, i64::MAX]
-            },
-        );
-    }
-    if !s.seen.contains(&id) {
-        s.seen.push(id);
-    }
-    let seen = s.seen.clone();
-    if let Some(d) = dmg {
-        for other in &seen {
-            if let Some(b) = st.buffers.get_mut(other) {
-                b.stale = union(b.stale, d);
-            }
-        }
-    }
-    // Forget buffers that are gone.
-    if let Some(s) = st.surfaces.get_mut(&surface) {
-        s.seen.retain(|b| st.buffers.contains_key(b));
-    }
-    let Some(b) = st.buffers.get_mut(&id) else {
-        return Ok(());
-    };
-    let Some(r) = b.stale.take() else {
-        return Ok(());
-    };
-    let (x0, y0) = (r[0].clamp(0, b.width), r[1].clamp(0, b.height));
-    let (x1, y1) = (r[2].clamp(0, b.width), r[3].clamp(0, b.height));
-    if x0 >= x1 || y0 >= y1 || b.stride <= 0 || b.offset < 0 {
-        return Ok(());
-    }
-    let Some(pool) = st.pools.get(&b.pool) else {
-        return Ok(());
-    };
-    copy_rect(pool, b, [x0, y0, x1, y1], pre);
-    Ok(())
-}
-
 /// Reads a rectangle of a buffer from the app's pool and queues it for the host.
-fn copy_rect(pool: &Pool, b: &Buffer, r: [i64; 4], pre: &mut Vec<Record>) {
-    let [x0, y0, x1, y1] = r;
-    // 4-byte formats copy the damaged columns; others whole rows.
-    let bpp: i64 = if matches!(b.format, 0 | 1) || b.format == 0x34325241 || b.format == 0x34325258
-    {
-        4
-    } else {
-        0
-    };
-    let (cx0, cx1) = if bpp == 0 || (x1 - x0) * bpp >= b.stride {
-        (0, b.stride)
-    } else {
-        (x0 * bpp, x1 * bpp)
-    };
-    let start = b.offset + y0 * b.stride;
-    let end = (b.offset + (y1 - 1) * b.stride + cx1).min(pool.size as i64);
-    if start >= end {
+fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Record>) {
+    let Some(span) = b.layout.span(r, pool.size) else {
         return;
-    }
-    let mut data = vec![0u8; (end - start) as usize];
+    };
+    let mut data = vec![0u8; (span.end - span.start) as usize];
     // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
-    let n = pool.fd.read_at(&mut data, start as u64).unwrap_or(0);
+    let n = pool.fd.read_at(&mut data, span.start).unwrap_or(0);
     data.truncate(n);
-    if cx0 == 0 && cx1 == b.stride {
-        pre.extend(shm_writes(b.pool, start as u64, &data));
-    } else {
-        for y in 0..(y1 - y0) {
-            let row = (y * b.stride + cx0) as usize;
-            let len = (cx1 - cx0) as usize;
-            if row + len > data.len() {
-                break;
-            }
-            pre.extend(shm_writes(
-                b.pool,
-                (start + y * b.stride + cx0) as u64,
-                &data[row..row + len],
-            ));
-        }
+    for (at, len) in span.runs() {
+        let from = (at - span.start) as usize;
+        let Some(bytes) = data.get(from..from + len as usize) else {
+            break;
+        };
+        pre.extend(shm_writes(b.pool, at, bytes));
     }
 }
 
@@ -746,22 +597,28 @@ fn event(
         }
     }
     match (iface.name, desc.name) {
-        ("wl_registry", "global") => {
-            let Some(Arg::Str(Some(name))) = args.get(1) else {
-                return Err("global without a name".into());
-            };
-            let Some(ours) = allowed(name) else {
-                return Ok(()); // not shown to apps
-            };
-            let version = int(&args, 2)?.min(ours.version as i64) as u32;
-            let n = msg.len();
-            msg[n - 4..].copy_from_slice(&version.to_ne_bytes());
+        ("wl_registry", "global") if !filter_global(&args, msg)? => {
+            return Ok(()); // not shown to apps
         }
         ("wl_display", "delete_id") => st.objects.remove(object_arg(&args)?),
         _ => {}
     }
     out.extend_from_slice(msg);
     Ok(())
+}
+
+/// wl_registry.global: whether apps see it, its version capped at what the proxy handles.
+pub(crate) fn filter_global(args: &[Arg], msg: &mut [u8]) -> Result<bool, String> {
+    let Some(Arg::Str(Some(name))) = args.get(1) else {
+        return Err("global without a name".into());
+    };
+    let Some(ours) = allowed(name) else {
+        return Ok(false);
+    };
+    let version = int(args, 2)?.min(ours.version as i64) as u32;
+    let n = msg.len();
+    msg[n - 4..].copy_from_slice(&version.to_ne_bytes());
+    Ok(true)
 }
 
 fn object_arg(args: &[Arg]) -> Result<u32, String> {
@@ -772,7 +629,7 @@ fn object_arg(args: &[Arg]) -> Result<u32, String> {
 }
 
 /// A read-only memfd holding `data` (keymaps).
-fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
     let fd = memfd_create(

@@ -254,6 +254,15 @@ impl Pipes {
         Ok(self.next)
     }
 
+    /// Registers `f` under an id the other side chose (cross-domain's read pipes).
+    pub fn insert(&mut self, id: u32, f: std::fs::File) -> io::Result<()> {
+        if self.open.len() >= MAX_IDS {
+            return Err(io::Error::other("too many open transfers"));
+        }
+        self.open.insert(id, f);
+        Ok(())
+    }
+
     /// `PipeData`: writes into transfer `id`; a reader that went away ends the transfer.
     pub fn deliver(&mut self, id: u32, data: &[u8]) {
         if let Some(f) = self.open.get_mut(&id) {
@@ -271,23 +280,34 @@ impl Pipes {
 
 /// Streams what arrives on `r`, the read end of a transfer pipe, as `PipeData` records under
 /// `id`, then `PipeClose`. `send` writes records to the stream; an error there ends the pump.
-pub fn pump_pipe(mut r: std::fs::File, id: u32, mut send: impl FnMut(&[Record]) -> io::Result<()>) {
-    let mut buf = vec![0u8; MAX_CHUNK];
+pub fn pump_pipe(r: std::fs::File, id: u32, mut send: impl FnMut(&[Record]) -> io::Result<()>) {
+    pump(r, MAX_CHUNK, |data| {
+        send(&[if data.is_empty() {
+            Record::PipeClose { id }
+        } else {
+            Record::PipeData {
+                id,
+                data: data.to_vec(),
+            }
+        }])
+    })
+}
+
+/// Reads `r` until its end (or an error) and hands each chunk of at most `chunk` bytes to
+/// `send`, then an empty one for the end. Stops early when `send` fails.
+pub fn pump(mut r: std::fs::File, chunk: usize, mut send: impl FnMut(&[u8]) -> io::Result<()>) {
+    let mut buf = vec![0u8; chunk.max(1)];
     loop {
         match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let rec = Record::PipeData {
-                    id,
-                    data: buf[..n].to_vec(),
-                };
-                if send(&[rec]).is_err() {
+                if send(&buf[..n]).is_err() {
                     return;
                 }
             }
         }
     }
-    let _ = send(&[Record::PipeClose { id }]);
+    let _ = send(&[]);
 }
 
 /// Splits `data` into `ShmWrite` records of at most [`MAX_CHUNK`] bytes.

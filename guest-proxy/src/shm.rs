@@ -1,0 +1,306 @@
+//! Shared-memory bookkeeping common to both transports: which part of each app buffer the
+//! host's copy lacks, and where those bytes are in the app's pool. Only damaged regions are
+//! copied on commit.
+
+use std::collections::HashMap;
+
+/// `[x0, y0, x1, y1)` in buffer pixels.
+pub type Rect = [i64; 4];
+
+fn union(a: Option<Rect>, b: Rect) -> Option<Rect> {
+    Some(match a {
+        None => b,
+        Some(a) => [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ],
+    })
+}
+
+/// Everything: what a buffer lacks before its first copy.
+const ALL: Rect = [0, 0, i64::MAX, i64::MAX];
+
+/// A wl_shm buffer's place in its pool, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub offset: i64,
+    pub width: i64,
+    pub height: i64,
+    pub stride: i64,
+    pub format: u32,
+}
+
+/// The bytes of a rectangle of a buffer: rows `start + k * stride + col` for `col` in
+/// `[col0, col0 + len)`, `rows` of them, or one run `[start, end)` when whole rows are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+    pub whole_rows: bool,
+    pub stride: u64,
+    pub col0: u64,
+    pub len: u64,
+    pub rows: u64,
+}
+
+impl Span {
+    /// (pool offset, length) of each run of bytes, clipped to `[start, end)`.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let whole = self
+            .whole_rows
+            .then_some((self.start, self.end - self.start));
+        let rows = (!self.whole_rows)
+            .then(|| {
+                (0..self.rows).filter_map(move |k| {
+                    let at = self.start + k * self.stride + self.col0;
+                    let end = (at + self.len).min(self.end);
+                    (at < end).then_some((at, end - at))
+                })
+            })
+            .into_iter()
+            .flatten();
+        whole.into_iter().chain(rows)
+    }
+}
+
+impl Layout {
+    /// Checks a create_buffer's arguments (a later clamp must never see a negative size).
+    pub fn new(
+        offset: i64,
+        width: i64,
+        height: i64,
+        stride: i64,
+        format: u32,
+    ) -> Result<Layout, String> {
+        if offset < 0 || width <= 0 || height <= 0 || stride <= 0 {
+            return Err(format!(
+                "buffer {width}x{height} stride {stride} at {offset} is invalid"
+            ));
+        }
+        Ok(Layout {
+            offset,
+            width,
+            height,
+            stride,
+            format,
+        })
+    }
+
+    /// Bytes per pixel of the formats whose damaged columns can be copied alone; others
+    /// copy whole rows.
+    fn bpp(&self) -> i64 {
+        const ARGB: u32 = 0;
+        const XRGB: u32 = 1;
+        const AR24: u32 = 0x3432_5241;
+        const XR24: u32 = 0x3432_5258;
+        if matches!(self.format, ARGB | XRGB | AR24 | XR24) {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// Where rectangle `r` (clamped to the buffer) is in a pool of `pool_size` bytes.
+    pub fn span(&self, r: Rect, pool_size: u64) -> Option<Span> {
+        let (x0, y0) = (r[0].clamp(0, self.width), r[1].clamp(0, self.height));
+        let (x1, y1) = (r[2].clamp(0, self.width), r[3].clamp(0, self.height));
+        if x0 >= x1 || y0 >= y1 {
+            return None;
+        }
+        let bpp = self.bpp();
+        let (c0, c1) = if bpp == 0 || (x1 - x0).saturating_mul(bpp) >= self.stride {
+            (0, self.stride)
+        } else {
+            (x0 * bpp, (x1 * bpp).min(self.stride))
+        };
+        let start = self.offset.checked_add(y0.checked_mul(self.stride)?)?;
+        let end = self
+            .offset
+            .checked_add((y1 - 1).checked_mul(self.stride)?)?
+            .checked_add(c1)?
+            .min(pool_size as i64);
+        if start >= end {
+            return None;
+        }
+        Some(Span {
+            start: start as u64,
+            end: end as u64,
+            whole_rows: c0 == 0 && c1 == self.stride,
+            stride: self.stride as u64,
+            col0: c0 as u64,
+            len: (c1 - c0) as u64,
+            rows: (y1 - y0) as u64,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Surface {
+    /// Buffers this surface has shown (their staleness follows its damage).
+    seen: Vec<u32>,
+    buffer: Option<u32>,
+    damage: Vec<[i64; 4]>,
+    buffer_damage: Vec<[i64; 4]>,
+    scale: i64,
+    transform: u32,
+}
+
+/// Damage of one app's surfaces and the staleness of its buffers.
+#[derive(Default)]
+pub struct Damage {
+    surfaces: HashMap<u32, Surface>,
+    /// What the host's copy of each buffer lacks: everything at first, then every damage
+    /// committed (to any buffer of a surface that showed it) since it was last copied. Apps
+    /// repaint exactly that into a buffer they reuse.
+    stale: HashMap<u32, Option<Rect>>,
+}
+
+impl Damage {
+    fn surface(&mut self, id: u32) -> &mut Surface {
+        self.surfaces.entry(id).or_insert_with(|| Surface {
+            scale: 1,
+            ..Surface::default()
+        })
+    }
+
+    pub fn add_buffer(&mut self, id: u32) {
+        self.stale.insert(id, Some(ALL));
+    }
+
+    pub fn remove_buffer(&mut self, id: u32) {
+        self.stale.remove(&id);
+    }
+
+    pub fn attach(&mut self, surface: u32, buffer: Option<u32>) {
+        self.surface(surface).buffer = buffer;
+    }
+
+    /// wl_surface.damage (surface coordinates) or damage_buffer: `[x, y, width, height]`.
+    pub fn damage(&mut self, surface: u32, r: [i64; 4], buffer_coords: bool) {
+        let s = self.surface(surface);
+        let list = if buffer_coords {
+            &mut s.buffer_damage
+        } else {
+            &mut s.damage
+        };
+        if list.len() < 256 {
+            list.push(r);
+        } else {
+            // Too many rectangles: one covering everything.
+            list.clear();
+            list.push([0, 0, i32::MAX as i64, i32::MAX as i64]);
+        }
+    }
+
+    pub fn set_scale(&mut self, surface: u32, scale: i64) {
+        self.surface(surface).scale = scale.clamp(1, 16);
+    }
+
+    pub fn set_transform(&mut self, surface: u32, transform: u32) {
+        self.surface(surface).transform = transform;
+    }
+
+    pub fn destroy_surface(&mut self, surface: u32) {
+        self.surfaces.remove(&surface);
+    }
+
+    /// On commit: the attached buffer and the part of it the host must get first, if any.
+    pub fn commit(&mut self, surface: u32) -> Option<(u32, Rect)> {
+        let s = self.surfaces.get_mut(&surface)?;
+        let damage = std::mem::take(&mut s.damage);
+        let buffer_damage = std::mem::take(&mut s.buffer_damage);
+        let id = s.buffer?;
+        // This commit's damage in buffer pixels, as one bounding box. Surface damage maps by
+        // the scale; with a transform, take everything.
+        let mut dmg: Option<Rect> = None;
+        for r in buffer_damage {
+            dmg = union(
+                dmg,
+                [
+                    r[0],
+                    r[1],
+                    r[0].saturating_add(r[2]),
+                    r[1].saturating_add(r[3]),
+                ],
+            );
+        }
+        let k = s.scale.max(1);
+        for d in damage {
+            dmg = union(
+                dmg,
+                if s.transform == 0 {
+                    [
+                        d[0].saturating_mul(k),
+                        d[1].saturating_mul(k),
+                        d[0].saturating_add(d[2]).saturating_mul(k),
+                        d[1].saturating_add(d[3]).saturating_mul(k),
+                    ]
+                } else {
+                    ALL
+                },
+            );
+        }
+        if !s.seen.contains(&id) {
+            s.seen.push(id);
+        }
+        // Forget buffers that are gone.
+        let stale = &mut self.stale;
+        s.seen.retain(|b| stale.contains_key(b));
+        if let Some(d) = dmg {
+            for b in &s.seen {
+                if let Some(st) = stale.get_mut(b) {
+                    *st = union(*st, d);
+                }
+            }
+        }
+        let r = stale.get_mut(&id)?.take()?;
+        Some((id, r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_take_damaged_columns_or_whole_rows() {
+        let l = Layout::new(0, 16, 16, 64, 1).unwrap();
+        let s = l.span([2, 3, 6, 5], 4096).unwrap();
+        assert_eq!(
+            s.runs().collect::<Vec<_>>(),
+            [(3 * 64 + 8, 16), (4 * 64 + 8, 16)]
+        );
+        // Wide damage: whole rows in one run.
+        let s = l.span([0, 1, 16, 3], 4096).unwrap();
+        assert_eq!(s.runs().collect::<Vec<_>>(), [(64, 128)]);
+        // Clipped to the pool, and to the buffer.
+        let s = l.span([0, 0, 99, 99], 100).unwrap();
+        assert_eq!(s.runs().collect::<Vec<_>>(), [(0, 100)]);
+        assert_eq!(l.span([20, 20, 30, 30], 4096), None);
+        // Unknown formats copy whole rows.
+        let l = Layout::new(0, 16, 16, 64, 0x2020_3852).unwrap();
+        assert!(l.span([2, 3, 6, 5], 4096).unwrap().whole_rows);
+        assert!(Layout::new(0, 16, -1, 64, 1).is_err());
+    }
+
+    #[test]
+    fn a_reused_buffer_gets_what_it_missed() {
+        let mut d = Damage::default();
+        d.add_buffer(1);
+        d.add_buffer(2);
+        d.attach(10, Some(1));
+        d.damage(10, [0, 0, 4, 4], true);
+        assert_eq!(d.commit(10), Some((1, ALL)));
+        d.attach(10, Some(2));
+        d.damage(10, [8, 8, 2, 2], true);
+        assert_eq!(d.commit(10), Some((2, ALL)));
+        // Back to buffer 1: it lacks what was drawn into 2 since.
+        d.attach(10, Some(1));
+        d.damage(10, [0, 0, 1, 1], true);
+        assert_eq!(d.commit(10), Some((1, [0, 0, 10, 10])));
+        // Nothing new: nothing to copy.
+        assert_eq!(d.commit(10), None);
+    }
+}
