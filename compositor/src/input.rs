@@ -741,6 +741,8 @@ impl State {
                 bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
                 c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             }
+            Action::ClipboardCopy => self.clipboard_copy()?,
+            Action::ClipboardPaste => self.clipboard_paste()?,
         }
         Ok(())
     }

@@ -244,48 +244,63 @@ fn rect(r: Rectangle<i32, Logical>) -> Rect {
 
 impl State {
     pub fn handle_request(&mut self, request: Request) -> Outcome {
-        let reply = match request {
-            Request::Version => Ok(Reply::Version {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
-            Request::Windows => Ok(Reply::Windows(self.window_infos())),
-            Request::Domains => Ok(Reply::Domains(self.domain_infos())),
-            Request::Outputs => Ok(Reply::Outputs(self.output_infos())),
-            Request::Stats => Ok(Reply::Stats {
-                frames_composed: self.desk.frames_composed,
-            }),
-            Request::Screenshot { path } => {
-                if !path.is_absolute() {
-                    Err(format!(
-                        "screenshot path {} must be absolute",
-                        path.display()
-                    ))
-                } else {
-                    match self.backend.screenshot(&self.desk) {
-                        Ok(shot) => return Outcome::Screenshot(path, shot),
-                        Err(e) => Err(e),
+        let reply =
+            match request {
+                Request::Version => Ok(Reply::Version {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                }),
+                Request::Windows => Ok(Reply::Windows(self.window_infos())),
+                Request::Domains => Ok(Reply::Domains(self.domain_infos())),
+                Request::Outputs => Ok(Reply::Outputs(self.output_infos())),
+                Request::Stats => Ok(Reply::Stats {
+                    frames_composed: self.desk.frames_composed,
+                }),
+                Request::Clipboard => Ok(Reply::Clipboard {
+                    global: self.desk.clipboard.global.as_ref().map(|c| {
+                        bulkhead_ipc::ClipboardInfo {
+                            from: c.from.name().to_string(),
+                            types: c.mime_types(),
+                            bytes: c.total() as u64,
+                        }
+                    }),
+                    selection_domain: self
+                        .desk
+                        .clipboard_domain
+                        .as_ref()
+                        .map(|d| d.name().to_string()),
+                }),
+                Request::Screenshot { path } => {
+                    if !path.is_absolute() {
+                        Err(format!(
+                            "screenshot path {} must be absolute",
+                            path.display()
+                        ))
+                    } else {
+                        match self.backend.screenshot(&self.desk) {
+                            Ok(shot) => return Outcome::Screenshot(path, shot),
+                            Err(e) => Err(e),
+                        }
                     }
                 }
-            }
-            Request::Action { name, arg } => Action::from_name(&name, arg.as_deref())
-                .and_then(|a| self.run_action(&a))
-                .map(|()| Reply::Done),
-            Request::Input { events } => {
-                if !self.backend.is_headless() {
-                    Err("synthetic input is only accepted with --backend headless".to_string())
-                } else {
-                    for e in events {
-                        self.synthetic_input(e);
+                Request::Action { name, arg } => Action::from_name(&name, arg.as_deref())
+                    .and_then(|a| self.run_action(&a))
+                    .map(|()| Reply::Done),
+                Request::Input { events } => {
+                    if !self.backend.is_headless() {
+                        Err("synthetic input is only accepted with --backend headless".to_string())
+                    } else {
+                        for e in events {
+                            self.synthetic_input(e);
+                        }
+                        Ok(Reply::Done)
                     }
-                    Ok(Reply::Done)
                 }
-            }
-            Request::VmList
-            | Request::VmStart { .. }
-            | Request::VmStop { .. }
-            | Request::VmRun { .. }
-            | Request::VmConsole { .. } => return Outcome::Vm(request),
-        };
+                Request::VmList
+                | Request::VmStart { .. }
+                | Request::VmStop { .. }
+                | Request::VmRun { .. }
+                | Request::VmConsole { .. } => return Outcome::Vm(request),
+            };
         Outcome::Reply(match reply {
             Ok(r) => Response::Ok(r),
             Err(e) => Response::Error(e),

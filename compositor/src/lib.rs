@@ -3,6 +3,7 @@
 //! their domain's colour.
 
 pub mod backend;
+pub mod clipboard;
 pub mod domain;
 pub mod frame;
 mod handlers;

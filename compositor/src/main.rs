@@ -62,6 +62,8 @@ enum MsgRequest {
     Outputs,
     /// Counters (frames composed) for benchmarks.
     Stats,
+    /// What the global clipboard holds (source domain, types, size; never the data).
+    Clipboard,
     /// Write a PNG of everything on screen.
     Screenshot { path: PathBuf },
     /// Run a named action (focus-next, focus-window ID, close, fullscreen, maximize, minimize,
@@ -134,6 +136,7 @@ fn msg(request: MsgRequest) -> ExitCode {
         MsgRequest::Domains => Request::Domains,
         MsgRequest::Outputs => Request::Outputs,
         MsgRequest::Stats => Request::Stats,
+        MsgRequest::Clipboard => Request::Clipboard,
         MsgRequest::Screenshot { path } => {
             let path = if path.is_absolute() {
                 path

@@ -100,6 +100,8 @@ pub struct Desktop {
     /// Which domain owns the current clipboard and primary selection.
     pub clipboard_domain: Option<Domain>,
     pub primary_domain: Option<Domain>,
+    /// The global clipboard and copies under way.
+    pub clipboard: crate::clipboard::Clipboards,
     pub lock: LockState,
     pub notifications: crate::notify::Notifications,
     /// Sender handed to each client, for reporting protocol-error disconnects.
@@ -333,6 +335,7 @@ impl Desktop {
             dnd_domain: None,
             clipboard_domain: None,
             primary_domain: None,
+            clipboard: Default::default(),
             lock: LockState::Unlocked,
             notifications: crate::notify::Notifications::default(),
             disconnects,

@@ -39,6 +39,8 @@ pub enum Request {
     },
     /// Counters: frames composed so far (for benchmarks).
     Stats,
+    /// What the global clipboard holds: its source domain, types and size (never the data).
+    Clipboard,
     /// Feed synthetic input through the compositor's own input handling, exactly as a real
     /// device would. Only accepted with `--backend headless` (tests, demos).
     Input { events: Vec<InputEvent> },
@@ -111,6 +113,16 @@ pub enum Response {
     Error(String),
 }
 
+/// The global clipboard's contents, described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClipboardInfo {
+    /// The domain it was copied from.
+    pub from: String,
+    pub types: Vec<String>,
+    /// All types together.
+    pub bytes: u64,
+}
+
 /// The successful result of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +143,12 @@ pub enum Reply {
     Stats {
         /// Output frames composed that changed pixels (all outputs together).
         frames_composed: u64,
+    },
+    Clipboard {
+        /// None when the global clipboard is empty.
+        global: Option<ClipboardInfo>,
+        /// The domain whose selection apps paste now (None: no selection).
+        selection_domain: Option<String>,
     },
     Vms(Vec<VmInfo>),
     VmStarted {

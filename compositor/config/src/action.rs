@@ -23,6 +23,10 @@ pub enum Action {
     Quit,
     /// Run a host command line (through `sh -c`).
     Spawn(String),
+    /// Copy the focused window's domain clipboard into the global clipboard.
+    ClipboardCopy,
+    /// Offer the global clipboard to the focused window's domain, then empty it.
+    ClipboardPaste,
 }
 
 /// Every action name, for messages and completion.
@@ -37,6 +41,8 @@ pub const ACTION_NAMES: &[&str] = &[
     "escape",
     "quit",
     "spawn",
+    "clipboard-copy",
+    "clipboard-paste",
 ];
 
 impl Action {
@@ -68,6 +74,8 @@ impl Action {
             "minimize" => no_arg(Action::Minimize),
             "escape" => no_arg(Action::Escape),
             "quit" => no_arg(Action::Quit),
+            "clipboard-copy" => no_arg(Action::ClipboardCopy),
+            "clipboard-paste" => no_arg(Action::ClipboardPaste),
             "focus-window" => {
                 let a = arg.ok_or(
                     "action \"focus-window\" needs a window id (see `bulkhead msg windows`)",
@@ -99,6 +107,8 @@ impl Action {
             Action::Escape => "escape",
             Action::Quit => "quit",
             Action::Spawn(_) => "spawn",
+            Action::ClipboardCopy => "clipboard-copy",
+            Action::ClipboardPaste => "clipboard-paste",
         }
     }
 }

@@ -20,6 +20,7 @@ use toml::Spanned;
 
 pub use action::{Action, ACTION_NAMES};
 pub use keys::{lowercase_keysym, KeyCombo, Modifiers};
+use values::{Duration, Size};
 pub use vm::{VmSpec, VmmSettings};
 
 /// The name reserved for the trusted host domain.
@@ -221,6 +222,36 @@ pub struct Config {
     pub appearance: Appearance,
     pub headless: HeadlessConfig,
     pub bindings: Vec<Binding>,
+    pub clipboard: ClipboardConfig,
+}
+
+/// The two-level clipboard (`[clipboard]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipboardConfig {
+    /// The most a copy into the global clipboard takes, all types together.
+    pub max_size: Size,
+    /// How long the source domain has to hand over its clipboard.
+    pub timeout: Duration,
+    /// Whether the global clipboard keeps its contents after a paste (Qubes empties it).
+    pub keep_after_paste: bool,
+}
+
+impl Default for ClipboardConfig {
+    fn default() -> Self {
+        ClipboardConfig {
+            max_size: Size::mib(16),
+            timeout: Duration(5),
+            keep_after_paste: false,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawClipboard {
+    max_size: Option<Spanned<Size>>,
+    timeout: Option<Spanned<Duration>>,
+    keep_after_paste: Option<bool>,
 }
 
 // ---- raw schema, as written in the file ----
@@ -239,6 +270,8 @@ struct RawConfig {
     headless: Option<Spanned<HeadlessConfig>>,
     #[serde(default)]
     binds: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    clipboard: RawClipboard,
 }
 
 #[derive(Deserialize, Default)]
@@ -260,6 +293,8 @@ pub const DEFAULT_BINDINGS: &[(&str, &str)] = &[
     ("Super+H", "minimize"),
     ("Super+Escape", "escape"),
     ("Super+Shift+E", "quit"),
+    ("Ctrl+Shift+C", "clipboard-copy"),
+    ("Ctrl+Shift+V", "clipboard-paste"),
 ];
 
 impl Config {
@@ -409,6 +444,29 @@ impl Config {
             });
         }
 
+        let mut clipboard = ClipboardConfig::default();
+        if let Some(m) = raw.clipboard.max_size {
+            if !(Size(1024)..=Size::mib(1024)).contains(m.get_ref()) {
+                return Err(err(
+                    Some(m.span()),
+                    "[clipboard] max-size must be between 1K and 1G".into(),
+                ));
+            }
+            clipboard.max_size = *m.get_ref();
+        }
+        if let Some(t) = raw.clipboard.timeout {
+            if !(1..=600).contains(&t.get_ref().0) {
+                return Err(err(
+                    Some(t.span()),
+                    "[clipboard] timeout must be between 1s and 10m".into(),
+                ));
+            }
+            clipboard.timeout = *t.get_ref();
+        }
+        if let Some(k) = raw.clipboard.keep_after_paste {
+            clipboard.keep_after_paste = k;
+        }
+
         Ok(Config {
             source: file.to_owned(),
             vms,
@@ -417,6 +475,7 @@ impl Config {
             appearance,
             headless,
             bindings,
+            clipboard,
         })
     }
 

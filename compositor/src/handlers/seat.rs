@@ -20,6 +20,9 @@ use smithay::wayland::selection::primary_selection::{
 use smithay::wayland::selection::{SelectionHandler, SelectionSource, SelectionTarget};
 use smithay::{delegate_data_device, delegate_primary_selection, delegate_seat};
 
+use std::sync::Arc;
+
+use crate::clipboard::Contents;
 use crate::domain::{client_domain, Domain};
 use crate::state::State;
 
@@ -75,7 +78,8 @@ impl State {
 }
 
 impl SelectionHandler for State {
-    type SelectionUserData = ();
+    /// What a paste handed to a domain (the only selections the compositor sets).
+    type SelectionUserData = Arc<Contents>;
 
     fn new_selection(
         &mut self,
@@ -92,7 +96,12 @@ impl SelectionHandler for State {
                 .map_or(Domain::Host, |c| client_domain(&c))
         });
         match ty {
-            SelectionTarget::Clipboard => self.desk.clipboard_domain = owner,
+            SelectionTarget::Clipboard => {
+                self.desk.clipboard_domain = owner;
+                self.desk.clipboard.pasted = None;
+                self.desk.clipboard.client_types =
+                    source.map(|s| s.mime_types()).unwrap_or_default();
+            }
             SelectionTarget::Primary => self.desk.primary_domain = owner,
         }
         // smithay stores the new selection right after this call; re-evaluate the offer
@@ -100,6 +109,19 @@ impl SelectionHandler for State {
         self.desk
             .loop_handle
             .insert_idle(|state| state.update_selection_focus());
+    }
+
+    fn send_selection(
+        &mut self,
+        _ty: SelectionTarget,
+        mime_type: String,
+        fd: std::os::fd::OwnedFd,
+        _seat: Seat<Self>,
+        user_data: &Arc<Contents>,
+    ) {
+        // Only offered to the focused client, and only when its domain owns the selection
+        // (update_selection_focus): this is the domain the user pasted into.
+        crate::clipboard::serve_paste(user_data, &mime_type, fd);
     }
 }
 

@@ -37,6 +37,22 @@ pub struct Events {
     /// Surface-local position of the last touch down.
     pub touch_down: Option<(f64, f64)>,
     pub closed: bool,
+    /// What this client's data sources do when asked for their data.
+    pub source_mode: SourceMode,
+    /// Pipes a `Hold` source was given and never writes to.
+    pub held: Vec<std::os::fd::OwnedFd>,
+}
+
+/// A data source's answer to `send`.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub enum SourceMode {
+    /// Close the pipe at once (no data).
+    #[default]
+    Close,
+    /// Keep the pipe open and never write.
+    Hold,
+    /// Write zeros until the reader goes away.
+    Flood,
 }
 
 pub struct Client {
@@ -134,6 +150,17 @@ impl Client {
             xdg,
             toplevel,
         }
+    }
+
+    /// Sets this client's clipboard to a source offering `mime`, answering as `mode` says.
+    pub fn set_selection(&mut self, mime: &str, mode: SourceMode) -> wl_data_source::WlDataSource {
+        self.events.source_mode = mode;
+        let source = self.ddm.create_data_source(&self.qh, ());
+        source.offer(mime.into());
+        let device = self.ddm.get_data_device(&self.seat, &self.qh, ());
+        device.set_selection(Some(&source), 0);
+        self.roundtrip();
+        source
     }
 
     /// Acks the last configure and attaches a buffer of `w`×`h` in `rgb`.
@@ -317,7 +344,31 @@ delegate_noop!(Events: ignore wl_callback::WlCallback);
 delegate_noop!(Events: ignore wl_output::WlOutput);
 delegate_noop!(Events: ignore xdg_positioner::XdgPositioner);
 delegate_noop!(Events: ignore wl_data_device_manager::WlDataDeviceManager);
-delegate_noop!(Events: ignore wl_data_source::WlDataSource);
+
+impl Dispatch<wl_data_source::WlDataSource, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wl_data_source::WlDataSource,
+        event: wl_data_source::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_data_source::Event::Send { fd, .. } = event {
+            match state.source_mode {
+                SourceMode::Close => drop(fd),
+                SourceMode::Hold => state.held.push(fd),
+                SourceMode::Flood => {
+                    std::thread::spawn(move || {
+                        let mut f = std::fs::File::from(fd);
+                        let zeros = vec![0u8; 64 * 1024];
+                        while f.write_all(&zeros).is_ok() {}
+                    });
+                }
+            }
+        }
+    }
+}
 delegate_noop!(Events: ignore wayland_client::protocol::wl_data_offer::WlDataOffer);
 
 /// What a host taskbar sees through ext-foreign-toplevel-list: (title, app id) of each window.

@@ -1,0 +1,399 @@
+//! The two-level clipboard, as in Qubes OS. Each domain's clipboard stays inside that domain
+//! (see `handlers/seat.rs`); data moves between domains only through the global clipboard,
+//! by two deliberate user actions:
+//!
+//! - clipboard-copy (Ctrl-Shift-C): the focused window's domain hands its clipboard over —
+//!   every offered type (at most [`MAX_TYPES`]), each read through a non-blocking pipe on the
+//!   event loop, under one size cap for the whole copy and one deadline — into the global
+//!   clipboard, which only the compositor holds;
+//! - clipboard-paste (Ctrl-Shift-V): the global contents become a compositor-owned selection
+//!   of the focused window's domain (its apps paste with their own Ctrl-V), and the global
+//!   clipboard is emptied (unless `[clipboard] keep-after-paste`).
+//!
+//! Each step says in a notification what moved, or why nothing did.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smithay::reexports::calloop::generic::Generic;
+use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
+use smithay::reexports::calloop::{Interest, Mode, PostAction, RegistrationToken};
+use smithay::reexports::wayland_server::Resource;
+use smithay::wayland::selection::data_device::{
+    request_data_device_client_selection, set_data_device_selection,
+};
+
+use crate::domain::{client_domain, Domain};
+use crate::state::State;
+
+/// At most this many types of one selection are copied.
+pub const MAX_TYPES: usize = 32;
+
+/// One type's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub mime: String,
+    pub data: Vec<u8>,
+}
+
+/// What a copy took from a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents {
+    pub from: Domain,
+    pub items: Vec<Item>,
+}
+
+impl Contents {
+    /// "1.2 kB text", "14.0 kB image": the main item, for notifications.
+    pub fn describe(&self) -> String {
+        let text = self.items.iter().find(|i| is_text(&i.mime));
+        let image = self.items.iter().find(|i| i.mime.starts_with("image/"));
+        match (text, image, self.items.first()) {
+            (Some(t), _, _) => format!("{} text", human(t.data.len())),
+            (None, Some(i), _) => format!("{} image", human(i.data.len())),
+            (None, None, Some(f)) => format!("{} of {}", human(f.data.len()), f.mime),
+            _ => "nothing".into(),
+        }
+    }
+
+    pub fn mime_types(&self) -> Vec<String> {
+        self.items.iter().map(|i| i.mime.clone()).collect()
+    }
+
+    pub fn total(&self) -> usize {
+        self.items.iter().map(|i| i.data.len()).sum()
+    }
+}
+
+fn is_text(mime: &str) -> bool {
+    mime.starts_with("text/") || matches!(mime, "UTF8_STRING" | "STRING" | "TEXT" | "COMPOUND_TEXT")
+}
+
+/// Bytes as people read them: "512 B", "1.2 kB", "10.5 MB".
+pub fn human(n: usize) -> String {
+    match n {
+        n if n < 1000 => format!("{n} B"),
+        n if n < 1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{:.1} MB", n as f64 / 1e6),
+    }
+}
+
+/// A copy in progress: one type at a time.
+struct Copying {
+    from: Domain,
+    types: std::collections::VecDeque<String>,
+    items: Vec<Item>,
+    current: Option<(String, Vec<u8>, RegistrationToken)>,
+    timer: RegistrationToken,
+    total: usize,
+}
+
+/// The global clipboard and what moves through it.
+#[derive(Default)]
+pub struct Clipboards {
+    /// Only the compositor holds this; no client can read it.
+    pub global: Option<Arc<Contents>>,
+    /// The types of the client selection currently in the seat (set by its domain).
+    pub client_types: Vec<String>,
+    /// What a paste handed to a domain, while it is that domain's selection.
+    pub pasted: Option<Arc<Contents>>,
+    copying: Option<Copying>,
+}
+
+/// Why a copy ended without data.
+enum Failure {
+    TooLarge,
+    TimedOut,
+    Gone,
+}
+
+impl State {
+    fn focused_domain(&self) -> Option<Domain> {
+        let dh = &self.desk.display_handle;
+        self.desk
+            .keyboard_focus
+            .as_ref()
+            .and_then(|s| dh.get_client(s.id()).ok())
+            .map(|c| client_domain(&c))
+    }
+
+    /// clipboard-copy: the focused domain's clipboard into the global one.
+    pub fn clipboard_copy(&mut self) -> Result<(), String> {
+        let Some(from) = self.focused_domain() else {
+            return Err("no window has focus".into());
+        };
+        if self.desk.clipboard.copying.is_some() {
+            return Err("a copy is already under way".into());
+        }
+        if self.desk.clipboard_domain.as_ref() != Some(&from) {
+            self.desk.notify(
+                &from,
+                format!("Nothing copied: {} has no clipboard", label(&from)),
+            );
+            return Ok(());
+        }
+        if let Some(p) = self.desk.clipboard.pasted.clone() {
+            // The domain's selection is what the compositor pasted there: copy it back.
+            let c = Arc::new(Contents {
+                from: from.clone(),
+                items: p.items.clone(),
+            });
+            self.finish_copy_with(c);
+            return Ok(());
+        }
+        let types: Vec<String> = self
+            .desk
+            .clipboard
+            .client_types
+            .iter()
+            .take(MAX_TYPES)
+            .cloned()
+            .collect();
+        if types.is_empty() {
+            self.desk.notify(
+                &from,
+                format!("Nothing copied: {}'s clipboard is empty", label(&from)),
+            );
+            return Ok(());
+        }
+        let timeout = Duration::from_secs(self.desk.config.clipboard.timeout.0);
+        let timer = self
+            .desk
+            .loop_handle
+            .insert_source(Timer::from_duration(timeout), |_, _, state| {
+                state.fail_copy(Failure::TimedOut);
+                TimeoutAction::Drop
+            })
+            .map_err(|e| format!("cannot start the copy: {e}"))?;
+        self.desk.clipboard.copying = Some(Copying {
+            from,
+            types: types.into(),
+            items: Vec::new(),
+            current: None,
+            timer,
+            total: 0,
+        });
+        self.next_type();
+        Ok(())
+    }
+
+    /// Asks the source for the next type, or finishes.
+    fn next_type(&mut self) {
+        let Some(c) = self.desk.clipboard.copying.as_mut() else {
+            return;
+        };
+        let Some(mime) = c.types.pop_front() else {
+            let c = self.desk.clipboard.copying.take();
+            if let Some(c) = c {
+                self.desk.loop_handle.remove(c.timer);
+                if c.total == 0 {
+                    self.report_failure(&c.from, Failure::Gone);
+                    return;
+                }
+                self.finish_copy_with(Arc::new(Contents {
+                    from: c.from,
+                    items: c.items,
+                }));
+            }
+            return;
+        };
+        // Only our end is non-blocking: the source's end behaves as apps expect.
+        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|(r, w)| {
+            nix::fcntl::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&r),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            Ok((r, w))
+        });
+        let Ok((r, w)) = pipe else {
+            return self.fail_copy(Failure::Gone);
+        };
+        let seat = self.desk.seat.clone();
+        if request_data_device_client_selection(&seat, mime.clone(), w).is_err() {
+            return self.fail_copy(Failure::Gone);
+        }
+        // Our copy of the write end is gone with `w`: EOF comes when the source closes its own.
+        let token = self.desk.loop_handle.insert_source(
+            Generic::new(std::fs::File::from(r), Interest::READ, Mode::Level),
+            |_, file, state| Ok(state.read_type(file)),
+        );
+        match token {
+            Ok(t) => {
+                if let Some(c) = self.desk.clipboard.copying.as_mut() {
+                    c.current = Some((mime, Vec::new(), t));
+                }
+            }
+            Err(_) => self.fail_copy(Failure::Gone),
+        }
+    }
+
+    /// Reads what is there of the current type without blocking.
+    fn read_type(&mut self, mut file: &std::fs::File) -> PostAction {
+        let max = self.desk.config.clipboard.max_size.0 as usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Some(c) = self.desk.clipboard.copying.as_mut() else {
+                return PostAction::Remove;
+            };
+            let failure = match file.read(&mut buf) {
+                Ok(0) => {
+                    if let Some((mime, data, _)) = c.current.take() {
+                        c.items.push(Item { mime, data });
+                    }
+                    self.next_type();
+                    return PostAction::Remove;
+                }
+                Ok(n) if c.total + n > max => Failure::TooLarge,
+                Ok(n) => {
+                    c.total += n;
+                    if let Some((_, data, _)) = c.current.as_mut() {
+                        data.extend_from_slice(&buf[..n]);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return PostAction::Continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => Failure::Gone,
+            };
+            // This source goes by our return value, not by fail_copy.
+            c.current = None;
+            self.fail_copy(failure);
+            return PostAction::Remove;
+        }
+    }
+
+    fn fail_copy(&mut self, why: Failure) {
+        let Some(c) = self.desk.clipboard.copying.take() else {
+            return;
+        };
+        if let Some((_, _, token)) = c.current {
+            self.desk.loop_handle.remove(token);
+        }
+        if !matches!(why, Failure::TimedOut) {
+            self.desk.loop_handle.remove(c.timer);
+        }
+        self.report_failure(&c.from, why);
+    }
+
+    fn report_failure(&mut self, from: &Domain, why: Failure) {
+        let text = match why {
+            Failure::TooLarge => format!(
+                "Nothing copied: {}'s clipboard is larger than {}",
+                label(from),
+                human(self.desk.config.clipboard.max_size.0 as usize)
+            ),
+            Failure::TimedOut => format!(
+                "Nothing copied: {} did not hand over its clipboard within {} s",
+                label(from),
+                self.desk.config.clipboard.timeout.0
+            ),
+            Failure::Gone => format!(
+                "Nothing copied: {}'s clipboard is gone or empty",
+                label(from)
+            ),
+        };
+        tracing::info!("{text}");
+        self.desk.notify(from, text);
+    }
+
+    fn finish_copy_with(&mut self, c: Arc<Contents>) {
+        let text = format!("Copied {} from {}", c.describe(), label(&c.from));
+        tracing::info!("{text}");
+        let from = c.from.clone();
+        self.desk.clipboard.global = Some(c);
+        self.desk.notify(&from, text);
+    }
+
+    /// clipboard-paste: the global clipboard becomes the focused domain's selection.
+    pub fn clipboard_paste(&mut self) -> Result<(), String> {
+        let Some(to) = self.focused_domain() else {
+            return Err("no window has focus".into());
+        };
+        let Some(global) = self.desk.clipboard.global.clone() else {
+            self.desk.notify(
+                &to,
+                "Nothing to paste: the global clipboard is empty".into(),
+            );
+            return Ok(());
+        };
+        let dh = self.desk.display_handle.clone();
+        let seat = self.desk.seat.clone();
+        set_data_device_selection(&dh, &seat, global.mime_types(), global.clone());
+        self.desk.clipboard_domain = Some(to.clone());
+        self.desk.clipboard.client_types.clear();
+        self.desk.clipboard.pasted = Some(global.clone());
+        if !self.desk.config.clipboard.keep_after_paste {
+            self.desk.clipboard.global = None;
+        }
+        self.update_selection_focus();
+        let text = format!(
+            "Pasted {} from {} into {}",
+            global.describe(),
+            label(&global.from),
+            label(&to)
+        );
+        tracing::info!("{text}");
+        self.desk.notify(&to, text);
+        Ok(())
+    }
+}
+
+/// "[work]", "[host]".
+fn label(d: &Domain) -> String {
+    format!("[{}]", d.name())
+}
+
+/// Writes a pasted item into the pipe an app gave, off the event loop (a reader that never
+/// reads holds only this thread, which ends when it closes its end).
+pub fn serve_paste(contents: &Contents, mime: &str, fd: OwnedFd) {
+    let Some(item) = contents.items.iter().find(|i| i.mime == mime) else {
+        return;
+    };
+    let data = item.data.clone();
+    let mut f = std::fs::File::from(fd);
+    // The app's pipe may be non-blocking; the thread may block.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&f),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    );
+    let _ = std::thread::Builder::new()
+        .name("paste".into())
+        .spawn(move || {
+            let _ = f.write_all(&data);
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_are_described_by_their_main_item() {
+        let c = Contents {
+            from: Domain::Host,
+            items: vec![
+                Item {
+                    mime: "image/png".into(),
+                    data: vec![0; 14_000],
+                },
+                Item {
+                    mime: "text/plain;charset=utf-8".into(),
+                    data: vec![b'a'; 1234],
+                },
+            ],
+        };
+        assert_eq!(c.describe(), "1.2 kB text");
+        let c = Contents {
+            from: Domain::Host,
+            items: vec![Item {
+                mime: "image/png".into(),
+                data: vec![0; 14_000],
+            }],
+        };
+        assert_eq!(c.describe(), "14.0 kB image");
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(10 * 1024 * 1024), "10.5 MB");
+    }
+}

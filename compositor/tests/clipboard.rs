@@ -1,0 +1,248 @@
+//! The two-level clipboard with real clients (wl-clipboard) and the compositor's own key path:
+//! nothing crosses domains until the user copies into the global clipboard (Ctrl-Shift-C,
+//! source focused) and pastes it into another domain (Ctrl-Shift-V, target focused).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bulkhead_ipc::{ClipboardInfo, Reply, Request};
+use common::client::{Client, SourceMode};
+use common::*;
+
+const KEY_LEFTCTRL: u32 = 29;
+const KEY_LEFTSHIFT: u32 = 42;
+const KEY_C: u32 = 46;
+const KEY_V: u32 = 47;
+
+fn clipboard(c: &Compositor) -> (Option<ClipboardInfo>, Option<String>) {
+    match c.request(&Request::Clipboard) {
+        Reply::Clipboard {
+            global,
+            selection_domain,
+        } => (global, selection_domain),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A window in each domain to give focus to (weston-simple-shm).
+struct Windows {
+    work: u64,
+    banking: u64,
+    _apps: [ChildGuard; 2],
+}
+
+fn windows(c: &Compositor) -> Windows {
+    let a = c.spawn("work", "weston-simple-shm", &[]);
+    let work = c.wait_window("work", "simple-shm").id;
+    let b = c.spawn("banking", "weston-simple-shm", &[]);
+    let banking = c.wait_window("banking", "simple-shm").id;
+    Windows {
+        work,
+        banking,
+        _apps: [a, b],
+    }
+}
+
+/// Focuses window `id`, then types `key` with Ctrl and Shift held: the real key path.
+fn shortcut(c: &Compositor, id: u64, key: u32) {
+    c.action("focus-window", Some(&id.to_string()));
+    c.wait_windows("the window focused", |ws| {
+        ws.iter().any(|w| w.id == id && w.focused)
+    });
+    c.input(chord(&[KEY_LEFTCTRL, KEY_LEFTSHIFT], key));
+}
+
+/// wl-paste's output in `domain` as bytes (through a file: the data may be binary).
+fn paste(c: &Compositor, domain: &str, args: &str) -> Vec<u8> {
+    let out = c.dir.path().join(format!("paste-{domain}.out"));
+    let _ = std::fs::remove_file(&out);
+    c.run_for(
+        6,
+        domain,
+        "sh",
+        &["-c", &format!("wl-paste {args} > {}", out.display())],
+    );
+    std::fs::read(&out).unwrap_or_default()
+}
+
+/// Copies `args` (wl-copy arguments, data on stdin from `input`) in `domain` and waits until
+/// that domain owns the selection.
+fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> ChildGuard {
+    let g = c.spawn(
+        domain,
+        "sh",
+        &[
+            "-c",
+            &format!("exec wl-copy --foreground {args} < {}", input.display()),
+        ],
+    );
+    wait("the selection belongs to the domain", || {
+        clipboard(c).1.as_deref() == Some(domain)
+    });
+    g
+}
+
+/// Waits for the newest notification to read `text` in `color`.
+fn notified(c: &Compositor, color: [u8; 3], text: &str) {
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let img = c.screenshot("clipboard-notification");
+        last = notification_diff(&img, 0, color, text);
+        if last == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the newest notification does not read {text:?} ({last} pixels differ)");
+}
+
+#[test]
+fn text_crosses_domains_only_through_copy_and_paste() {
+    let c = Compositor::start(TWO_VMS);
+    let w = windows(&c);
+    let data = c.dir.path().join("secret.txt");
+    std::fs::write(&data, "secret from work").unwrap();
+    let _copy = copy(&c, "work", &data, "");
+    // Not in banking: its paste finds nothing; the global clipboard is empty.
+    assert_ne!(paste(&c, "banking", "--no-newline"), b"secret from work");
+    assert_eq!(clipboard(&c).0, None);
+    assert_eq!(paste(&c, "work", "--no-newline"), b"secret from work");
+
+    shortcut(&c, w.work, KEY_C);
+    wait("the global clipboard holds the copy", || {
+        clipboard(&c)
+            .0
+            .is_some_and(|g| g.from == "work" && g.bytes > 0)
+    });
+    notified(&c, WORK, "Copied 16 B text from [work]");
+    // Still nothing in banking: copying does not paste.
+    assert_ne!(paste(&c, "banking", "--no-newline"), b"secret from work");
+
+    shortcut(&c, w.banking, KEY_V);
+    wait("the paste emptied the global clipboard", || {
+        clipboard(&c) == (None, Some("banking".into()))
+    });
+    notified(&c, BANKING, "Pasted 16 B text from [work] into [banking]");
+    assert_eq!(paste(&c, "banking", "--no-newline"), b"secret from work");
+    // One-shot: a second paste has nothing to give.
+    shortcut(&c, w.work, KEY_V);
+    notified(&c, WORK, "Nothing to paste: the global clipboard is empty");
+}
+
+#[test]
+fn binary_data_crosses_byte_for_byte_and_primary_stays_home() {
+    let c = Compositor::start(TWO_VMS);
+    let w = windows(&c);
+    let png: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let file = c.dir.path().join("image.png");
+    std::fs::write(&file, &png).unwrap();
+    let _copy = copy(&c, "work", &file, "--type image/png");
+    shortcut(&c, w.work, KEY_C);
+    wait("the image is in the global clipboard", || {
+        clipboard(&c)
+            .0
+            .is_some_and(|g| g.types == ["image/png"] && g.bytes == png.len() as u64)
+    });
+    shortcut(&c, w.banking, KEY_V);
+    wait("the image is banking's", || {
+        clipboard(&c).1.as_deref() == Some("banking")
+    });
+    assert_eq!(paste(&c, "banking", "--type image/png"), png);
+
+    // The primary selection has no global level: it never leaves its domain.
+    let text = c.dir.path().join("primary.txt");
+    std::fs::write(&text, "primary of work").unwrap();
+    let _p = c.spawn(
+        "work",
+        "sh",
+        &[
+            "-c",
+            &format!("exec wl-copy --primary --foreground < {}", text.display()),
+        ],
+    );
+    wait("work's primary selection is set", || {
+        paste(&c, "work", "--primary --no-newline") == b"primary of work"
+    });
+    assert_ne!(
+        paste(&c, "banking", "--primary --no-newline"),
+        b"primary of work"
+    );
+}
+
+#[test]
+fn a_copy_larger_than_the_cap_moves_nothing() {
+    let c = Compositor::start(&format!("{TWO_VMS}\n[clipboard]\nmax-size = \"64K\"\n"));
+    let w = windows(&c);
+    let big = c.dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(100_000)).unwrap();
+    let _copy = copy(&c, "work", &big, "");
+    shortcut(&c, w.work, KEY_C);
+    notified(
+        &c,
+        WORK,
+        "Nothing copied: [work]'s clipboard is larger than 65.5 kB",
+    );
+    assert_eq!(clipboard(&c).0, None);
+}
+
+#[test]
+fn hostile_sources_do_not_stall_the_compositor() {
+    let c = Compositor::start(&format!("{TWO_VMS}\n[clipboard]\ntimeout = \"2s\"\n"));
+    let w = windows(&c);
+    // A source that never writes: the copy gives up at the deadline.
+    let mut evil = Client::connect(&c.vm_socket("work"));
+    let t = evil.toplevel("evil");
+    evil.map(&t, 100, 100, [0x40, 0x40, 0x40]);
+    let id = c.wait_window("work", "evil").id;
+    c.action("focus-window", Some(&id.to_string()));
+    evil.roundtrip();
+    let _source = evil.set_selection("text/plain", SourceMode::Hold);
+    wait("the selection is work's", || {
+        clipboard(&c).1.as_deref() == Some("work")
+    });
+    shortcut(&c, id, KEY_C);
+    // Meanwhile the compositor answers and composes (a blocking read would hang it for
+    // good: this source never writes and never closes).
+    for _ in 0..3 {
+        c.screenshot("clipboard-while-copying");
+        evil.roundtrip();
+    }
+    notified(
+        &c,
+        WORK,
+        "Nothing copied: [work] did not hand over its clipboard within 2 s",
+    );
+    assert_eq!(clipboard(&c).0, None);
+    assert!(
+        !evil.events.held.is_empty(),
+        "the source was asked for its data"
+    );
+
+    // A source that writes without end: the cap stops it.
+    evil.set_selection("text/plain", SourceMode::Flood);
+    shortcut(&c, id, KEY_C);
+    for _ in 0..3 {
+        evil.roundtrip(); // the source starts writing when it sees the request
+    }
+    notified(
+        &c,
+        WORK,
+        "Nothing copied: [work]'s clipboard is larger than 16.8 MB",
+    );
+    assert_eq!(clipboard(&c).0, None);
+    // Everyone else is fine: the other domain's window still takes focus.
+    c.action("focus-window", Some(&w.banking.to_string()));
+    c.wait_windows("banking focused", |ws| {
+        ws.iter().any(|x| x.id == w.banking && x.focused)
+    });
+}
