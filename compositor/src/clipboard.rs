@@ -36,6 +36,46 @@ pub const MAX_TYPES: usize = 32;
 pub struct Item {
     pub mime: String,
     pub data: Vec<u8>,
+    /// Other names the source offered for the same plain text (read once, offered as all).
+    pub aliases: Vec<String>,
+}
+
+/// Names of plain text, best first: apps offer several for the same bytes.
+const PLAIN_TEXT: &[&str] = &[
+    "text/plain;charset=utf-8",
+    "UTF8_STRING",
+    "text/plain",
+    "TEXT",
+    "STRING",
+    "COMPOUND_TEXT",
+];
+
+/// The types to read from a selection offering `offered`: one of the plain-text names (with
+/// the others as its aliases) and every other type, at most [`MAX_TYPES`].
+pub fn types_to_read(offered: &[String]) -> Vec<(String, Vec<String>)> {
+    let text: Vec<&String> = offered
+        .iter()
+        .filter(|m| PLAIN_TEXT.iter().any(|p| p.eq_ignore_ascii_case(m)))
+        .collect();
+    let best = PLAIN_TEXT
+        .iter()
+        .find_map(|p| text.iter().find(|m| p.eq_ignore_ascii_case(m)));
+    let mut out = Vec::new();
+    if let Some(best) = best {
+        let aliases = text
+            .iter()
+            .filter(|m| **m != *best)
+            .map(|m| (*m).clone())
+            .collect();
+        out.push(((*best).clone(), aliases));
+    }
+    for m in offered {
+        if !text.contains(&m) && !out.iter().any(|(o, _)| o == m) {
+            out.push((m.clone(), Vec::new()));
+        }
+    }
+    out.truncate(MAX_TYPES);
+    out
 }
 
 /// What a copy took from a domain.
@@ -59,7 +99,11 @@ impl Contents {
     }
 
     pub fn mime_types(&self) -> Vec<String> {
-        self.items.iter().map(|i| i.mime.clone()).collect()
+        self.items
+            .iter()
+            .flat_map(|i| std::iter::once(&i.mime).chain(&i.aliases))
+            .cloned()
+            .collect()
     }
 
     pub fn total(&self) -> usize {
@@ -83,9 +127,9 @@ pub fn human(n: usize) -> String {
 /// A copy in progress: one type at a time.
 struct Copying {
     from: Domain,
-    types: std::collections::VecDeque<String>,
+    types: std::collections::VecDeque<(String, Vec<String>)>,
     items: Vec<Item>,
-    current: Option<(String, Vec<u8>, RegistrationToken)>,
+    current: Option<(Item, RegistrationToken)>,
     timer: RegistrationToken,
     total: usize,
 }
@@ -143,14 +187,7 @@ impl State {
             self.finish_copy_with(c);
             return Ok(());
         }
-        let types: Vec<String> = self
-            .desk
-            .clipboard
-            .client_types
-            .iter()
-            .take(MAX_TYPES)
-            .cloned()
-            .collect();
+        let types = types_to_read(&self.desk.clipboard.client_types);
         if types.is_empty() {
             self.desk.notify(
                 &from,
@@ -184,7 +221,7 @@ impl State {
         let Some(c) = self.desk.clipboard.copying.as_mut() else {
             return;
         };
-        let Some(mime) = c.types.pop_front() else {
+        let Some((mime, aliases)) = c.types.pop_front() else {
             let c = self.desk.clipboard.copying.take();
             if let Some(c) = c {
                 self.desk.loop_handle.remove(c.timer);
@@ -222,7 +259,12 @@ impl State {
         match token {
             Ok(t) => {
                 if let Some(c) = self.desk.clipboard.copying.as_mut() {
-                    c.current = Some((mime, Vec::new(), t));
+                    let item = Item {
+                        mime,
+                        data: Vec::new(),
+                        aliases,
+                    };
+                    c.current = Some((item, t));
                 }
             }
             Err(_) => self.fail_copy(Failure::Gone),
@@ -239,8 +281,8 @@ impl State {
             };
             let failure = match file.read(&mut buf) {
                 Ok(0) => {
-                    if let Some((mime, data, _)) = c.current.take() {
-                        c.items.push(Item { mime, data });
+                    if let Some((item, _)) = c.current.take() {
+                        c.items.push(item);
                     }
                     self.next_type();
                     return PostAction::Remove;
@@ -248,8 +290,8 @@ impl State {
                 Ok(n) if c.total + n > max => Failure::TooLarge,
                 Ok(n) => {
                     c.total += n;
-                    if let Some((_, data, _)) = c.current.as_mut() {
-                        data.extend_from_slice(&buf[..n]);
+                    if let Some((item, _)) = c.current.as_mut() {
+                        item.data.extend_from_slice(&buf[..n]);
                     }
                     continue;
                 }
@@ -268,7 +310,7 @@ impl State {
         let Some(c) = self.desk.clipboard.copying.take() else {
             return;
         };
-        if let Some((_, _, token)) = c.current {
+        if let Some((_, token)) = c.current {
             self.desk.loop_handle.remove(token);
         }
         if !matches!(why, Failure::TimedOut) {
@@ -348,7 +390,11 @@ fn label(d: &Domain) -> String {
 /// Writes a pasted item into the pipe an app gave, off the event loop (a reader that never
 /// reads holds only this thread, which ends when it closes its end).
 pub fn serve_paste(contents: &Contents, mime: &str, fd: OwnedFd) {
-    let Some(item) = contents.items.iter().find(|i| i.mime == mime) else {
+    let Some(item) = contents
+        .items
+        .iter()
+        .find(|i| i.mime == mime || i.aliases.iter().any(|a| a == mime))
+    else {
         return;
     };
     let data = item.data.clone();
@@ -377,10 +423,12 @@ mod tests {
                 Item {
                     mime: "image/png".into(),
                     data: vec![0; 14_000],
+                    aliases: vec![],
                 },
                 Item {
                     mime: "text/plain;charset=utf-8".into(),
                     data: vec![b'a'; 1234],
+                    aliases: vec![],
                 },
             ],
         };
@@ -390,10 +438,26 @@ mod tests {
             items: vec![Item {
                 mime: "image/png".into(),
                 data: vec![0; 14_000],
+                aliases: vec![],
             }],
         };
         assert_eq!(c.describe(), "14.0 kB image");
         assert_eq!(human(999), "999 B");
         assert_eq!(human(10 * 1024 * 1024), "10.5 MB");
+    }
+
+    #[test]
+    fn plain_text_is_read_once_under_its_best_name() {
+        let offered: Vec<String> = ["TEXT", "text/html", "UTF8_STRING", "text/plain", "STRING"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let t = types_to_read(&offered);
+        assert_eq!(t[0].0, "UTF8_STRING");
+        assert_eq!(t[0].1, ["TEXT", "text/plain", "STRING"]);
+        assert_eq!(t[1], ("text/html".to_string(), vec![]));
+        assert_eq!(t.len(), 2);
+        let many: Vec<String> = (0..50).map(|i| format!("application/x-{i}")).collect();
+        assert_eq!(types_to_read(&many).len(), MAX_TYPES);
     }
 }
