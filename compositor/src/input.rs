@@ -353,16 +353,48 @@ impl State {
             serial,
             time,
             |st, mods, handle| {
+                use smithay::input::keyboard::keysyms as k;
+                let is_super = handle
+                    .raw_syms()
+                    .iter()
+                    .any(|s| matches!(s.raw(), k::KEY_Super_L | k::KEY_Super_R));
                 if !pressed {
+                    // Super pressed and released with nothing in between: the Super binding.
+                    let tapped = st.desk.super_tap.take() == Some(keycode) && !locked;
                     if let Some(pos) = st.desk.suppressed_keys.iter().position(|k| *k == keycode) {
                         st.desk.suppressed_keys.remove(pos);
                         return FilterResult::Intercept(None);
                     }
+                    if tapped {
+                        let b = st.desk.config.bindings.iter().find(|b| {
+                            b.combo.keysym == k::KEY_Super_L && b.combo.mods == Default::default()
+                        });
+                        if let Some(b) = b {
+                            // The release still goes to the client that saw the press.
+                            let action = b.action.clone();
+                            st.desk.loop_handle.insert_idle(move |state| {
+                                if let Err(e) = state.run_action(&action) {
+                                    tracing::info!("{action}: {e}");
+                                }
+                            });
+                        }
+                    }
                     return FilterResult::Forward;
                 }
+                st.desk.super_tap = (is_super && !locked).then_some(keycode);
                 if locked {
                     // While locked, bindings are off (the locker gets every key).
                     return FilterResult::Forward;
+                }
+                if st.desk.launcher.is_some() && !is_super {
+                    // The open launcher takes every key (Super closes it on release).
+                    let sym = handle.modified_sym();
+                    let (raw, ch) = (sym.raw(), sym.key_char());
+                    st.desk.suppressed_keys.push(keycode);
+                    st.desk
+                        .loop_handle
+                        .insert_idle(move |state| state.launcher_key(raw, ch));
+                    return FilterResult::Intercept(None);
                 }
                 for sym in handle.raw_syms() {
                     let sym = bulkhead_config::lowercase_keysym(sym.raw());
@@ -544,6 +576,14 @@ impl State {
             return;
         };
         let serial = SERIAL_COUNTER.next_serial();
+        if self.desk.launcher.is_some() && !self.desk.lock.is_locked() {
+            // The launcher takes the click (and its release) wherever it lands.
+            if pressed {
+                let pos = self.desk.pointer_location;
+                self.launcher_click(pos);
+            }
+            return;
+        }
         if pressed && !pointer.is_grabbed() {
             let pos = self.desk.pointer_location;
             let super_held = self
@@ -741,6 +781,7 @@ impl State {
                 bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
                 c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             }
+            Action::Launcher => self.launcher_toggle(),
             Action::ClipboardCopy => self.clipboard_copy()?,
             Action::ClipboardPaste => self.clipboard_paste()?,
         }

@@ -9,6 +9,7 @@ pub mod frame;
 mod handlers;
 pub mod input;
 pub mod ipc;
+pub mod launcher;
 pub mod lock;
 pub mod notify;
 pub mod render;
@@ -87,6 +88,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
 
     print_ready(&state, &ipc_path);
+    // VM apps for host launchers (fuzzel and the like) too.
+    match desktop_dir() {
+        Some(dir) => match launcher::write_desktop_files(&state.desk.config, &dir) {
+            Ok(files) if !files.is_empty() => {
+                tracing::info!("wrote {} app entries into {}", files.len(), dir.display())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot write app entries into {}: {e}", dir.display()),
+        },
+        None => tracing::warn!("neither XDG_DATA_HOME nor HOME is set: no app entries written"),
+    }
     vms.autostart();
     if let Some(cmd) = opts.startup_command {
         state
@@ -125,3 +137,12 @@ fn print_ready(state: &State, ipc_path: &std::path::Path) {
 }
 pub use smithay::reexports as smithay_reexports;
 pub use smithay::utils::{Logical, Point};
+
+/// `$XDG_DATA_HOME/applications` (`~/.local/share/applications`).
+fn desktop_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/share")))
+        .map(|d| d.join("applications"))
+}

@@ -66,8 +66,8 @@ enum MsgRequest {
     Clipboard,
     /// Write a PNG of everything on screen.
     Screenshot { path: PathBuf },
-    /// Run a named action (focus-next, focus-window ID, close, fullscreen, maximize, minimize,
-    /// escape, quit, spawn CMD).
+    /// Run a named action (focus-next, focus-prev, focus-window ID, close, fullscreen, maximize,
+    /// minimize, escape, quit, spawn CMD, clipboard-copy, clipboard-paste, launcher).
     Action { name: String, arg: Option<String> },
 }
 

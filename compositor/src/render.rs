@@ -130,6 +130,22 @@ where
     if desk.active_output().as_ref() == Some(output) {
         notification_elements(&ctx, renderer, &mut out);
     }
+    if let (Some(l), Some(geo)) = (&desk.launcher, crate::launcher::geometry(desk)) {
+        if geo.intersection(ctx.output_geo).is_some() {
+            match MemoryRenderBufferRenderElement::from_buffer(
+                renderer,
+                ctx.to_phys(geo.loc).to_f64(),
+                &l.buffer,
+                None,
+                None,
+                None,
+                Kind::Unspecified,
+            ) {
+                Ok(e) => out.push(OutputElement::Memory(e)),
+                Err(_) => tracing::warn!("could not upload the launcher"),
+            }
+        }
+    }
 
     let layers = layer_map_for_output(output);
     let top_fullscreen = desk.space.elements().next_back().is_some_and(|w| {

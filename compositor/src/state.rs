@@ -102,6 +102,12 @@ pub struct Desktop {
     pub primary_domain: Option<Domain>,
     /// The global clipboard and copies under way.
     pub clipboard: crate::clipboard::Clipboards,
+    /// The launcher, while open.
+    pub launcher: Option<crate::launcher::Launcher>,
+    /// The Super key while it is held alone (a tap opens the launcher).
+    pub super_tap: Option<smithay::input::keyboard::Keycode>,
+    /// Notifications from worker threads (apps the launcher could not start).
+    pub notices: smithay::reexports::calloop::channel::Sender<(Domain, String)>,
     pub lock: LockState,
     pub notifications: crate::notify::Notifications,
     /// Sender handed to each client, for reporting protocol-error disconnects.
@@ -265,6 +271,19 @@ impl Desktop {
             })
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
 
+        let (notices, notice_events) =
+            smithay::reexports::calloop::channel::channel::<(Domain, String)>();
+        loop_handle
+            .insert_source(notice_events, |event, _, state| {
+                if let smithay::reexports::calloop::channel::Event::Msg((domain, text)) = event {
+                    tracing::info!(domain = domain.name(), "{text}");
+                    state
+                        .desk
+                        .notify(&domain, crate::sanitize::sanitize_title(&text));
+                }
+            })
+            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+
         // The host socket: wayland-N in XDG_RUNTIME_DIR, as any compositor.
         let host = ListeningSocketSource::new_auto().map_err(StartError::HostSocket)?;
         let host_socket = host.socket_name().to_os_string();
@@ -336,6 +355,9 @@ impl Desktop {
             clipboard_domain: None,
             primary_domain: None,
             clipboard: Default::default(),
+            launcher: None,
+            super_tap: None,
+            notices,
             lock: LockState::Unlocked,
             notifications: crate::notify::Notifications::default(),
             disconnects,

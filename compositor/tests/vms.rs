@@ -603,3 +603,28 @@ root-overlay = {{ type = "disk", size = "256M" }}
         ws.iter().all(|w| w.domain != "demo")
     });
 }
+
+#[test]
+fn the_launcher_boots_a_stopped_vm_for_its_app() {
+    let app = "[[vm.app]]\nname = \"Marker\"\ncommand = [\"sh\", \"-c\", \"echo launched > /tmp/launched; exec sleep 600\"]";
+    let c = Compositor::start(&config(&vm("test", app)));
+    assert_eq!(state_of(&c, "test").state, VmState::Stopped);
+    // Super, "mark", Enter: through the compositor's own key handling.
+    c.input(chord(&[], KEY_LEFTMETA));
+    let mut keys = Vec::new();
+    for k in [50, 30, 19, 37, 28] {
+        keys.extend(chord(&[], k)); // m a r k Enter
+    }
+    c.input(keys);
+    wait_until("the launcher started the VM", 30, || {
+        state_of(&c, "test").state != VmState::Stopped
+    });
+    // The agent ran the app: its marker is there and its process runs.
+    wait_until("the app ran in the guest", 300, || {
+        let (code, out, _) = c.vm_cli("vm-run", &["--wait", "test", "cat", "/tmp/launched"]);
+        code == 0 && out.trim() == "launched"
+    });
+    let out = run_ok(&c, "test", &["sh", "-c", "ps | grep -c '[s]leep 600'"]);
+    assert_eq!(out.trim(), "1", "the app's process runs");
+    stop(&c, "test");
+}

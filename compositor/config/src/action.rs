@@ -27,6 +27,8 @@ pub enum Action {
     ClipboardCopy,
     /// Offer the global clipboard to the focused window's domain, then empty it.
     ClipboardPaste,
+    /// Open (or close) the launcher.
+    Launcher,
 }
 
 /// Every action name, for messages and completion.
@@ -43,6 +45,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "spawn",
     "clipboard-copy",
     "clipboard-paste",
+    "launcher",
 ];
 
 impl Action {
@@ -76,6 +79,7 @@ impl Action {
             "quit" => no_arg(Action::Quit),
             "clipboard-copy" => no_arg(Action::ClipboardCopy),
             "clipboard-paste" => no_arg(Action::ClipboardPaste),
+            "launcher" => no_arg(Action::Launcher),
             "focus-window" => {
                 let a = arg.ok_or(
                     "action \"focus-window\" needs a window id (see `bulkhead msg windows`)",
@@ -109,6 +113,7 @@ impl Action {
             Action::Spawn(_) => "spawn",
             Action::ClipboardCopy => "clipboard-copy",
             Action::ClipboardPaste => "clipboard-paste",
+            Action::Launcher => "launcher",
         }
     }
 }

@@ -24,6 +24,13 @@ pub struct KeyCombo {
 impl KeyCombo {
     pub fn parse(s: &str) -> Result<KeyCombo, String> {
         let mut mods = Modifiers::default();
+        if s.trim().eq_ignore_ascii_case("super") {
+            // The Super key alone: pressed and released with nothing else.
+            return Ok(KeyCombo {
+                mods,
+                keysym: xkb::keysyms::KEY_Super_L,
+            });
+        }
         let parts: Vec<&str> = s.split('+').map(str::trim).collect();
         let Some((key, modifiers)) = parts.split_last() else {
             return Err(format!("key binding {s:?} is empty"));

@@ -223,6 +223,8 @@ pub struct Config {
     pub headless: HeadlessConfig,
     pub bindings: Vec<Binding>,
     pub clipboard: ClipboardConfig,
+    /// Host apps for the launcher (`[[app]]`).
+    pub apps: Vec<vm::AppConfig>,
 }
 
 /// The two-level clipboard (`[clipboard]`).
@@ -272,6 +274,8 @@ struct RawConfig {
     binds: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     clipboard: RawClipboard,
+    #[serde(default)]
+    app: Vec<Spanned<vm::RawApp>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -295,6 +299,7 @@ pub const DEFAULT_BINDINGS: &[(&str, &str)] = &[
     ("Super+Shift+E", "quit"),
     ("Ctrl+Shift+C", "clipboard-copy"),
     ("Ctrl+Shift+V", "clipboard-paste"),
+    ("Super", "launcher"),
 ];
 
 impl Config {
@@ -467,7 +472,10 @@ impl Config {
             clipboard.keep_after_paste = k;
         }
 
+        let apps = vm::apps(raw.app).map_err(|(span, m)| err(span, m))?;
+
         Ok(Config {
+            apps,
             source: file.to_owned(),
             vms,
             vmm,

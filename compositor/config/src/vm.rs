@@ -412,9 +412,45 @@ struct RawAutoShutdown {
     after: Option<Duration>,
 }
 
+/// Validated `[[app]]` / `[[vm.app]]` entries.
+pub(crate) fn apps(raw: Vec<Spanned<RawApp>>) -> Result<Vec<AppConfig>, Fail> {
+    let mut apps: Vec<AppConfig> = Vec::new();
+    for a in raw {
+        let span = a.span();
+        let a = a.into_inner();
+        if a.name.trim().is_empty() || a.command.is_empty() || a.command[0].is_empty() {
+            return fail(
+                span,
+                "an app needs a `name` and a `command` list, like command = [\"firefox\"]",
+            );
+        }
+        if a.name.chars().any(char::is_control) || a.name.len() > 64 {
+            return fail(
+                span,
+                "an app name must be at most 64 characters, without control characters",
+            );
+        }
+        if apps.iter().any(|o| o.name == a.name) {
+            return fail(
+                span,
+                format!(
+                    "there are two apps named {:?} here; give each its own name",
+                    a.name
+                ),
+            );
+        }
+        apps.push(AppConfig {
+            name: a.name,
+            command: a.command,
+            icon: a.icon,
+        });
+    }
+    Ok(apps)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawApp {
+pub(crate) struct RawApp {
     name: String,
     command: Vec<String>,
     icon: Option<String>,
@@ -830,22 +866,7 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
         Some(BoolOr::Table(a)) => Some(a.after.unwrap_or(DEFAULT_AUTO_SHUTDOWN)),
     };
 
-    let mut apps = Vec::new();
-    for a in raw.app {
-        let span = a.span();
-        let a = a.into_inner();
-        if a.name.trim().is_empty() || a.command.is_empty() || a.command[0].is_empty() {
-            return fail(
-                span,
-                "an app needs a `name` and a `command` list, like command = [\"firefox\"]",
-            );
-        }
-        apps.push(AppConfig {
-            name: a.name,
-            command: a.command,
-            icon: a.icon,
-        });
-    }
+    let apps = apps(raw.app)?;
 
     let cid = match raw.cid {
         Some(c) if *c.get_ref() < 3 || *c.get_ref() == u32::MAX => {

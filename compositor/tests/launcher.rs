@@ -1,0 +1,152 @@
+//! The launcher with the compositor's own key and pointer paths: tapping Super opens it (drawn
+//! by the compositor, checked by pixel), typing filters, Enter runs a host app, a click runs a
+//! VM app (here a VM that cannot boot: the user is told why), and VM apps are also written as
+//! desktop entries for host launchers.
+
+mod common;
+
+use bulkhead_compositor::launcher::{ROW, WIDTH};
+use common::*;
+
+const KEY_ENTER: u32 = 28;
+const KEY_T: u32 = 20;
+const KEY_E: u32 = 18;
+const KEY_R: u32 = 19;
+const KEY_M: u32 = 50;
+
+const CONFIG: &str = r##"
+[[app]]
+name = "Terminal"
+command = ["foot"]
+
+[[vm]]
+name = "work"
+color = "#3060ff"
+[[vm.app]]
+name = "Mail"
+command = ["thunderbird"]
+
+[[vm]]
+name = "banking"
+color = "#2ecc71"
+[[vm.app]]
+name = "Bank terminal"
+command = ["foot"]
+
+[keyboard]
+repeat-rate = 0
+"##;
+
+/// The launcher's top left on the 1280x800 headless output.
+const X0: i32 = (1280 - WIDTH) / 2;
+const Y0: i32 = 800 / 5;
+
+fn tap_super(c: &Compositor) {
+    c.input(chord(&[], KEY_LEFTMETA));
+}
+
+/// The colour of the strip at the left of row `row` and of the row's background.
+fn row(img: &Image, row: i32) -> ([u8; 3], [u8; 3]) {
+    let y = Y0 + row * ROW + ROW / 2;
+    (img.pixel(X0 + 2, y), img.pixel(X0 + WIDTH - 4, y))
+}
+
+#[test]
+fn super_opens_the_launcher_typing_filters_and_enter_runs_a_host_app() {
+    let c = Compositor::start(CONFIG);
+    tap_super(&c);
+    let mut img = c.screenshot("launcher-open");
+    for _ in 0..50 {
+        if row(&img, 4).0 == WORK {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        img = c.screenshot("launcher-open");
+    }
+    // Rows: search, [host], Terminal (selected), [work], Mail, [banking], Bank terminal.
+    let (_, selected) = row(&img, 2);
+    let (_, other) = row(&img, 4);
+    assert_ne!(selected, other, "the first app is highlighted");
+    assert_eq!(row(&img, 3).0, WORK, "[work] header in its colour");
+    assert_eq!(row(&img, 4).0, WORK, "work's app in its colour");
+    assert_eq!(row(&img, 5).0, BANKING);
+    assert_eq!(row(&img, 6).0, BANKING);
+    // Below the last row: the desktop, not the launcher.
+    assert_ne!(row(&img, 7).1, other);
+
+    // "term": the host's Terminal and banking's Bank terminal remain; Enter runs the first.
+    let mut keys = Vec::new();
+    for k in [KEY_T, KEY_E, KEY_R, KEY_M] {
+        keys.extend(chord(&[], k));
+    }
+    c.input(keys);
+    let mut img = c.screenshot("launcher-filtered");
+    for _ in 0..50 {
+        if row(&img, 4).0 == BANKING {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        img = c.screenshot("launcher-filtered");
+    }
+    assert_eq!(row(&img, 3).0, BANKING, "work has no match and is gone");
+    c.input(chord(&[], KEY_ENTER));
+    let w = c.wait_window("host", "");
+    assert_eq!(w.app_id, "foot");
+    // Closed: the rows are desktop again.
+    let img = c.screenshot("launcher-closed");
+    assert_ne!(row(&img, 3).0, BANKING);
+}
+
+#[test]
+fn a_click_runs_a_vm_app_and_a_vm_that_cannot_start_says_why() {
+    let c = Compositor::start(CONFIG);
+    // Host launchers see the VM apps too.
+    let entry = std::fs::read_to_string(
+        c.dir
+            .path()
+            .join("data/applications/bulkhead-work-mail.desktop"),
+    )
+    .expect("desktop entry for work's Mail");
+    assert!(entry.contains("Name=[work] Mail\n"), "{entry}");
+    assert!(entry.contains("Exec=vm-run work thunderbird\n"), "{entry}");
+
+    c.action("launcher", None);
+    let (x, y) = (X0 + 100, Y0 + 4 * ROW + ROW / 2); // work's Mail
+    c.input(vec![
+        bulkhead_ipc::InputEvent::PointerMotion {
+            x: x as f64,
+            y: y as f64,
+        },
+        bulkhead_ipc::InputEvent::PointerButton {
+            button: 272,
+            pressed: true,
+        },
+        bulkhead_ipc::InputEvent::PointerButton {
+            button: 272,
+            pressed: false,
+        },
+    ]);
+    // The VM's kernel does not exist: a notification in work's colour says the app did not
+    // start, with the manager's reason.
+    let x0 = 1280 - bulkhead_compositor::notify::WIDTH - bulkhead_compositor::notify::MARGIN;
+    let y = bulkhead_compositor::notify::MARGIN + 1;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let img = c.screenshot("launcher-vm-error");
+        let texts = c.log_text();
+        // Two notices in work's colour: "[work] starting for Mail", then the failure.
+        let second =
+            y + bulkhead_compositor::notify::HEIGHT + bulkhead_compositor::notify::MARGIN / 2;
+        if img.pixel(x0 + 1, y) == WORK
+            && img.pixel(x0 + 1, second) == WORK
+            && texts.contains("[work] cannot run Mail: VM \"work\" has no kernel")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notification about Mail; log:\n{texts}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
