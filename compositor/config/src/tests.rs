@@ -514,3 +514,25 @@ mac = "02:00:00:00:00:09"
         assert!(error("[vmm]\nstart-timeout = \"2d\"").contains("between 1 s and 1 h"));
     }
 }
+
+#[test]
+fn clipboard_and_apps_are_checked() {
+    let c = parse("[clipboard]\nmax-size = \"1M\"\ntimeout = \"30s\"\nkeep-after-paste = true\n[[app]]\nname = \"Terminal\"\ncommand = [\"foot\"]\n").unwrap();
+    assert_eq!(c.clipboard.max_size, Size::mib(1));
+    assert_eq!(c.clipboard.timeout, Duration(30));
+    assert!(c.clipboard.keep_after_paste);
+    assert_eq!(c.apps[0].command, ["foot"]);
+    let d = parse("").unwrap();
+    assert_eq!(d.clipboard, ClipboardConfig::default());
+    assert!(error("[clipboard]\nmax-size = \"2G\"\n").contains("between 1K and 1G"));
+    assert!(error("[clipboard]\ntimeout = \"0s\"\n").contains("between 1s and 10m"));
+    assert!(error("[clipboard]\nsize = 3\n").contains(":2:"));
+    let two = "[[app]]\nname = \"A\"\ncommand = [\"a\"]\n[[app]]\nname = \"A\"\ncommand = [\"b\"]\n";
+    let e = error(two);
+    assert!(e.contains("two apps named \"A\"") && e.contains(":4:"), "{e}");
+    // The Super key alone is a binding of its own (the launcher).
+    assert!(d
+        .bindings
+        .iter()
+        .any(|b| b.action == Action::Launcher && b.combo.mods == Modifiers::default()));
+}
