@@ -22,8 +22,13 @@ use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode, PostAction, RegistrationToken};
 use smithay::reexports::wayland_server::Resource;
 use smithay::wayland::selection::data_device::{
-    request_data_device_client_selection, set_data_device_selection,
+    current_data_device_selection_userdata, request_data_device_client_selection,
+    set_data_device_selection,
 };
+use smithay::wayland::selection::primary_selection::{
+    current_primary_selection_userdata, request_primary_client_selection,
+};
+use smithay::wayland::selection::SelectionTarget;
 
 use crate::domain::{client_domain, Domain};
 use crate::state::State;
@@ -76,6 +81,16 @@ pub fn types_to_read(offered: &[String]) -> Vec<(String, Vec<String>)> {
     }
     out.truncate(MAX_TYPES);
     out
+}
+
+/// A selection the compositor itself holds: what a paste handed to a domain, or a host
+/// clipboard manager's data-control source.
+#[derive(Debug, Clone)]
+pub enum SelectionData {
+    Pasted(Arc<Contents>),
+    Control(
+        smithay::reexports::wayland_protocols_wlr::data_control::v1::server::zwlr_data_control_source_v1::ZwlrDataControlSourceV1,
+    ),
 }
 
 /// What a copy took from a domain.
@@ -141,6 +156,8 @@ pub struct Clipboards {
     pub global: Option<Arc<Contents>>,
     /// The types of the client selection currently in the seat (set by its domain).
     pub client_types: Vec<String>,
+    /// The same for the primary selection.
+    pub primary_types: Vec<String>,
     /// What a paste handed to a domain, while it is that domain's selection.
     pub pasted: Option<Arc<Contents>>,
     copying: Option<Copying>,
@@ -187,7 +204,7 @@ impl State {
             self.finish_copy_with(c);
             return Ok(());
         }
-        let types = types_to_read(&self.desk.clipboard.client_types);
+        let types = types_to_read(&self.selection_types(SelectionTarget::Clipboard));
         if types.is_empty() {
             self.desk.notify(
                 &from,
@@ -247,8 +264,10 @@ impl State {
         let Ok((r, w)) = pipe else {
             return self.fail_copy(Failure::Gone);
         };
-        let seat = self.desk.seat.clone();
-        if request_data_device_client_selection(&seat, mime.clone(), w).is_err() {
+        if self
+            .request_selection(SelectionTarget::Clipboard, mime.clone(), w)
+            .is_err()
+        {
             return self.fail_copy(Failure::Gone);
         }
         // Our copy of the write end is gone with `w`: EOF comes when the source closes its own.
@@ -362,7 +381,13 @@ impl State {
         };
         let dh = self.desk.display_handle.clone();
         let seat = self.desk.seat.clone();
-        set_data_device_selection(&dh, &seat, global.mime_types(), global.clone());
+        self.data_control_replaced(SelectionTarget::Clipboard);
+        set_data_device_selection(
+            &dh,
+            &seat,
+            global.mime_types(),
+            SelectionData::Pasted(global.clone()),
+        );
         self.desk.clipboard_domain = Some(to.clone());
         self.desk.clipboard.client_types.clear();
         self.desk.clipboard.pasted = Some(global.clone());
@@ -370,6 +395,7 @@ impl State {
             self.desk.clipboard.global = None;
         }
         self.update_selection_focus();
+        self.data_control_broadcast(SelectionTarget::Clipboard);
         let text = format!(
             "Pasted {} from {} into {}",
             global.describe(),
@@ -379,6 +405,52 @@ impl State {
         tracing::info!("{text}");
         self.desk.notify(&to, text);
         Ok(())
+    }
+}
+
+impl State {
+    /// Has the current `target` selection write `mime` into `fd`, whoever holds it: an app's
+    /// source, a paste of the compositor, or a host clipboard manager.
+    pub fn request_selection(
+        &mut self,
+        target: SelectionTarget,
+        mime: String,
+        fd: OwnedFd,
+    ) -> Result<(), String> {
+        let seat = self.desk.seat.clone();
+        let ours = match target {
+            SelectionTarget::Clipboard => {
+                current_data_device_selection_userdata(&seat).map(|d| d.clone())
+            }
+            SelectionTarget::Primary => {
+                current_primary_selection_userdata(&seat).map(|d| d.clone())
+            }
+        };
+        if let Some(data) = ours {
+            serve_selection(&data, &mime, fd);
+            return Ok(());
+        }
+        match target {
+            SelectionTarget::Clipboard => request_data_device_client_selection(&seat, mime, fd),
+            SelectionTarget::Primary => {
+                request_primary_client_selection(&seat, mime, fd).map_err(|_| {
+                    smithay::wayland::selection::data_device::SelectionRequestError::NoSelection
+                })
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Serves a request for a selection the compositor holds.
+pub fn serve_selection(data: &SelectionData, mime: &str, fd: OwnedFd) {
+    match data {
+        SelectionData::Pasted(c) => serve_paste(c, mime, fd),
+        SelectionData::Control(src) => {
+            if src.is_alive() {
+                src.send(mime.to_string(), std::os::fd::AsFd::as_fd(&fd));
+            }
+        }
     }
 }
 

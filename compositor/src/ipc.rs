@@ -268,6 +268,11 @@ impl State {
                         .clipboard_domain
                         .as_ref()
                         .map(|d| d.name().to_string()),
+                    primary_domain: self
+                        .desk
+                        .primary_domain
+                        .as_ref()
+                        .map(|d| d.name().to_string()),
                 }),
                 Request::Screenshot { path } => {
                     if !path.is_absolute() {

@@ -6,7 +6,7 @@ pub mod backend;
 pub mod clipboard;
 pub mod domain;
 pub mod frame;
-mod handlers;
+pub mod handlers;
 pub mod input;
 pub mod ipc;
 pub mod launcher;

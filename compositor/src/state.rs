@@ -102,6 +102,8 @@ pub struct Desktop {
     pub primary_domain: Option<Domain>,
     /// The global clipboard and copies under way.
     pub clipboard: crate::clipboard::Clipboards,
+    /// Host clipboard managers (wlr-data-control), host domain only.
+    pub data_control: crate::handlers::data_control::DataControl,
     /// The launcher, while open.
     pub launcher: Option<crate::launcher::Launcher>,
     /// The Super key while it is held alone (a tap opens the launcher).
@@ -197,6 +199,7 @@ impl Desktop {
         let mut seat_state = SeatState::new();
         let data_device_state = DataDeviceState::new::<State>(&dh);
         let primary_selection_state = PrimarySelectionState::new::<State>(&dh);
+        crate::handlers::data_control::init(&dh);
         let layer_shell_state = WlrLayerShellState::new_with_filter::<State, _>(&dh, privileged);
         let viewporter_state = ViewporterState::new::<State>(&dh);
         let fractional_scale_state = FractionalScaleManagerState::new::<State>(&dh);
@@ -356,6 +359,7 @@ impl Desktop {
             primary_domain: None,
             clipboard: Default::default(),
             launcher: None,
+            data_control: Default::default(),
             super_tap: None,
             notices,
             lock: LockState::Unlocked,

@@ -109,6 +109,7 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "zwp_virtual_keyboard_manager_v1",
         "ext_session_lock_manager_v1",
         "wp_security_context_manager_v1",
+        "zwlr_data_control_manager_v1",
     ] {
         assert!(
             host.contains(&format!("'{g}'")),

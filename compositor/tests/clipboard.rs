@@ -20,7 +20,15 @@ fn clipboard(c: &Compositor) -> (Option<ClipboardInfo>, Option<String>) {
         Reply::Clipboard {
             global,
             selection_domain,
+            ..
         } => (global, selection_domain),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+fn primary_domain(c: &Compositor) -> Option<String> {
+    match c.request(&Request::Clipboard) {
+        Reply::Clipboard { primary_domain, .. } => primary_domain,
         other => panic!("unexpected reply {other:?}"),
     }
 }
@@ -147,13 +155,16 @@ fn binary_data_crosses_byte_for_byte_and_primary_stays_home() {
     let file = c.dir.path().join("image.png");
     std::fs::write(&file, &png).unwrap();
     let _copy = copy(&c, "work", &file, "--type image/png");
-    shortcut(&c, w.work, KEY_C);
+    // This time through the named actions, as `bulkhead msg action clipboard-copy` runs them.
+    c.action("focus-window", Some(&w.work.to_string()));
+    c.action("clipboard-copy", None);
     wait("the image is in the global clipboard", || {
         clipboard(&c)
             .0
             .is_some_and(|g| g.types == ["image/png"] && g.bytes == png.len() as u64)
     });
-    shortcut(&c, w.banking, KEY_V);
+    c.action("focus-window", Some(&w.banking.to_string()));
+    c.action("clipboard-paste", None);
     wait("the image is banking's", || {
         clipboard(&c).1.as_deref() == Some("banking")
     });
@@ -170,9 +181,14 @@ fn binary_data_crosses_byte_for_byte_and_primary_stays_home() {
             &format!("exec wl-copy --primary --foreground < {}", text.display()),
         ],
     );
+    // (wl-copy sets it from a surface of its own, which must have focus: no paste meanwhile.)
     wait("work's primary selection is set", || {
-        paste(&c, "work", "--primary --no-newline") == b"primary of work"
+        primary_domain(&c).as_deref() == Some("work")
     });
+    assert_eq!(
+        paste(&c, "work", "--primary --no-newline"),
+        b"primary of work"
+    );
     assert_ne!(
         paste(&c, "banking", "--primary --no-newline"),
         b"primary of work"
@@ -245,4 +261,46 @@ fn hostile_sources_do_not_stall_the_compositor() {
     c.wait_windows("banking focused", |ws| {
         ws.iter().any(|x| x.id == w.banking && x.focused)
     });
+}
+
+#[test]
+fn host_clipboard_managers_see_the_host_domain_only() {
+    let c = Compositor::start(TWO_VMS);
+    let w = windows(&c);
+    let _host_app = c.spawn("host", "weston-simple-shm", &[]);
+    let host = c.wait_window("host", "simple-shm").id;
+    // wl-clipboard on the host socket uses wlr-data-control (the host is offered it).
+    let text = c.dir.path().join("work.txt");
+    std::fs::write(&text, "work secret").unwrap();
+    let _work_copy = copy(&c, "work", &text, "");
+    assert_ne!(paste(&c, "host", "--no-newline"), b"work secret");
+
+    // A host clipboard manager's own selection: the host's, readable by host tools only.
+    let text = c.dir.path().join("host.txt");
+    std::fs::write(&text, "host text").unwrap();
+    let _host_copy = copy(&c, "host", &text, "");
+    assert_eq!(paste(&c, "host", "--no-newline"), b"host text");
+    assert_ne!(paste(&c, "work", "--no-newline"), b"host text");
+
+    // It moves to a VM only through the global clipboard.
+    shortcut(&c, host, KEY_C);
+    wait("the host's text is in the global clipboard", || {
+        clipboard(&c).0.is_some_and(|g| g.from == "host")
+    });
+    shortcut(&c, w.work, KEY_V);
+    wait("the paste is work's", || {
+        clipboard(&c).1.as_deref() == Some("work")
+    });
+    assert_eq!(paste(&c, "work", "--no-newline"), b"host text");
+
+    // And back: a VM's text pasted into the host is readable by host tools.
+    shortcut(&c, w.work, KEY_C);
+    wait("work's paste is in the global clipboard", || {
+        clipboard(&c).0.is_some_and(|g| g.from == "work")
+    });
+    shortcut(&c, host, KEY_V);
+    wait("the paste is the host's", || {
+        clipboard(&c).1.as_deref() == Some("host")
+    });
+    assert_eq!(paste(&c, "host", "--no-newline"), b"host text");
 }

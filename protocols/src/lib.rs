@@ -149,6 +149,9 @@ pub enum Reply {
         global: Option<ClipboardInfo>,
         /// The domain whose selection apps paste now (None: no selection).
         selection_domain: Option<String>,
+        /// The domain whose primary selection apps paste now.
+        #[serde(default)]
+        primary_domain: Option<String>,
     },
     Vms(Vec<VmInfo>),
     VmStarted {

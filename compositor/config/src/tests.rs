@@ -527,9 +527,13 @@ fn clipboard_and_apps_are_checked() {
     assert!(error("[clipboard]\nmax-size = \"2G\"\n").contains("between 1K and 1G"));
     assert!(error("[clipboard]\ntimeout = \"0s\"\n").contains("between 1s and 10m"));
     assert!(error("[clipboard]\nsize = 3\n").contains(":2:"));
-    let two = "[[app]]\nname = \"A\"\ncommand = [\"a\"]\n[[app]]\nname = \"A\"\ncommand = [\"b\"]\n";
+    let two =
+        "[[app]]\nname = \"A\"\ncommand = [\"a\"]\n[[app]]\nname = \"A\"\ncommand = [\"b\"]\n";
     let e = error(two);
-    assert!(e.contains("two apps named \"A\"") && e.contains(":4:"), "{e}");
+    assert!(
+        e.contains("two apps named \"A\"") && e.contains(":4:"),
+        "{e}"
+    );
     // The Super key alone is a binding of its own (the launcher).
     assert!(d
         .bindings

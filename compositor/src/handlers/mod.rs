@@ -1,6 +1,7 @@
 //! One file per protocol handler, each `impl` next to its `delegate_*!`.
 
 mod compositor;
+pub mod data_control;
 mod layer_shell;
 mod misc;
 mod seat;

@@ -20,9 +20,7 @@ use smithay::wayland::selection::primary_selection::{
 use smithay::wayland::selection::{SelectionHandler, SelectionSource, SelectionTarget};
 use smithay::{delegate_data_device, delegate_primary_selection, delegate_seat};
 
-use std::sync::Arc;
-
-use crate::clipboard::Contents;
+use crate::clipboard::SelectionData;
 use crate::domain::{client_domain, Domain};
 use crate::state::State;
 
@@ -78,8 +76,8 @@ impl State {
 }
 
 impl SelectionHandler for State {
-    /// What a paste handed to a domain (the only selections the compositor sets).
-    type SelectionUserData = Arc<Contents>;
+    /// Selections the compositor holds: pastes, and host clipboard managers' sources.
+    type SelectionUserData = SelectionData;
 
     fn new_selection(
         &mut self,
@@ -102,13 +100,19 @@ impl SelectionHandler for State {
                 self.desk.clipboard.client_types =
                     source.map(|s| s.mime_types()).unwrap_or_default();
             }
-            SelectionTarget::Primary => self.desk.primary_domain = owner,
+            SelectionTarget::Primary => {
+                self.desk.primary_domain = owner;
+                self.desk.clipboard.primary_types =
+                    source.map(|s| s.mime_types()).unwrap_or_default();
+            }
         }
+        self.data_control_replaced(ty);
         // smithay stores the new selection right after this call; re-evaluate the offer
         // focus once it has, so the old domain's data is never sent to the new one.
-        self.desk
-            .loop_handle
-            .insert_idle(|state| state.update_selection_focus());
+        self.desk.loop_handle.insert_idle(move |state| {
+            state.update_selection_focus();
+            state.data_control_broadcast(ty);
+        });
     }
 
     fn send_selection(
@@ -117,11 +121,11 @@ impl SelectionHandler for State {
         mime_type: String,
         fd: std::os::fd::OwnedFd,
         _seat: Seat<Self>,
-        user_data: &Arc<Contents>,
+        user_data: &SelectionData,
     ) {
         // Only offered to the focused client, and only when its domain owns the selection
-        // (update_selection_focus): this is the domain the user pasted into.
-        crate::clipboard::serve_paste(user_data, &mime_type, fd);
+        // (update_selection_focus): the domain the user pasted into, or the host.
+        crate::clipboard::serve_selection(user_data, &mime_type, fd);
     }
 }
 
