@@ -200,6 +200,7 @@ impl State {
     }
 
     pub fn process_input_event<I: InputBackend>(&mut self, event: InputEvent<I>) {
+        self.user_activity();
         match event {
             InputEvent::Keyboard { event } => {
                 let pressed = event.state() == KeyState::Pressed;
@@ -298,6 +299,7 @@ impl State {
     /// One synthetic event (headless backend), through the same paths as real devices.
     pub fn synthetic_input(&mut self, event: bulkhead_ipc::InputEvent) {
         use bulkhead_ipc::InputEvent as E;
+        self.user_activity();
         let time = self.desk.elapsed().as_millis() as u32;
         match event {
             E::PointerMotion { x, y } => {

@@ -139,6 +139,7 @@ pub struct Desktop {
     pub xdg_activation_state: XdgActivationState,
     pub cursor_shape_state: CursorShapeManagerState,
     pub idle_inhibit_state: IdleInhibitManagerState,
+    pub idle_notifier_state: smithay::wayland::idle_notify::IdleNotifierState<State>,
     pub relative_pointer_state: smithay::wayland::relative_pointer::RelativePointerManagerState,
     pub virtual_keyboard_state: VirtualKeyboardManagerState,
     pub security_context_state: SecurityContextState,
@@ -207,6 +208,10 @@ impl Desktop {
         let xdg_activation_state = XdgActivationState::new::<State>(&dh);
         let cursor_shape_state = CursorShapeManagerState::new::<State>(&dh);
         let idle_inhibit_state = IdleInhibitManagerState::new::<State>(&dh);
+        let idle_notifier_state = smithay::wayland::idle_notify::IdleNotifierState::<State>::new(
+            &dh,
+            loop_handle.clone(),
+        );
         let relative_pointer_state =
             smithay::wayland::relative_pointer::RelativePointerManagerState::new::<State>(&dh);
         let virtual_keyboard_state = VirtualKeyboardManagerState::new::<State, _>(&dh, privileged);
@@ -386,6 +391,7 @@ impl Desktop {
             xdg_activation_state,
             cursor_shape_state,
             idle_inhibit_state,
+            idle_notifier_state,
             relative_pointer_state,
             virtual_keyboard_state,
             security_context_state,

@@ -85,6 +85,7 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "ext_session_lock_manager_v1",
         "zwlr_data_control_manager_v1",
         "ext_data_control_manager_v1",
+        "ext_idle_notifier_v1",
         "zwlr_screencopy_manager_v1",
         "ext_image_copy_capture_manager_v1",
         "zwlr_foreign_toplevel_manager_v1",

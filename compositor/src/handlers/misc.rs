@@ -134,12 +134,14 @@ impl IdleInhibitHandler for State {
     fn inhibit(&mut self, surface: WlSurface) {
         self.desk.idle_inhibitors.retain(|s| s.is_alive());
         self.desk.idle_inhibitors.push(surface);
+        self.update_idle_inhibit();
     }
 
     fn uninhibit(&mut self, surface: WlSurface) {
         self.desk
             .idle_inhibitors
             .retain(|s| s != &surface && s.is_alive());
+        self.update_idle_inhibit();
     }
 }
 delegate_idle_inhibit!(State);

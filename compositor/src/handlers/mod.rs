@@ -2,6 +2,7 @@
 
 mod compositor;
 pub mod data_control;
+mod idle;
 mod layer_shell;
 mod misc;
 mod seat;

@@ -1,0 +1,126 @@
+//! Host desktop tools against the headless compositor: swayidle is told when the user goes idle
+//! and comes back, waybar's panel is drawn, swaylock covers every output and a killed locker
+//! leaves the session locked. VM clients see none of these protocols (clients.rs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn swayidle_hears_when_the_user_is_idle_and_back() {
+    let c = Compositor::start(TWO_VMS);
+    let idle = c.dir.path().join("idle");
+    let back = c.dir.path().join("back");
+    let _swayidle = c.spawn(
+        "host",
+        "swayidle",
+        &[
+            "-w",
+            "timeout",
+            "1",
+            &format!("touch {}", idle.display()),
+            "resume",
+            &format!("touch {}", back.display()),
+        ],
+    );
+    wait("swayidle ran its timeout command", || idle.exists());
+    assert!(!back.exists());
+    c.input(vec![bulkhead_ipc::InputEvent::PointerMotion {
+        x: 10.0,
+        y: 10.0,
+    }]);
+    wait("swayidle ran its resume command", || back.exists());
+}
+
+#[test]
+fn waybar_draws_its_panel() {
+    let c = Compositor::start(TWO_VMS);
+    let dir = c.dir.path();
+    std::fs::write(
+        dir.join("waybar.json"),
+        r#"{"layer": "top", "position": "top", "height": 30,
+            "modules-center": ["custom/hello"],
+            "custom/hello": {"format": "hello from waybar"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("waybar.css"),
+        "* { font-family: monospace; font-size: 14px; }\n\
+         window#waybar { background-color: #ff00aa; color: #ffffff; }\n",
+    )
+    .unwrap();
+    let config = dir.join("waybar.json");
+    let style = dir.join("waybar.css");
+    let _bar = c.spawn(
+        "host",
+        "waybar",
+        &[
+            "-c",
+            config.to_str().unwrap(),
+            "-s",
+            style.to_str().unwrap(),
+        ],
+    );
+    let mut img = c.screenshot("waybar");
+    wait("the panel is drawn", || {
+        img = c.screenshot("waybar");
+        img.pixel(20, 15) == [0xff, 0x00, 0xaa]
+    });
+    // Across the top, 30 pixels high, and not below.
+    assert_eq!(img.pixel(1260, 15), [0xff, 0x00, 0xaa]);
+    assert_ne!(img.pixel(20, 40), [0xff, 0x00, 0xaa]);
+    // Its text is there: some pixels of the centre are not the background.
+    let text = (560..720)
+        .filter(|&x| img.pixel(x, 15) != [0xff, 0x00, 0xaa])
+        .count();
+    assert!(text > 5, "no text in the panel");
+}
+
+#[test]
+fn swaylock_covers_every_output_and_a_killed_locker_leaves_it_locked() {
+    let c = Compositor::start(&format!("{TWO_VMS}\n[headless]\noutputs = 2\n"));
+    let _app = c.spawn("work", "weston-simple-shm", &[]);
+    let w = c.wait_window("work", "simple-shm");
+    let g = w.geometry;
+    let mut lock = c.spawn("host", "swaylock", &["--color", "00ff00"]);
+    let green = [0x00, 0xff, 0x00];
+    let mut img = c.screenshot("locked");
+    wait("both outputs show the locker", || {
+        img = c.screenshot("locked");
+        img.pixel(10, 10) == green && img.pixel(1280 + 10, 10) == green
+    });
+    // No window content anywhere while locked: the window's place is the locker's colour.
+    assert_eq!(img.pixel(g.x + g.width / 2, g.y + g.height / 2), green);
+    assert_eq!(img.pixel(1280 + 640, 400), green);
+
+    // The locker dies: the session stays locked (nothing of the desktop comes back).
+    unsafe_kill(&mut lock);
+    std::thread::sleep(Duration::from_millis(500));
+    let img = c.screenshot("locker-killed");
+    // One flat colour over both outputs: no window, no frame, no title of the desktop.
+    let first = img.pixel(0, 0);
+    for y in (0..800).step_by(7) {
+        for x in (0..2560).step_by(7) {
+            let p = img.pixel(x, y);
+            assert_eq!(p, first, "pixel {x},{y} shows {p:?} after the locker died");
+        }
+    }
+    assert_ne!(first, WORK);
+    assert_ne!(first, green);
+}
+
+/// SIGKILL, as a crash would end it.
+fn unsafe_kill(g: &mut ChildGuard) {
+    let _ = g.0.kill();
+    let _ = g.0.wait();
+}
