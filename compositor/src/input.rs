@@ -784,6 +784,7 @@ impl State {
                 c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             }
             Action::Launcher => self.launcher_toggle(),
+            Action::ReloadConfig => self.reload_and_tell(),
             Action::ClipboardCopy => self.clipboard_copy()?,
             Action::ClipboardPaste => self.clipboard_paste()?,
         }

@@ -12,6 +12,7 @@ pub mod ipc;
 pub mod launcher;
 pub mod lock;
 pub mod notify;
+pub mod reload;
 pub mod render;
 pub mod sanitize;
 pub mod shell;
@@ -77,6 +78,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         BackendKind::Winit => Backend::Winit(Box::new(backend::winit::Winit::new(&mut desk)?)),
         BackendKind::Auto => unreachable!("resolved above"),
     };
+    if let Err(e) = reload::watch(&mut desk) {
+        tracing::warn!(
+            "{e}; the config is not reloaded on change (action reload-config still works)"
+        );
+    }
     let ipc_path = bulkhead_ipc::socket_path(&desk.runtime_dir);
     let ipc = ipc::IpcServer::start(&ipc_path, &desk.loop_handle).map_err(anyhow::Error::msg)?;
     let vms = vms::start(&desk).map_err(anyhow::Error::msg)?;
@@ -139,7 +145,7 @@ pub use smithay::reexports as smithay_reexports;
 pub use smithay::utils::{Logical, Point};
 
 /// `$XDG_DATA_HOME/applications` (`~/.local/share/applications`).
-fn desktop_dir() -> Option<std::path::PathBuf> {
+pub(crate) fn desktop_dir() -> Option<std::path::PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)

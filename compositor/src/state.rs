@@ -104,6 +104,8 @@ pub struct Desktop {
     pub clipboard: crate::clipboard::Clipboards,
     /// Host clipboard managers (wlr-data-control), host domain only.
     pub data_control: crate::handlers::data_control::DataControl,
+    /// A config reload is scheduled (the file changed).
+    pub reload_pending: bool,
     /// The launcher, while open.
     pub launcher: Option<crate::launcher::Launcher>,
     /// The Super key while it is held alone (a tap opens the launcher).
@@ -364,6 +366,7 @@ impl Desktop {
             primary_domain: None,
             clipboard: Default::default(),
             launcher: None,
+            reload_pending: false,
             data_control: Default::default(),
             super_tap: None,
             notices,

@@ -124,3 +124,52 @@ fn unsafe_kill(g: &mut ChildGuard) {
     let _ = g.0.kill();
     let _ = g.0.wait();
 }
+
+#[test]
+fn a_config_reload_changes_the_keymap_live_and_a_bad_one_changes_nothing() {
+    let c = Compositor::start(TWO_VMS);
+    let out = c.dir.path().join("typed.txt");
+    let script = format!(
+        "read a; read b; echo \"$a$b\" > {0}; read c; echo \"$c\" >> {0}",
+        out.display()
+    );
+    let _foot = c.spawn("host", "foot", &["sh", "-c", &script]);
+    let w = c.wait_window("host", "");
+    c.wait_windows("foot focused", |ws| {
+        ws.iter().any(|x| x.id == w.id && x.focused)
+    });
+    const KEY_Y: u32 = 21;
+    const KEY_ENTER: u32 = 28;
+    let mut keys = chord(&[], KEY_Y);
+    keys.extend(chord(&[], KEY_ENTER));
+    c.input(keys.clone());
+
+    // The file changes under the running session: German layout, where that key is "z".
+    let config = c.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        TWO_VMS.replace("[keyboard]", "[keyboard]\nlayout = \"de\""),
+    )
+    .unwrap();
+    wait("the config is reloaded", || {
+        c.log_text().contains("Config reloaded")
+    });
+    c.input(keys.clone());
+    wait("foot got both lines", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "yz\n");
+
+    // A broken file is refused with its reason, and the session carries on as it was.
+    std::fs::write(&config, "[[vm]]\nname = 5\n").unwrap();
+    wait("the bad config is refused", || {
+        c.log_text().contains("Config not reloaded")
+    });
+    assert!(c.log_text().contains("config.toml:2:"), "{}", c.log_text());
+    // Still the German layout.
+    c.input(keys);
+    wait("foot got the third line", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() == 2)
+    });
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "yz\nz\n");
+}

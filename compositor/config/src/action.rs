@@ -29,6 +29,8 @@ pub enum Action {
     ClipboardPaste,
     /// Open (or close) the launcher.
     Launcher,
+    /// Read the config file again and apply it.
+    ReloadConfig,
 }
 
 /// Every action name, for messages and completion.
@@ -46,6 +48,7 @@ pub const ACTION_NAMES: &[&str] = &[
     "clipboard-copy",
     "clipboard-paste",
     "launcher",
+    "reload-config",
 ];
 
 impl Action {
@@ -80,6 +83,7 @@ impl Action {
             "clipboard-copy" => no_arg(Action::ClipboardCopy),
             "clipboard-paste" => no_arg(Action::ClipboardPaste),
             "launcher" => no_arg(Action::Launcher),
+            "reload-config" => no_arg(Action::ReloadConfig),
             "focus-window" => {
                 let a = arg.ok_or(
                     "action \"focus-window\" needs a window id (see `bulkhead msg windows`)",
@@ -114,6 +118,7 @@ impl Action {
             Action::ClipboardCopy => "clipboard-copy",
             Action::ClipboardPaste => "clipboard-paste",
             Action::Launcher => "launcher",
+            Action::ReloadConfig => "reload-config",
         }
     }
 }
