@@ -775,14 +775,7 @@ impl State {
                 self.desk.set_fullscreen(&w, false, None);
             }
             Action::Quit => self.desk.loop_signal.stop(),
-            Action::Spawn(cmd) => {
-                let mut c = std::process::Command::new("/bin/sh");
-                c.arg("-c")
-                    .arg(cmd)
-                    .env("WAYLAND_DISPLAY", &self.desk.host_socket);
-                bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
-                c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-            }
+            Action::Spawn(cmd) => self.spawn_host(cmd)?,
             Action::Launcher => self.launcher_toggle(),
             Action::ReloadConfig => self.reload_and_tell(),
             Action::ClipboardCopy => self.clipboard_copy()?,

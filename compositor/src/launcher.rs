@@ -312,6 +312,7 @@ impl State {
                 let mut c = std::process::Command::new(&e.command[0]);
                 c.args(&e.command[1..])
                     .env("WAYLAND_DISPLAY", &self.desk.host_socket)
+                    .env("XDG_CURRENT_DESKTOP", "Bulkhead")
                     .stdin(std::process::Stdio::null());
                 bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
                 if let Err(err) = c.spawn() {

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod reload;
 pub mod render;
 pub mod sanitize;
+pub mod session;
 pub mod shell;
 pub mod state;
 pub mod text;
@@ -106,6 +107,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => tracing::warn!("neither XDG_DATA_HOME nor HOME is set: no app entries written"),
     }
     vms.autostart();
+    state.start_session();
     if let Some(cmd) = opts.startup_command {
         state
             .run_action(&bulkhead_config::Action::Spawn(cmd))

@@ -104,6 +104,9 @@ pub struct Desktop {
     pub clipboard: crate::clipboard::Clipboards,
     /// Host clipboard managers (wlr-data-control), host domain only.
     pub data_control: crate::handlers::data_control::DataControl,
+    /// The last input, and whether the idle lock already ran since.
+    pub last_activity: Instant,
+    pub idle_locked: bool,
     /// A config reload is scheduled (the file changed).
     pub reload_pending: bool,
     /// The launcher, while open.
@@ -367,6 +370,8 @@ impl Desktop {
             clipboard: Default::default(),
             launcher: None,
             reload_pending: false,
+            last_activity: Instant::now(),
+            idle_locked: false,
             data_control: Default::default(),
             super_tap: None,
             notices,

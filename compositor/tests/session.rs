@@ -173,3 +173,24 @@ fn a_config_reload_changes_the_keymap_live_and_a_bad_one_changes_nothing() {
     });
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "yz\nz\n");
 }
+
+#[test]
+fn autostart_runs_with_the_session_and_idle_runs_the_lock_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let c = Compositor::start(&format!(
+        "{TWO_VMS}\n[session]\nautostart = [\"echo $XDG_CURRENT_DESKTOP > {}\"]\n\
+         lock = \"swaylock --color 0000ff\"\nidle-lock = \"2s\"\n",
+        started.display()
+    ));
+    wait("the autostart command ran", || {
+        std::fs::read_to_string(&started).is_ok_and(|s| s == "Bulkhead\n")
+    });
+    // No input for two seconds: the lock command runs and the screen is the locker's.
+    let mut img = c.screenshot("idle-locked");
+    wait("the idle lock covers the screen", || {
+        img = c.screenshot("idle-locked");
+        img.pixel(640, 400) == [0x00, 0x00, 0xff]
+    });
+    assert!(c.log_text().contains("idle for 2s: locking"));
+}

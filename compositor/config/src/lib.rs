@@ -225,6 +225,19 @@ pub struct Config {
     pub clipboard: ClipboardConfig,
     /// Host apps for the launcher (`[[app]]`).
     pub apps: Vec<vm::AppConfig>,
+    pub session: SessionConfig,
+}
+
+/// What the session starts and when it locks (`[session]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SessionConfig {
+    /// Host command lines started with the session (through `sh -c`), e.g. "waybar".
+    pub autostart: Vec<String>,
+    /// The command that locks the screen, e.g. "swaylock -f".
+    pub lock: Option<String>,
+    /// Run `lock` after this long without input (none: never).
+    pub idle_lock: Option<Duration>,
 }
 
 /// The two-level clipboard (`[clipboard]`).
@@ -276,6 +289,7 @@ struct RawConfig {
     clipboard: RawClipboard,
     #[serde(default)]
     app: Vec<Spanned<vm::RawApp>>,
+    session: Option<Spanned<SessionConfig>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -473,9 +487,37 @@ impl Config {
         }
 
         let apps = vm::apps(raw.app).map_err(|(span, m)| err(span, m))?;
+        let session = match raw.session {
+            Some(s) => {
+                let span = s.span();
+                let s = s.into_inner();
+                if s.idle_lock.is_some() && s.lock.as_deref().is_none_or(|l| l.trim().is_empty()) {
+                    return Err(err(
+                        Some(span),
+                        "[session] idle-lock needs a lock command, e.g. lock = \"swaylock -f\""
+                            .into(),
+                    ));
+                }
+                if s.idle_lock.is_some_and(|d| d.0 == 0) {
+                    return Err(err(
+                        Some(span),
+                        "[session] idle-lock must be at least 1s".into(),
+                    ));
+                }
+                if s.autostart.iter().any(|c| c.trim().is_empty()) {
+                    return Err(err(
+                        Some(span),
+                        "[session] autostart has an empty command".into(),
+                    ));
+                }
+                s
+            }
+            None => SessionConfig::default(),
+        };
 
         Ok(Config {
             apps,
+            session,
             source: file.to_owned(),
             vms,
             vmm,

@@ -540,3 +540,15 @@ fn clipboard_and_apps_are_checked() {
         .iter()
         .any(|b| b.action == Action::Launcher && b.combo.mods == Modifiers::default()));
 }
+
+#[test]
+fn session_settings_are_checked() {
+    let c =
+        parse("[session]\nautostart = [\"waybar\"]\nlock = \"swaylock -f\"\nidle-lock = \"10m\"\n")
+            .unwrap();
+    assert_eq!(c.session.autostart, ["waybar"]);
+    assert_eq!(c.session.idle_lock, Some(Duration(600)));
+    assert!(error("[session]\nidle-lock = \"5m\"\n").contains("needs a lock command"));
+    assert!(error("[session]\nautostart = [\" \"]\n").contains("empty command"));
+    assert!(error("[session]\nlock-after = 3\n").contains(":2:"));
+}

@@ -48,6 +48,8 @@ impl State {
     pub fn user_activity(&mut self) {
         let seat = self.desk.seat.clone();
         self.desk.idle_notifier_state.notify_activity(&seat);
+        self.desk.last_activity = std::time::Instant::now();
+        self.desk.idle_locked = false;
     }
 
     /// Idle-inhibiting surfaces came or went.
