@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::wire::{int, object, Arg};
+
 /// `[x0, y0, x1, y1)` in buffer pixels.
 pub type Rect = [i64; 4];
 
@@ -204,6 +206,31 @@ impl Damage {
 
     pub fn destroy_surface(&mut self, surface: u32) {
         self.surfaces.remove(&surface);
+    }
+
+    /// The bookkeeping of a wl_surface request (attach, damage, damage_buffer, buffer scale and
+    /// transform, destroy); false for the others (commit is the caller's).
+    pub fn surface_request(
+        &mut self,
+        surface: u32,
+        request: &str,
+        args: &[Arg],
+    ) -> Result<bool, String> {
+        match request {
+            "attach" => {
+                let buffer = object(args, 0)?;
+                self.attach(surface, (buffer != 0).then_some(buffer));
+            }
+            "damage" | "damage_buffer" => {
+                let r = [int(args, 0)?, int(args, 1)?, int(args, 2)?, int(args, 3)?];
+                self.damage(surface, r, request == "damage_buffer");
+            }
+            "set_buffer_scale" => self.set_scale(surface, int(args, 0)?),
+            "set_buffer_transform" => self.set_transform(surface, int(args, 0)? as u32),
+            "destroy" => self.destroy_surface(surface),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// On commit: the attached buffer and the part of it the host must get first, if any.

@@ -125,6 +125,23 @@ pub fn message_bytes(sender: u32, opcode: u16, body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Argument `i` as an integer (int or uint).
+pub fn int(args: &[Arg], i: usize) -> Result<i64, String> {
+    match args.get(i) {
+        Some(Arg::Int(v)) => Ok(*v as i64),
+        Some(Arg::Uint(v)) => Ok(*v as i64),
+        _ => Err("argument type mismatch".into()),
+    }
+}
+
+/// Argument `i` as an object id (object or new_id).
+pub fn object(args: &[Arg], i: usize) -> Result<u32, String> {
+    match args.get(i) {
+        Some(Arg::Object(v)) | Some(Arg::NewId(v)) => Ok(*v),
+        _ => Err("argument type mismatch".into()),
+    }
+}
+
 /// The objects of one client connection and their interfaces.
 pub struct Objects {
     map: HashMap<u32, &'static Interface>,

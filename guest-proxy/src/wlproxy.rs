@@ -27,7 +27,7 @@ use wayland_protocols::xdg::decoration::zv1::client::__interfaces::ZXDG_DECORATI
 use wayland_protocols::xdg::shell::client::__interfaces::XDG_WM_BASE_INTERFACE;
 
 use crate::shm::{Damage, Layout, Rect};
-use crate::wire::{self, Arg, Objects, HEADER};
+use crate::wire::{self, int, object, Arg, Objects, HEADER};
 
 /// The globals apps see, at most at these versions: those whose every message the proxy
 /// understands (the rest of each protocol comes in as their child interfaces).
@@ -313,21 +313,6 @@ fn is_commit(state: &Mutex<State>, sender: u32, opcode: u16) -> bool {
     })
 }
 
-pub(crate) fn int(args: &[Arg], i: usize) -> Result<i64, String> {
-    match args.get(i) {
-        Some(Arg::Int(v)) => Ok(*v as i64),
-        Some(Arg::Uint(v)) => Ok(*v as i64),
-        _ => Err("argument type mismatch".into()),
-    }
-}
-
-pub(crate) fn object(args: &[Arg], i: usize) -> Result<u32, String> {
-    match args.get(i) {
-        Some(Arg::Object(v)) | Some(Arg::NewId(v)) => Ok(*v),
-        _ => Err("argument type mismatch".into()),
-    }
-}
-
 /// Size of the file behind `fd`.
 fn file_size(f: &File) -> u64 {
     f.metadata().map(|m| m.len()).unwrap_or(0)
@@ -452,23 +437,6 @@ fn request(
                 drop_pool_if_unused(st, b.pool, pre);
             }
         }
-        ("wl_surface", "attach") => {
-            let buffer = object(&args, 0)?;
-            st.damage.attach(sender, (buffer != 0).then_some(buffer));
-        }
-        ("wl_surface", "damage") | ("wl_surface", "damage_buffer") => {
-            let r = [
-                int(&args, 0)?,
-                int(&args, 1)?,
-                int(&args, 2)?,
-                int(&args, 3)?,
-            ];
-            st.damage.damage(sender, r, desc.name == "damage_buffer");
-        }
-        ("wl_surface", "set_buffer_scale") => st.damage.set_scale(sender, int(&args, 0)?),
-        ("wl_surface", "set_buffer_transform") => {
-            st.damage.set_transform(sender, int(&args, 0)? as u32)
-        }
         ("wl_surface", "commit") => {
             if let Some((id, r)) = st.damage.commit(sender) {
                 if let Some(b) = st.buffers.get(&id) {
@@ -478,7 +446,7 @@ fn request(
                 }
             }
         }
-        ("wl_surface", "destroy") => st.damage.destroy_surface(sender),
+        ("wl_surface", name) if st.damage.surface_request(sender, name, &args)? => {}
         ("wl_data_offer", "receive") => {
             let fd = take_fd(fds)?;
             let id = st.pipes.add(fd).map_err(|e| e.to_string())?;

@@ -29,8 +29,8 @@ use crate::virtgpu::{
     page_align, Blob, Mapping, VirtGpu, BLOB_FLAG_USE_MAPPABLE, BLOB_FLAG_USE_SHAREABLE,
     BLOB_MEM_GUEST, BLOB_MEM_HOST3D, CAPSET_CROSS_DOMAIN,
 };
-use crate::wire::{self, Arg, Objects, HEADER};
-use crate::wlproxy::{allowed, filter_global, int, object, sealed_memfd};
+use crate::wire::{self, int, object, Arg, Objects, HEADER};
+use crate::wlproxy::{allowed, filter_global, sealed_memfd};
 
 mod protocol;
 use protocol::*;
@@ -571,23 +571,6 @@ fn request(
                 drop_pool_if_unused(st, b.pool);
             }
         }
-        ("wl_surface", "attach") => {
-            let buffer = object(&args, 0)?;
-            st.damage.attach(sender, (buffer != 0).then_some(buffer));
-        }
-        ("wl_surface", "damage") | ("wl_surface", "damage_buffer") => {
-            let r = [
-                int(&args, 0)?,
-                int(&args, 1)?,
-                int(&args, 2)?,
-                int(&args, 3)?,
-            ];
-            st.damage.damage(sender, r, desc.name == "damage_buffer");
-        }
-        ("wl_surface", "set_buffer_scale") => st.damage.set_scale(sender, int(&args, 0)?),
-        ("wl_surface", "set_buffer_transform") => {
-            st.damage.set_transform(sender, int(&args, 0)? as u32)
-        }
         ("wl_surface", "commit") => {
             st.commits += 1;
             if let Some((id, r)) = st.damage.commit(sender) {
@@ -595,7 +578,7 @@ fn request(
                     copy_damage(st, id, r).map_err(|err| format!("copying a commit: {err}"))?;
             }
         }
-        ("wl_surface", "destroy") => st.damage.destroy_surface(sender),
+        ("wl_surface", name) if st.damage.surface_request(sender, name, &args)? => {}
         ("wl_data_offer", "receive") => {
             let fd = take_fd()?;
             // The host numbers its read pipes one up from the last; name the next one.
