@@ -206,6 +206,7 @@ impl Desktop {
         let data_device_state = DataDeviceState::new::<State>(&dh);
         let primary_selection_state = PrimarySelectionState::new::<State>(&dh);
         crate::handlers::data_control::init(&dh);
+        crate::handlers::screencopy::init(&dh);
         let layer_shell_state = WlrLayerShellState::new_with_filter::<State, _>(&dh, privileged);
         let viewporter_state = ViewporterState::new::<State>(&dh);
         let fractional_scale_state = FractionalScaleManagerState::new::<State>(&dh);

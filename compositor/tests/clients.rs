@@ -111,6 +111,8 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "ext_session_lock_manager_v1",
         "wp_security_context_manager_v1",
         "zwlr_data_control_manager_v1",
+        "zwlr_screencopy_manager_v1",
+        "ext_idle_notifier_v1",
     ] {
         assert!(
             host.contains(&format!("'{g}'")),

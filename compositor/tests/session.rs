@@ -194,3 +194,40 @@ fn autostart_runs_with_the_session_and_idle_runs_the_lock_command() {
     });
     assert!(c.log_text().contains("idle for 2s: locking"));
 }
+
+#[test]
+fn grim_captures_on_the_host_and_a_vm_has_nothing_to_bind() {
+    let c = Compositor::start(&format!("{TWO_VMS}\n[headless]\noutputs = 2\n"));
+    let _app = c.spawn("work", "weston-simple-shm", &[]);
+    let w = c.wait_window("work", "simple-shm");
+    let shot = c.dir.path().join("grim.png");
+    // The whole layout (both outputs) as grim sees it, against the compositor's own screenshot.
+    let (ok, _) = c.run("host", "grim", &[shot.to_str().unwrap()]);
+    assert!(ok, "grim failed on the host socket");
+    let img = Image::load(&shot);
+    let ours = c.screenshot("grim-reference");
+    assert_eq!((img.width, img.height), (2560, 800));
+    // The window's frame in work's colour, where the compositor draws it.
+    let f = w.frame;
+    assert_eq!(img.pixel(f.x + 1, f.y + f.height / 2), WORK);
+    assert_eq!(
+        img.pixel(f.x + 1, f.y + f.height / 2),
+        ours.pixel(f.x + 1, f.y + f.height / 2)
+    );
+    // One output, the second: grim -o.
+    let second = c.dir.path().join("grim-2.png");
+    let (ok, _) = c.run(
+        "host",
+        "grim",
+        &["-o", "HEADLESS-2", second.to_str().unwrap()],
+    );
+    assert!(ok, "grim -o failed");
+    assert_eq!(
+        (Image::load(&second).width, Image::load(&second).height),
+        (1280, 800)
+    );
+    // A VM is never offered the protocol: grim there finds nothing to capture with.
+    let vm_shot = c.dir.path().join("vm.png");
+    let (ok, _) = c.run_for(10, "work", "grim", &[vm_shot.to_str().unwrap()]);
+    assert!(!ok && !vm_shot.exists(), "grim captured from a VM socket");
+}

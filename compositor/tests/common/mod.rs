@@ -570,8 +570,16 @@ impl Image {
         let mut reader = decoder.read_info().expect("png header");
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).expect("png frame");
-        assert_eq!(info.color_type, png::ColorType::Rgba);
         buf.truncate(info.buffer_size());
+        // Ours are RGBA; other tools (grim) write RGB.
+        let buf = match info.color_type {
+            png::ColorType::Rgba => buf,
+            png::ColorType::Rgb => buf
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], 0xff])
+                .collect(),
+            other => panic!("{}: unexpected PNG colour type {other:?}", path.display()),
+        };
         Image {
             width: info.width,
             height: info.height,
