@@ -102,13 +102,7 @@ impl State {
         }
         if new.keyboard != old.keyboard {
             let kb = &new.keyboard;
-            let xkb = smithay::input::keyboard::XkbConfig {
-                rules: &kb.rules,
-                model: &kb.model,
-                layout: &kb.layout,
-                variant: &kb.variant,
-                options: (!kb.options.is_empty()).then(|| kb.options.clone()),
-            };
+            let xkb = crate::state::xkb_config(kb);
             if let Some(keyboard) = self.desk.keyboard() {
                 keyboard
                     .set_xkb_config(self, xkb)

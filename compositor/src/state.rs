@@ -230,14 +230,7 @@ impl Desktop {
 
         let mut seat: Seat<State> = seat_state.new_wl_seat(&dh, seat_name);
         let kb = &config.keyboard;
-        let xkb = smithay::input::keyboard::XkbConfig {
-            rules: &kb.rules,
-            model: &kb.model,
-            layout: &kb.layout,
-            variant: &kb.variant,
-            options: (!kb.options.is_empty()).then(|| kb.options.clone()),
-        };
-        seat.add_keyboard(xkb, kb.repeat_delay, kb.repeat_rate)
+        seat.add_keyboard(xkb_config(kb), kb.repeat_delay, kb.repeat_rate)
             .map_err(StartError::Keyboard)?;
         seat.add_pointer();
         seat.add_touch();
@@ -491,5 +484,16 @@ impl Desktop {
 
     pub fn request_redraw(&mut self) {
         self.dirty = true;
+    }
+}
+
+/// The xkb keymap settings of `[keyboard]`.
+pub fn xkb_config(kb: &bulkhead_config::KeyboardConfig) -> smithay::input::keyboard::XkbConfig<'_> {
+    smithay::input::keyboard::XkbConfig {
+        rules: &kb.rules,
+        model: &kb.model,
+        layout: &kb.layout,
+        variant: &kb.variant,
+        options: (!kb.options.is_empty()).then(|| kb.options.clone()),
     }
 }

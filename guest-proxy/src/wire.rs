@@ -43,6 +43,19 @@ pub fn next_message(buf: &[u8]) -> Result<Option<(u32, u16, usize)>, String> {
     Ok(Some((sender, opcode, size)))
 }
 
+/// Hands every complete message at the front of `buf` to `f` (sender, opcode, the whole
+/// message, writable) and removes it; a partial message stays for more bytes.
+pub fn drain_messages(
+    buf: &mut Vec<u8>,
+    mut f: impl FnMut(u32, u16, &mut [u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    while let Some((sender, opcode, len)) = next_message(buf)? {
+        f(sender, opcode, &mut buf[..len])?;
+        buf.drain(..len);
+    }
+    Ok(())
+}
+
 /// Parses the body of a message (after the header) by its signature.
 pub fn parse_args(sig: &[ArgumentType], body: &[u8]) -> Result<Vec<Arg>, String> {
     Ok(parse_args_at(sig, body)?.0)

@@ -524,13 +524,9 @@ fn host_to_app(
             Record::Wl(bytes) => {
                 buf.extend_from_slice(&bytes);
                 let mut out = Vec::new();
-                {
-                    let mut st = lock(state);
-                    while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
-                        event(&mut st, sender, opcode, &mut buf[..len], &mut out)?;
-                        buf.drain(..len);
-                    }
-                }
+                wire::drain_messages(&mut buf, |sender, opcode, msg| {
+                    event(&mut lock(state), sender, opcode, msg, &mut out)
+                })?;
                 if pending.len() > fdpass::MAX_FDS {
                     return Err("the host sent too many file descriptors".into());
                 }

@@ -322,6 +322,25 @@ struct State {
     copied: u64,
 }
 
+impl State {
+    fn new() -> State {
+        State {
+            objects: Objects::new(&WL_DISPLAY_INTERFACE),
+            ids: Ids::new(),
+            pools: HashMap::new(),
+            pool_keys: HashMap::new(),
+            next_pool: 1,
+            buffers: HashMap::new(),
+            damage: Damage::default(),
+            image_reqs: HashMap::new(),
+            next_read_pipe: PIPE_READ_START,
+            pipes: Pipes::default(),
+            commits: 0,
+            copied: 0,
+        }
+    }
+}
+
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -381,20 +400,7 @@ fn delete_id(id: u32) -> Vec<u8> {
 pub fn relay(app: UnixStream, open: &Opener) -> Result<(), String> {
     let channel =
         Arc::new(Channel::open(open).map_err(|err| format!("no cross-domain context: {err}"))?);
-    let state = Arc::new(Mutex::new(State {
-        objects: Objects::new(&WL_DISPLAY_INTERFACE),
-        ids: Ids::new(),
-        pools: HashMap::new(),
-        pool_keys: HashMap::new(),
-        next_pool: 1,
-        buffers: HashMap::new(),
-        damage: Damage::default(),
-        image_reqs: HashMap::new(),
-        next_read_pipe: PIPE_READ_START,
-        pipes: Pipes::default(),
-        commits: 0,
-        copied: 0,
-    }));
+    let state = Arc::new(Mutex::new(State::new()));
     let out: AppOut = Arc::new(Mutex::new(app.try_clone().map_err(e)?));
     let (stop_r, stop_w) = nix::unistd::pipe().map_err(|err| err.to_string())?;
     let (s2, c2, o2) = (state.clone(), channel.clone(), out.clone());
@@ -837,13 +843,9 @@ fn host_to_app(
                 let start = std::mem::size_of::<SendReceive>();
                 buf.extend_from_slice(&ring[start..start + size]);
                 let mut wl = Vec::new();
-                {
-                    let mut st = lock(state);
-                    while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
-                        event(&mut st, sender, opcode, &mut buf[..len], &mut wl)?;
-                        buf.drain(..len);
-                    }
-                }
+                wire::drain_messages(&mut buf, |sender, opcode, msg| {
+                    event(&mut lock(state), sender, opcode, msg, &mut wl)
+                })?;
                 if pending.len() > fdpass::MAX_FDS {
                     return Err("the host sent too many file descriptors".into());
                 }

@@ -108,20 +108,7 @@ fn words(w: &[u32]) -> Vec<u8> {
 }
 
 fn state() -> State {
-    State {
-        objects: Objects::new(&WL_DISPLAY_INTERFACE),
-        ids: Ids::new(),
-        pools: HashMap::new(),
-        pool_keys: HashMap::new(),
-        next_pool: 1,
-        buffers: HashMap::new(),
-        damage: Damage::default(),
-        image_reqs: HashMap::new(),
-        next_read_pipe: PIPE_READ_START,
-        pipes: Pipes::default(),
-        commits: 0,
-        copied: 0,
-    }
+    State::new()
 }
 
 fn channel(fake: FakeGpu) -> Channel {
