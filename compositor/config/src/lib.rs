@@ -6,6 +6,7 @@
 //! `file:line:col` and what to change.
 
 mod action;
+pub mod desktop;
 mod keys;
 pub mod values;
 pub mod vm;
@@ -226,6 +227,10 @@ pub struct Config {
     /// Host apps for the launcher (`[[app]]`).
     pub apps: Vec<vm::AppConfig>,
     pub session: SessionConfig,
+    /// Monitor settings by connector name (`[[output]]`).
+    pub outputs: Vec<desktop::OutputConfig>,
+    /// Input device settings (`[[input]]`), applied in order.
+    pub inputs: Vec<desktop::InputConfig>,
 }
 
 /// What the session starts and when it locks (`[session]`).
@@ -238,6 +243,8 @@ pub struct SessionConfig {
     pub lock: Option<String>,
     /// Run `lock` after this long without input (none: never).
     pub idle_lock: Option<Duration>,
+    /// Blank the monitors (DPMS off) after this long without input (none: never).
+    pub dpms: Option<Duration>,
 }
 
 /// The two-level clipboard (`[clipboard]`).
@@ -290,6 +297,10 @@ struct RawConfig {
     #[serde(default)]
     app: Vec<Spanned<vm::RawApp>>,
     session: Option<Spanned<SessionConfig>>,
+    #[serde(default)]
+    output: Vec<Spanned<desktop::OutputConfig>>,
+    #[serde(default)]
+    input: Vec<Spanned<desktop::InputConfig>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -504,6 +515,9 @@ impl Config {
                         "[session] idle-lock must be at least 1s".into(),
                     ));
                 }
+                if s.dpms.is_some_and(|d| d.0 == 0) {
+                    return Err(err(Some(span), "[session] dpms must be at least 1s".into()));
+                }
                 if s.autostart.iter().any(|c| c.trim().is_empty()) {
                     return Err(err(
                         Some(span),
@@ -515,9 +529,18 @@ impl Config {
             None => SessionConfig::default(),
         };
 
+        let output_spans: Vec<_> = raw.output.iter().map(|o| o.span()).collect();
+        let outputs: Vec<_> = raw.output.into_iter().map(|o| o.into_inner()).collect();
+        desktop::check_outputs(&outputs).map_err(|(i, m)| err(output_spans.get(i).cloned(), m))?;
+        let input_spans: Vec<_> = raw.input.iter().map(|o| o.span()).collect();
+        let inputs: Vec<_> = raw.input.into_iter().map(|o| o.into_inner()).collect();
+        desktop::check_inputs(&inputs).map_err(|(i, m)| err(input_spans.get(i).cloned(), m))?;
+
         Ok(Config {
             apps,
             session,
+            outputs,
+            inputs,
             source: file.to_owned(),
             vms,
             vmm,

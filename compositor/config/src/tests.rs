@@ -552,3 +552,53 @@ fn session_settings_are_checked() {
     assert!(error("[session]\nautostart = [\" \"]\n").contains("empty command"));
     assert!(error("[session]\nlock-after = 3\n").contains(":2:"));
 }
+
+#[test]
+fn outputs_and_inputs_are_checked() {
+    use crate::desktop::{InputMatch, ModeSpec, OutputTransform, Position};
+    let c = parse(
+        "[[output]]\nname = \"DP-1\"\nmode = \"2560x1440@143.97\"\nposition = \"0,0\"\nscale = 1.5\ntransform = \"90\"\n\
+         [[output]]\nname = \"HDMI-A-1\"\nenable = false\n\
+         [[input]]\nmatch = \"type:touchpad\"\ntap = true\nnatural-scroll = true\n\
+         [[input]]\nmatch = \"Logitech USB Receiver\"\naccel-speed = -0.5\n\
+         [session]\ndpms = \"15m\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.outputs[0].mode,
+        Some(ModeSpec {
+            width: 2560,
+            height: 1440,
+            refresh_mhz: Some(143_970)
+        })
+    );
+    assert_eq!(c.outputs[0].position, Some(Position { x: 0, y: 0 }));
+    assert_eq!(c.outputs[0].transform, OutputTransform::Rotate90);
+    assert!(c.outputs[0].enable && !c.outputs[1].enable);
+    assert_eq!(c.inputs[0].matches, InputMatch::Touchpad);
+    assert_eq!(c.inputs[0].tap, Some(true));
+    assert_eq!(
+        c.inputs[1].matches,
+        InputMatch::Name("Logitech USB Receiver".into())
+    );
+    assert_eq!(c.session.dpms, Some(Duration(900)));
+    assert_eq!("1920x1080".parse::<ModeSpec>().unwrap().refresh_mhz, None);
+
+    let e = error("[[output]]\nname = \"DP-1\"\nmode = \"1920by1080\"\n");
+    assert!(e.contains(":3:") && e.contains("WIDTHxHEIGHT"), "{e}");
+    let e = error("[[output]]\nname = \"DP-1\"\ntransform = \"45\"\n");
+    assert!(e.contains("flipped-90"), "{e}");
+    let e = error("[[output]]\nname = \"DP-1\"\n[[output]]\nname = \"DP-1\"\n");
+    assert!(e.contains("configured twice") && e.contains(":3:"), "{e}");
+    let e = error("[[output]]\nname = \"DP-1\"\nscale = 9.0\n");
+    assert!(e.contains("between 0.5 and 4"), "{e}");
+    let e = error("[[output]]\nname = \"DP-1\"\nposition = \"left\"\n");
+    assert!(e.contains("\"X,Y\""), "{e}");
+    let e = error("[[input]]\nmatch = \"type:mouse\"\n");
+    assert!(e.contains("keyboard, pointer, touchpad, touch"), "{e}");
+    let e = error("[[input]]\nmatch = \"type:touchpad\"\naccel-speed = 3.0\n");
+    assert!(e.contains("between -1 and 1") && e.contains(":1:"), "{e}");
+    let e = error("[[input]]\nmatch = \"type:touchpad\"\ntapping = true\n");
+    assert!(e.contains("unknown field") && e.contains(":3:"), "{e}");
+    assert!(error("[session]\ndpms = \"0s\"\n").contains("at least 1s"));
+}
