@@ -89,6 +89,19 @@ impl State {
                 return hit;
             }
         }
+        for x11 in desk.xwayland.overrides.iter().rev() {
+            let geo = x11.geometry();
+            if let (true, Some(surface)) = (geo.to_f64().contains(pos), x11.wl_surface()) {
+                if let Some((s, p)) = smithay::desktop::utils::under_from_surface_tree(
+                    &surface,
+                    pos,
+                    geo.loc,
+                    WindowSurfaceType::ALL,
+                ) {
+                    return Hit::Surface(s, p.to_f64());
+                }
+            }
+        }
         let metrics = desk.metrics();
         for window in desk.space.elements().rev() {
             let Some(loc) = desk.space.element_location(window) else {
@@ -808,6 +821,7 @@ impl WindowGrab {
                     &state.desk.output_rects(),
                 );
                 state.desk.space.map_element(self.window.clone(), loc, true);
+                crate::xwayland::sync_position(&state.desk, &self.window);
             }
             GrabStart::Resize(edges) => {
                 let (min, max) =
@@ -859,7 +873,13 @@ impl WindowGrab {
                     t.with_pending_state(|s| s.size = Some(size));
                     t.send_pending_configure();
                 }
+                if let Some(x11) = self.window.x11_surface() {
+                    if let Err(e) = x11.configure(Rectangle::new(loc, size)) {
+                        tracing::debug!("cannot resize an X11 window: {e}");
+                    }
+                }
                 state.desk.space.map_element(self.window.clone(), loc, true);
+                crate::xwayland::sync_position(&state.desk, &self.window);
             }
         }
         state.desk.request_redraw();

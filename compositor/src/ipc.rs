@@ -378,6 +378,7 @@ impl State {
             socket: desk.runtime_dir.join(&desk.host_socket),
             clients: clients("host"),
             windows: windows("host"),
+            x11_display: desk.xwayland.display.map(|n| format!(":{n}")),
         }];
         for vm in &desk.vms {
             let name = vm.domain.name();
@@ -387,6 +388,7 @@ impl State {
                 socket: vm.socket.path.clone(),
                 clients: clients(name),
                 windows: windows(name),
+                x11_display: None,
             });
         }
         out

@@ -20,6 +20,7 @@ pub mod shell;
 pub mod state;
 pub mod text;
 pub mod vms;
+pub mod xwayland;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => tracing::warn!("neither XDG_DATA_HOME nor HOME is set: no app entries written"),
     }
     vms.autostart();
+    state.start_xwayland();
     state.start_session();
     if let Some(cmd) = opts.startup_command {
         state

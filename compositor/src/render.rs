@@ -158,6 +158,16 @@ where
         layer_elements(&ctx, renderer, &layers, layer, &mut out);
     }
 
+    // X11 menus and tooltips (host only: Xwayland is a host client), where X placed them.
+    for x11 in desk.xwayland.overrides.iter().rev() {
+        if let Some(surface) = x11.wl_surface() {
+            let geo = x11.geometry();
+            if geo.intersection(ctx.output_geo).is_some() {
+                out.extend(surface_tree(&ctx, renderer, &surface, geo.loc));
+            }
+        }
+    }
+
     for window in desk.space.elements().rev() {
         window_elements(&ctx, renderer, window, &mut out);
     }

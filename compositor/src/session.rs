@@ -17,6 +17,9 @@ impl State {
             .env("WAYLAND_DISPLAY", &self.desk.host_socket)
             .env("XDG_CURRENT_DESKTOP", "Bulkhead")
             .stdin(std::process::Stdio::null());
+        if let Some(n) = self.desk.xwayland.display {
+            c.env("DISPLAY", format!(":{n}"));
+        }
         bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
         c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
         Ok(())

@@ -75,6 +75,9 @@ pub fn with_role_attributes<A: 'static, R>(
 
 /// Sanitised title and app id of a toplevel.
 pub fn title_and_app_id(window: &Window) -> (String, String) {
+    if let Some(x11) = window.x11_surface() {
+        return (sanitize_title(&x11.title()), sanitize_title(&x11.class()));
+    }
     let Some(toplevel) = window.toplevel() else {
         return (String::new(), String::new());
     };
@@ -95,14 +98,6 @@ impl Desktop {
     pub fn add_toplevel(&mut self, toplevel: ToplevelSurface) {
         let domain = self.surface_domain(toplevel.wl_surface());
         let window = Window::new_wayland_window(toplevel.clone());
-        let id = self.next_window_id;
-        self.next_window_id += 1;
-        window.user_data().insert_if_missing(|| WindowMeta {
-            id,
-            domain,
-            state: RefCell::new(WindowState::default()),
-            foreign: RefCell::new(None),
-        });
         toplevel.with_pending_state(|s| {
             s.decoration_mode = Some(smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode::ServerSide);
             s.states.set(xdg_toplevel::State::TiledLeft);
@@ -114,7 +109,20 @@ impl Desktop {
                 s.bounds = Some(inner.size);
             }
         });
-        // Placed off-screen until its first commit with a buffer decides its size.
+        self.add_window(window, domain);
+    }
+
+    /// A new window of `domain` (an xdg toplevel or a managed X11 window): remembered, and
+    /// shown on its first commit with a buffer, which decides its size.
+    pub fn add_window(&mut self, window: Window, domain: Domain) {
+        let id = self.next_window_id;
+        self.next_window_id += 1;
+        window.user_data().insert_if_missing(|| WindowMeta {
+            id,
+            domain,
+            state: RefCell::new(WindowState::default()),
+            foreign: RefCell::new(None),
+        });
         self.pending_windows.push(window);
     }
 
@@ -166,6 +174,10 @@ impl Desktop {
     pub fn close_window(&mut self, window: &Window) {
         if let Some(t) = window.toplevel() {
             t.send_close();
+        } else if let Some(x11) = window.x11_surface() {
+            if let Err(e) = x11.close() {
+                tracing::debug!("cannot close an X11 window: {e}");
+            }
         }
     }
 
@@ -398,6 +410,7 @@ impl State {
             .new_toplevel::<State>(labelled_title(&m.domain, &title), app_id);
         *m.foreign.borrow_mut() = Some(handle);
         self.desk.space.map_element(window.clone(), loc, true);
+        crate::xwayland::sync_position(&self.desk, &window);
         if meta(&window).state.borrow().wants_fullscreen {
             self.desk.set_fullscreen(&window, true, None);
         }
@@ -420,6 +433,11 @@ impl State {
             // Mapping may already have set the state; send whatever the client has not seen.
             if let Some(t) = w.toplevel() {
                 t.send_pending_configure();
+            }
+        }
+        if let (Some(x11), Some(wm)) = (window.x11_surface(), self.desk.xwayland.wm.as_mut()) {
+            if let Err(e) = wm.raise_window(x11) {
+                tracing::debug!("cannot raise an X11 window: {e}");
             }
         }
         self.desk.focus_order.retain(|w| w != window && w.alive());
@@ -477,23 +495,22 @@ impl State {
     }
 
     pub fn remove_window(&mut self, surface: &WlSurface) {
-        if let Some(w) = self.desk.window_for_surface(surface) {
-            if let Some(handle) = meta(&w).foreign.borrow_mut().take() {
-                self.desk.foreign_toplevel_state.remove_toplevel(&handle);
+        self.remove_window_where(|w| w.wl_surface().as_deref() == Some(surface));
+    }
+
+    /// Forgets the window `is_it` picks, wherever it is, and moves focus on if it had it.
+    pub fn remove_window_where(&mut self, is_it: impl Fn(&Window) -> bool) {
+        let all = self.desk.all_windows();
+        for w in all.iter().chain(self.desk.pending_windows.iter()) {
+            if is_it(w) {
+                if let Some(handle) = meta(w).foreign.borrow_mut().take() {
+                    self.desk.foreign_toplevel_state.remove_toplevel(&handle);
+                }
             }
         }
-        self.desk
-            .pending_windows
-            .retain(|w| w.wl_surface().as_deref() != Some(surface));
-        self.desk
-            .minimized
-            .retain(|(w, _)| w.wl_surface().as_deref() != Some(surface));
-        let window = self
-            .desk
-            .space
-            .elements()
-            .find(|w| w.wl_surface().as_deref() == Some(surface))
-            .cloned();
+        self.desk.pending_windows.retain(|w| !is_it(w));
+        self.desk.minimized.retain(|(w, _)| !is_it(w));
+        let window = self.desk.space.elements().find(|w| is_it(w)).cloned();
         if let Some(w) = window {
             let was_focused = self.desk.focused_window().as_ref() == Some(&w);
             self.desk.space.unmap_elem(&w);

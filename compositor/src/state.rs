@@ -152,6 +152,8 @@ pub struct Desktop {
     pub foreign_toplevel_state: smithay::wayland::foreign_toplevel_list::ForeignToplevelListState,
     /// Surfaces that currently inhibit idling (kept for the idle logic of the DRM session).
     pub idle_inhibitors: Vec<WlSurface>,
+    /// Xwayland and its window manager (host X11 apps).
+    pub xwayland: crate::xwayland::Xwayland,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +230,8 @@ impl Desktop {
                 State,
             >(&dh, privileged);
 
+        let xwayland_shell =
+            smithay::wayland::xwayland_shell::XWaylandShellState::new::<State>(&dh);
         let mut seat: Seat<State> = seat_state.new_wl_seat(&dh, seat_name);
         let kb = &config.keyboard;
         seat.add_keyboard(xkb_config(kb), kb.repeat_delay, kb.repeat_rate)
@@ -400,6 +404,7 @@ impl Desktop {
             session_lock_state,
             foreign_toplevel_state,
             idle_inhibitors: Vec::new(),
+            xwayland: crate::xwayland::Xwayland::new(xwayland_shell),
         })
     }
 

@@ -119,6 +119,107 @@ fn swaylock_covers_every_output_and_a_killed_locker_leaves_it_locked() {
     assert_ne!(first, green);
 }
 
+/// Types `text` (lowercase letters only) and Enter through the compositor's input path.
+fn type_line(c: &Compositor, text: &str) {
+    // evdev codes of the US layout's letters, a to z.
+    const LETTERS: [u32; 26] = [
+        30, 48, 46, 32, 18, 33, 34, 35, 23, 36, 37, 38, 50, 49, 24, 25, 16, 19, 31, 20, 22, 47, 17,
+        45, 21, 44,
+    ];
+    let mut events = Vec::new();
+    for ch in text.bytes().chain(std::iter::once(b'\n')) {
+        let code = if ch == b'\n' {
+            28
+        } else {
+            LETTERS[(ch - b'a') as usize]
+        };
+        for pressed in [true, false] {
+            events.push(bulkhead_ipc::InputEvent::Key { code, pressed });
+        }
+    }
+    c.input(events);
+}
+
+#[test]
+fn swaylock_unlocks_with_the_right_password_only() {
+    // swaylock authenticates through PAM; pam_wrapper gives it a test service whose only
+    // password is "sesame" for this user, so no real account is touched.
+    let c = Compositor::start(TWO_VMS);
+    let _app = c.spawn("work", "weston-simple-shm", &[]);
+    let w = c.wait_window("work", "simple-shm");
+    let centre = (
+        w.geometry.x + w.geometry.width / 2,
+        w.geometry.y + w.geometry.height / 2,
+    );
+    let dir = c.dir.path();
+    let user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let user = String::from_utf8(user.stdout).unwrap().trim().to_string();
+    let matrix = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so";
+    let passdb = dir.join("passdb");
+    std::fs::write(&passdb, format!("{user}:sesame:swaylock\n")).unwrap();
+    let services = dir.join("pam.d");
+    std::fs::create_dir_all(&services).unwrap();
+    std::fs::write(
+        services.join("swaylock"),
+        format!(
+            "auth required {matrix} passdb={p}\naccount required {matrix} passdb={p}\n",
+            p = passdb.display()
+        ),
+    )
+    .unwrap();
+    let mut lock = c.spawn_env(
+        "host",
+        "swaylock",
+        &["--color", "00ff00"],
+        &[
+            ("LD_PRELOAD", "libpam_wrapper.so"),
+            ("PAM_WRAPPER", "1"),
+            ("PAM_WRAPPER_SERVICE_DIR", services.to_str().unwrap()),
+        ],
+    );
+    let green = [0x00, 0xff, 0x00];
+    wait("the locker covers the screen", || {
+        c.screenshot("unlock-locked").pixel(centre.0, centre.1) == green
+    });
+
+    type_line(&c, "wrong");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lock.0.try_wait().unwrap().is_none(),
+        "a wrong password ended swaylock"
+    );
+    let img = c.screenshot("unlock-wrong");
+    assert_ne!(img.pixel(centre.0, centre.1), WORK);
+    assert_eq!(
+        img.pixel(10, 10),
+        green,
+        "a wrong password unlocked the session"
+    );
+
+    type_line(&c, "sesame");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = lock.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "swaylock did not accept the password"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "swaylock ended with {status}");
+    // The desktop is back: the window and its frame in work's colour.
+    wait("the desktop shows again", || {
+        let img = c.screenshot("unlocked");
+        img.pixel(centre.0, centre.1) != green
+            && img.pixel(w.frame.x + 1, w.frame.y + w.frame.height / 2) == WORK
+    });
+}
+
 /// SIGKILL, as a crash would end it.
 fn unsafe_kill(g: &mut ChildGuard) {
     let _ = g.0.kill();

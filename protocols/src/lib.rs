@@ -291,6 +291,9 @@ pub struct DomainInfo {
     /// Connected Wayland clients.
     pub clients: usize,
     pub windows: usize,
+    /// The host's X display (`:N`) while Xwayland runs; never for a VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x11_display: Option<String>,
 }
 
 /// One output.

@@ -245,6 +245,8 @@ pub struct SessionConfig {
     pub idle_lock: Option<Duration>,
     /// Blank the monitors (DPMS off) after this long without input (none: never).
     pub dpms: Option<Duration>,
+    /// Run Xwayland for host X11 apps (unset: when it is installed).
+    pub xwayland: Option<bool>,
 }
 
 /// The two-level clipboard (`[clipboard]`).

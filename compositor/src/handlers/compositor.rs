@@ -26,8 +26,11 @@ impl CompositorHandler for State {
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
         match client.get_data::<ClientState>() {
             Some(c) => &c.compositor_state,
-            // Every client is inserted with ClientState; XWayland and others come later.
-            None => unreachable!("client without ClientState"),
+            // Every client is inserted with ClientState except Xwayland, which smithay inserts.
+            None => match client.get_data::<smithay::xwayland::XWaylandClientData>() {
+                Some(x) => &x.compositor_state,
+                None => unreachable!("client without ClientState"),
+            },
         }
     }
 

@@ -402,9 +402,21 @@ impl Compositor {
 
     /// Starts a client program on the socket of `domain`.
     pub fn spawn(&self, domain: &str, program: &str, args: &[&str]) -> ChildGuard {
+        self.spawn_env(domain, program, args, &[])
+    }
+
+    /// Starts a client program on the socket of `domain` with extra environment variables.
+    pub fn spawn_env(
+        &self,
+        domain: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ChildGuard {
         let mut cmd = wrap_user(self.user, Path::new(program));
         self.client_env(&mut cmd, domain);
-        cmd.args(args)
+        cmd.envs(env.iter().copied())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
