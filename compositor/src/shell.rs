@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use smithay::desktop::{find_popup_root_surface, Window};
+use smithay::desktop::{find_popup_root_surface, layer_map_for_output, Window};
 use smithay::input::keyboard::KeyboardHandle;
 use smithay::output::Output;
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel;
@@ -351,6 +351,34 @@ impl Desktop {
                 t.send_pending_configure();
             }
         }
+    }
+
+    /// After outputs changed (mode, scale, position, on/off): panels rearranged, maximised
+    /// windows refitted, and every window brought back onto an output if its one went away.
+    pub fn outputs_changed(&mut self) {
+        let outputs: Vec<Output> = self.space.outputs().cloned().collect();
+        for o in &outputs {
+            layer_map_for_output(o).arrange();
+        }
+        let rects = self.output_rects();
+        let metrics = self.metrics();
+        let windows: Vec<Window> = self.space.elements().cloned().collect();
+        for w in &windows {
+            let Some(loc) = self.space.element_location(w) else {
+                continue;
+            };
+            let content = Rectangle::new(loc, frame::clamp_size(w.geometry().size));
+            let kind = self.frame_kind(w);
+            let fixed = frame::clamp_position(content, metrics, kind, &rects);
+            if fixed != loc {
+                self.space.map_element(w.clone(), fixed, false);
+                crate::xwayland::sync_position(self, w);
+            }
+        }
+        for o in &outputs {
+            self.refresh_maximized(o);
+        }
+        self.request_redraw();
     }
 
     /// The output's area not reserved by layer-shell panels, in global coordinates.

@@ -154,6 +154,8 @@ pub struct Desktop {
     pub idle_inhibitors: Vec<WlSurface>,
     /// Xwayland and its window manager (host X11 apps).
     pub xwayland: crate::xwayland::Xwayland,
+    /// Host tools' view of the outputs (wlr-output-management).
+    pub output_management: crate::handlers::output_management::OutputManagement,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,7 @@ impl Desktop {
         let primary_selection_state = PrimarySelectionState::new::<State>(&dh);
         crate::handlers::data_control::init(&dh);
         crate::handlers::screencopy::init(&dh);
+        crate::handlers::output_management::init(&dh);
         let layer_shell_state = WlrLayerShellState::new_with_filter::<State, _>(&dh, privileged);
         let viewporter_state = ViewporterState::new::<State>(&dh);
         let fractional_scale_state = FractionalScaleManagerState::new::<State>(&dh);
@@ -405,6 +408,7 @@ impl Desktop {
             foreign_toplevel_state,
             idle_inhibitors: Vec::new(),
             xwayland: crate::xwayland::Xwayland::new(xwayland_shell),
+            output_management: Default::default(),
         })
     }
 

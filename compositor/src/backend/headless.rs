@@ -13,7 +13,7 @@ use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::pixman;
 use smithay::utils::Transform;
 
-use crate::backend::post_render;
+use crate::backend::{check_output_changes, post_render, OutputChange};
 use crate::render::output_elements;
 use crate::state::{Desktop, State};
 
@@ -23,6 +23,8 @@ struct HeadlessOutput {
     damage: OutputDamageTracker,
     /// Age of `image` as a buffer: 0 before the first frame, then 1 (always the same image).
     age: usize,
+    /// Shown (mapped into the space) or turned off.
+    enabled: bool,
 }
 
 pub struct Headless {
@@ -39,6 +41,8 @@ pub enum HeadlessError {
     Image(i32, i32),
     #[error("cannot add the frame timer to the event loop: {0}")]
     Timer(String),
+    #[error("the [[output]] settings cannot be applied: {0}")]
+    Outputs(String),
 }
 
 impl Headless {
@@ -82,6 +86,7 @@ impl Headless {
                 image,
                 damage,
                 age: 0,
+                enabled: true,
             });
         }
         let refresh = Duration::from_nanos(1_000_000_000 / cfg.refresh.max(1) as u64);
@@ -94,11 +99,97 @@ impl Headless {
                 },
             )
             .map_err(|e| HeadlessError::Timer(e.to_string()))?;
-        Ok(Headless {
+        let mut headless = Headless {
             renderer,
             outputs,
             refresh,
-        })
+        };
+        // `[[output]]` blocks naming HEADLESS-N apply as they would to a monitor.
+        let changes: Vec<_> = desk
+            .config
+            .outputs
+            .iter()
+            .filter(|c| headless.outputs.iter().any(|o| o.output.name() == c.name))
+            .map(|c| (c.name.clone(), c.enable.then(|| OutputChange::from_config(c))))
+            .collect();
+        if !changes.is_empty() {
+            headless
+                .apply(desk, &changes, false)
+                .map_err(HeadlessError::Outputs)?;
+        }
+        Ok(headless)
+    }
+
+    /// The outputs with whether each is on.
+    pub fn outputs(&self) -> impl Iterator<Item = (&Output, bool)> {
+        self.outputs.iter().map(|o| (&o.output, o.enabled))
+    }
+
+    /// Tests or applies output changes: an output off leaves the space, a new mode gets a new
+    /// image, scale/transform/position change the output's state.
+    pub fn apply(
+        &mut self,
+        desk: &mut Desktop,
+        changes: &[(String, Option<OutputChange>)],
+        test_only: bool,
+    ) -> Result<(), String> {
+        let names: Vec<_> = self
+            .outputs
+            .iter()
+            .map(|o| (o.output.name(), o.enabled))
+            .collect();
+        check_output_changes(&names, changes)?;
+        if test_only {
+            return Ok(());
+        }
+        for (name, change) in changes {
+            let Some(out) = self.outputs.iter_mut().find(|o| &o.output.name() == name) else {
+                continue;
+            };
+            let Some(c) = change else {
+                desk.space.unmap_output(&out.output);
+                out.enabled = false;
+                continue;
+            };
+            if let Some((w, h, refresh)) = c.mode {
+                let current = out.output.current_mode();
+                let refresh = if refresh > 0 {
+                    refresh
+                } else {
+                    current.map_or(60_000, |m| m.refresh)
+                };
+                let mode = Mode {
+                    size: (w, h).into(),
+                    refresh,
+                };
+                if current.map(|m| m.size) != Some(mode.size) {
+                    out.image = self
+                        .renderer
+                        .create_buffer(Fourcc::Argb8888, (w, h).into())
+                        .map_err(|_| format!("{name}: cannot allocate a {w}x{h} image"))?;
+                }
+                out.output.add_mode(mode);
+                out.output.change_current_state(Some(mode), None, None, None);
+            }
+            if let Some(t) = c.transform {
+                out.output.change_current_state(None, Some(t), None, None);
+            }
+            if let Some(s) = c.scale {
+                out.output
+                    .change_current_state(None, None, Some(Scale::Fractional(s)), None);
+            }
+            let pos = c
+                .position
+                .map(|(x, y)| (x, y).into())
+                .or_else(|| desk.space.output_geometry(&out.output).map(|g| g.loc))
+                .unwrap_or_default();
+            out.output.change_current_state(None, None, None, Some(pos));
+            desk.space.map_output(&out.output, pos);
+            out.enabled = true;
+            out.damage = OutputDamageTracker::from_output(&out.output);
+            out.age = 0;
+        }
+        Ok(())
     }
 
     pub fn renderer(&mut self) -> &mut PixmanRenderer {
@@ -109,7 +200,7 @@ impl Headless {
     /// frame callbacks.
     pub fn render(&mut self, desk: &mut Desktop) {
         let clear = desk.config.appearance.background.to_f32();
-        for out in &mut self.outputs {
+        for out in self.outputs.iter_mut().filter(|o| o.enabled) {
             let elements =
                 output_elements(desk, &mut self.renderer, &out.output, desk.pointer_seen);
             let result = match self.renderer.bind(&mut out.image) {

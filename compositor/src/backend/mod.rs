@@ -53,6 +53,80 @@ pub enum Backend {
     Winit(Box<winit::Winit>),
 }
 
+/// A change to one output asked for by a host tool (wlr-randr, kanshi) or the config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputChange {
+    /// Width, height and refresh in mHz (0: any).
+    pub mode: Option<(i32, i32, i32)>,
+    pub position: Option<(i32, i32)>,
+    pub transform: Option<Transform>,
+    pub scale: Option<f64>,
+}
+
+impl OutputChange {
+    /// The change an `[[output]]` block asks for.
+    pub fn from_config(c: &bulkhead_config::desktop::OutputConfig) -> OutputChange {
+        OutputChange {
+            mode: c.mode.map(|m| (m.width, m.height, m.refresh_mhz.unwrap_or(0))),
+            position: c.position.map(|p| (p.x, p.y)),
+            transform: Some(transform_from_config(c.transform)),
+            scale: c.scale,
+        }
+    }
+}
+
+pub fn transform_from_config(t: bulkhead_config::desktop::OutputTransform) -> Transform {
+    use bulkhead_config::desktop::OutputTransform as T;
+    match t {
+        T::Normal => Transform::Normal,
+        T::Rotate90 => Transform::_90,
+        T::Rotate180 => Transform::_180,
+        T::Rotate270 => Transform::_270,
+        T::Flipped => Transform::Flipped,
+        T::Flipped90 => Transform::Flipped90,
+        T::Flipped180 => Transform::Flipped180,
+        T::Flipped270 => Transform::Flipped270,
+    }
+}
+
+/// Checks a change against what every backend can show: sizes, scales, and at least one
+/// output left on. `names` are the backend's outputs with whether each is on now.
+pub fn check_output_changes(
+    names: &[(String, bool)],
+    changes: &[(String, Option<OutputChange>)],
+) -> Result<(), String> {
+    for (name, change) in changes {
+        if !names.iter().any(|(n, _)| n == name) {
+            return Err(format!("there is no output {name:?}"));
+        }
+        if let Some(c) = change {
+            if let Some((w, h, r)) = c.mode {
+                if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) || !(0..=1_000_000).contains(&r) {
+                    return Err(format!("{name}: mode {w}x{h}@{r}mHz is out of range"));
+                }
+            }
+            if let Some(s) = c.scale {
+                if !(s.is_finite() && (0.5..=4.0).contains(&s)) {
+                    return Err(format!("{name}: scale {s} is not between 0.5 and 4"));
+                }
+            }
+        }
+    }
+    let on = names
+        .iter()
+        .filter(|(n, on)| {
+            changes
+                .iter()
+                .find(|(c, _)| c == n)
+                .map_or(*on, |(_, c)| c.is_some())
+        })
+        .count();
+    if on == 0 {
+        return Err("at least one output must stay on".into());
+    }
+    Ok(())
+}
+
 /// An RGBA image of everything composed.
 pub struct Screenshot {
     pub width: u32,
@@ -80,6 +154,43 @@ impl Backend {
 
     pub fn is_headless(&self) -> bool {
         matches!(self, Backend::Headless(_))
+    }
+
+    /// Every output the backend drives, on or off (wlr-output-management's heads).
+    pub fn heads(&self, desk: &Desktop) -> Vec<crate::handlers::output_management::HeadState> {
+        use crate::handlers::output_management::HeadState;
+        let mapped = |output: &Output, enabled: bool| HeadState {
+            output: output.clone(),
+            enabled,
+            position: desk
+                .space
+                .output_geometry(output)
+                .map_or((0, 0), |g| (g.loc.x, g.loc.y)),
+        };
+        match self {
+            Backend::Headless(b) => b.outputs().map(|(o, on)| mapped(o, on)).collect(),
+            Backend::Winit(b) => vec![mapped(b.output(), true)],
+        }
+    }
+}
+
+impl State {
+    /// Tests or applies output changes (`None`: turn that output off).
+    pub fn apply_output_changes(
+        &mut self,
+        changes: &[(String, Option<OutputChange>)],
+        test_only: bool,
+    ) -> Result<(), String> {
+        match &mut self.backend {
+            Backend::Headless(b) => b.apply(&mut self.desk, changes, test_only)?,
+            Backend::Winit(_) => {
+                return Err("the nested window's output follows the window's size".into())
+            }
+        }
+        if !test_only {
+            self.desk.outputs_changed();
+        }
+        Ok(())
     }
 }
 

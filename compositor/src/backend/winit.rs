@@ -89,6 +89,10 @@ impl Winit {
         })
     }
 
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
     pub fn renderer(&mut self) -> &mut GlesRenderer {
         self.backend.renderer()
     }

@@ -5,6 +5,7 @@ pub mod data_control;
 mod idle;
 mod layer_shell;
 mod misc;
+pub mod output_management;
 pub mod screencopy;
 mod seat;
 mod session_lock;
