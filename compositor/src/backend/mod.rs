@@ -2,6 +2,7 @@
 //! `headless` renders with pixman into memory (tests, screenshots, benchmarks); `winit` runs
 //! nested in an existing desktop. The DRM/KMS session backend plugs in here as a third arm.
 
+pub mod drm_policy;
 pub mod headless;
 pub mod winit;
 
