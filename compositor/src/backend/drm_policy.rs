@@ -330,6 +330,22 @@ pub fn resolve_input(blocks: &[InputConfig], name: &str, kind: DeviceKind) -> In
     s
 }
 
+/// The virtual terminal Ctrl+Alt+F`n` switches to, for an evdev key code (F1–F12). The backend
+/// handles these before bindings: a session on a VT must always let the user leave it.
+pub fn vt_for_key(evdev_code: u32, ctrl: bool, alt: bool) -> Option<i32> {
+    if !(ctrl && alt) {
+        return None;
+    }
+    match evdev_code {
+        // KEY_F1 ..= KEY_F10
+        59..=68 => Some(evdev_code as i32 - 58),
+        // KEY_F11, KEY_F12
+        87 => Some(11),
+        88 => Some(12),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,5 +743,18 @@ mod tests {
         let blocks = [off, later];
         assert!(resolve_input(&blocks, "Noisy Touchscreen", touch).disabled);
         assert!(!resolve_input(&blocks, "Good Touchscreen", touch).disabled);
+    }
+
+    #[test]
+    fn ctrl_alt_function_keys_switch_vt() {
+        assert_eq!(vt_for_key(59, true, true), Some(1));
+        assert_eq!(vt_for_key(68, true, true), Some(10));
+        assert_eq!(vt_for_key(87, true, true), Some(11));
+        assert_eq!(vt_for_key(88, true, true), Some(12));
+        assert_eq!(vt_for_key(59, true, false), None);
+        assert_eq!(vt_for_key(59, false, true), None);
+        // KEY_1 and KEY_F13 are no VT keys.
+        assert_eq!(vt_for_key(2, true, true), None);
+        assert_eq!(vt_for_key(183, true, true), None);
     }
 }
