@@ -338,7 +338,8 @@ impl Drm {
     /// Composes every output that is not waiting for a page flip (those redraw on the flip).
     pub fn render(&mut self, desk: &mut Desktop) {
         desk.dirty = false;
-        if !self.phase.is_active() || !self.screens_on {
+        // While paused nothing is drawn: every surface is reset and redrawn on resume.
+        if self.phase.on(SessionEvent::Render).1 != SessionAction::Render || !self.screens_on {
             return;
         }
         for i in 0..self.surfaces.len() {
@@ -672,6 +673,10 @@ impl Drm {
         if let Err(e) = self.device.activate(false) {
             tracing::error!("cannot reactivate the GPU: {e}");
         }
+        // Coming back to the VT is the user's doing: light the monitors even if they were
+        // blanked before the switch, and restart the DPMS countdown.
+        self.screens_on = true;
+        desk.last_activity = Instant::now();
         self.reset_surfaces();
         if rescan {
             self.scan_connectors(desk);
@@ -957,5 +962,20 @@ mod tests {
             Transform::Flipped270
         );
         assert_eq!(to_transform(OutputTransform::Normal), Transform::Normal);
+    }
+
+    /// Opening a seat must answer quickly, with a session or an error, never hang (ignored by
+    /// default: on a machine with a seat it would take it).
+    #[test]
+    #[ignore]
+    fn libseat_answers_quickly() {
+        let started = Instant::now();
+        let result = LibSeatSession::new();
+        let took = started.elapsed();
+        match &result {
+            Ok(_) => eprintln!("libseat session opened in {took:?}"),
+            Err(e) => eprintln!("libseat failed in {took:?}: {e}"),
+        }
+        assert!(took < Duration::from_secs(5), "libseat took {took:?}");
     }
 }
