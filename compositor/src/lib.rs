@@ -78,6 +78,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             Backend::Headless(backend::headless::Headless::new(&mut desk, &headless_cfg)?)
         }
         BackendKind::Winit => Backend::Winit(Box::new(backend::winit::Winit::new(&mut desk)?)),
+        BackendKind::Drm => Backend::Drm(Box::new(backend::drm::Drm::new(&mut desk)?)),
         BackendKind::Auto => unreachable!("resolved above"),
     };
     if let Err(e) = reload::watch(&mut desk) {
@@ -121,6 +122,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             state.refresh_pointer_focus();
             state.desk.space.refresh();
             state.desk.popups.cleanup();
+            // The DRM backend draws on demand (and on page flips), not on a clock.
+            if state.desk.dirty && state.backend.renders_on_demand() {
+                state.render();
+            }
             if let Err(e) = state.desk.display_handle.flush_clients() {
                 tracing::warn!("flushing clients failed: {e}");
             }

@@ -16,8 +16,9 @@ use clap::{Parser, Subcommand};
     about = "A Wayland compositor whose windows belong to VM security domains"
 )]
 struct Cli {
-    /// Where the compositor draws: nested in a running desktop (winit), in memory (headless),
-    /// or auto (winit inside a desktop, else headless).
+    /// Where the compositor draws: nested in a running desktop (winit), on the screens from a
+    /// text console (drm), in memory (headless), or auto (winit inside a desktop, drm on a VT,
+    /// else headless).
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendKind,
     /// Config file (default: $XDG_CONFIG_HOME/bulkhead/config.toml, then /etc/bulkhead/config.toml).

@@ -110,7 +110,12 @@ impl Headless {
             .outputs
             .iter()
             .filter(|c| headless.outputs.iter().any(|o| o.output.name() == c.name))
-            .map(|c| (c.name.clone(), c.enable.then(|| OutputChange::from_config(c))))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.enable.then(|| OutputChange::from_config(c)),
+                )
+            })
             .collect();
         if !changes.is_empty() {
             headless
@@ -169,7 +174,8 @@ impl Headless {
                         .map_err(|_| format!("{name}: cannot allocate a {w}x{h} image"))?;
                 }
                 out.output.add_mode(mode);
-                out.output.change_current_state(Some(mode), None, None, None);
+                out.output
+                    .change_current_state(Some(mode), None, None, None);
             }
             if let Some(t) = c.transform {
                 out.output.change_current_state(None, Some(t), None, None);

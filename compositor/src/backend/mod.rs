@@ -1,7 +1,10 @@
 //! Backends: how composed frames reach a screen (or a buffer) and where input comes from.
 //! `headless` renders with pixman into memory (tests, screenshots, benchmarks); `winit` runs
-//! nested in an existing desktop. The DRM/KMS session backend plugs in here as a third arm.
+//! nested in an existing desktop; `drm` runs the session itself on a GPU from a TTY (DRM/KMS,
+//! libseat, libinput), with its decisions in `drm_policy`.
 
+pub mod drm;
+pub mod drm_policy;
 pub mod headless;
 pub mod winit;
 
@@ -26,19 +29,63 @@ use crate::state::{Desktop, State};
 /// Which backend to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
-    /// Nested in a running Wayland or X11 desktop when there is one, else headless.
+    /// The session's own screens from a TTY (drm) when not inside a desktop, nested in a
+    /// running Wayland or X11 desktop (winit) when inside one, else headless.
     Auto,
     Headless,
     Winit,
+    /// DRM/KMS on the seat's GPU, input from libinput, devices through libseat.
+    Drm,
+}
+
+/// What the `auto` choice looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AutoEnv {
+    /// WAYLAND_DISPLAY is set and not empty.
+    pub wayland_display: bool,
+    /// DISPLAY is set and not empty.
+    pub x11_display: bool,
+    /// Standard input is a virtual terminal (/dev/ttyN).
+    pub stdin_is_vt: bool,
+    /// XDG_SESSION_TYPE is `tty` (logind's session on a VT).
+    pub session_type_tty: bool,
+}
+
+impl AutoEnv {
+    /// Reads the environment of this process.
+    pub fn current() -> AutoEnv {
+        let has = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+        let stdin = std::fs::read_link("/proc/self/fd/0").ok();
+        AutoEnv {
+            wayland_display: has("WAYLAND_DISPLAY"),
+            x11_display: has("DISPLAY"),
+            stdin_is_vt: stdin.as_deref().is_some_and(is_vt_path),
+            session_type_tty: std::env::var_os("XDG_SESSION_TYPE").is_some_and(|t| t == "tty"),
+        }
+    }
+}
+
+/// Whether `path` names a virtual terminal (`/dev/tty1`, not `/dev/tty` or `/dev/ttyS0`).
+pub fn is_vt_path(path: &std::path::Path) -> bool {
+    path.to_str()
+        .and_then(|p| p.strip_prefix("/dev/tty"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl BackendKind {
     pub fn resolve(self) -> BackendKind {
+        self.resolve_in(AutoEnv::current())
+    }
+
+    /// `Auto` in `env`: inside a desktop, a window in it; on a VT (or in a tty session), the
+    /// screens themselves; otherwise (SSH, CI) headless. Any explicit choice stays as it is.
+    pub fn resolve_in(self, env: AutoEnv) -> BackendKind {
         match self {
             BackendKind::Auto => {
-                let has = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
-                if has("WAYLAND_DISPLAY") || has("DISPLAY") {
+                if env.wayland_display || env.x11_display {
                     BackendKind::Winit
+                } else if env.stdin_is_vt || env.session_type_tty {
+                    BackendKind::Drm
                 } else {
                     BackendKind::Headless
                 }
@@ -51,6 +98,7 @@ impl BackendKind {
 pub enum Backend {
     Headless(headless::Headless),
     Winit(Box<winit::Winit>),
+    Drm(Box<drm::Drm>),
 }
 
 /// A change to one output asked for by a host tool (wlr-randr, kanshi) or the config.
@@ -67,7 +115,9 @@ impl OutputChange {
     /// The change an `[[output]]` block asks for.
     pub fn from_config(c: &bulkhead_config::desktop::OutputConfig) -> OutputChange {
         OutputChange {
-            mode: c.mode.map(|m| (m.width, m.height, m.refresh_mhz.unwrap_or(0))),
+            mode: c
+                .mode
+                .map(|m| (m.width, m.height, m.refresh_mhz.unwrap_or(0))),
             position: c.position.map(|p| (p.x, p.y)),
             transform: Some(transform_from_config(c.transform)),
             scale: c.scale,
@@ -101,7 +151,10 @@ pub fn check_output_changes(
         }
         if let Some(c) = change {
             if let Some((w, h, r)) = c.mode {
-                if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) || !(0..=1_000_000).contains(&r) {
+                if !(64..=8192).contains(&w)
+                    || !(64..=8192).contains(&h)
+                    || !(0..=1_000_000).contains(&r)
+                {
                     return Err(format!("{name}: mode {w}x{h}@{r}mHz is out of range"));
                 }
             }
@@ -149,6 +202,7 @@ impl Backend {
                     Transform::Flipped180,
                 )
             }
+            Backend::Drm(b) => b.screenshot(desk),
         }
     }
 
@@ -170,7 +224,14 @@ impl Backend {
         match self {
             Backend::Headless(b) => b.outputs().map(|(o, on)| mapped(o, on)).collect(),
             Backend::Winit(b) => vec![mapped(b.output(), true)],
+            Backend::Drm(b) => b.outputs().map(|o| mapped(o, true)).collect(),
         }
+    }
+
+    /// Whether frames are drawn when something changed rather than by the backend's own clock
+    /// or window events: the event loop then renders after dispatching when the scene is dirty.
+    pub fn renders_on_demand(&self) -> bool {
+        matches!(self, Backend::Drm(_))
     }
 }
 
@@ -185,6 +246,13 @@ impl State {
             Backend::Headless(b) => b.apply(&mut self.desk, changes, test_only)?,
             Backend::Winit(_) => {
                 return Err("the nested window's output follows the window's size".into())
+            }
+            Backend::Drm(_) => {
+                return Err(
+                    "changing monitors while the session runs is not supported on DRM yet; \
+                            set [[output]] in the config and log in again"
+                        .into(),
+                )
             }
         }
         if !test_only {
@@ -201,6 +269,7 @@ impl State {
         match &mut self.backend {
             Backend::Headless(b) => b.render(&mut self.desk),
             Backend::Winit(b) => b.render(&mut self.desk),
+            Backend::Drm(b) => b.render(&mut self.desk),
         }
     }
 }
@@ -346,4 +415,68 @@ pub fn post_render(desk: &mut Desktop, output: &Output, refresh: Duration) {
         desk.frame_seq,
         wp_presentation_feedback::Kind::Vsync,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn auto_prefers_the_desktop_then_the_vt_then_headless() {
+        let none = AutoEnv::default();
+        let r = |env: AutoEnv| BackendKind::Auto.resolve_in(env);
+        assert_eq!(r(none), BackendKind::Headless);
+        let wl = AutoEnv {
+            wayland_display: true,
+            ..none
+        };
+        assert_eq!(r(wl), BackendKind::Winit);
+        let x = AutoEnv {
+            x11_display: true,
+            ..none
+        };
+        assert_eq!(r(x), BackendKind::Winit);
+        let vt = AutoEnv {
+            stdin_is_vt: true,
+            ..none
+        };
+        assert_eq!(r(vt), BackendKind::Drm);
+        let tty = AutoEnv {
+            session_type_tty: true,
+            ..none
+        };
+        assert_eq!(r(tty), BackendKind::Drm);
+        // A desktop wins over the VT (a nested start from a terminal in a desktop on a VT).
+        let both = AutoEnv {
+            wayland_display: true,
+            stdin_is_vt: true,
+            session_type_tty: true,
+            ..none
+        };
+        assert_eq!(r(both), BackendKind::Winit);
+    }
+
+    #[test]
+    fn explicit_choices_are_kept() {
+        let vt = AutoEnv {
+            stdin_is_vt: true,
+            session_type_tty: true,
+            ..AutoEnv::default()
+        };
+        for k in [BackendKind::Headless, BackendKind::Winit, BackendKind::Drm] {
+            assert_eq!(k.resolve_in(vt), k);
+            assert_eq!(k.resolve_in(AutoEnv::default()), k);
+        }
+    }
+
+    #[test]
+    fn vt_paths() {
+        assert!(is_vt_path(Path::new("/dev/tty1")));
+        assert!(is_vt_path(Path::new("/dev/tty12")));
+        assert!(!is_vt_path(Path::new("/dev/tty")));
+        assert!(!is_vt_path(Path::new("/dev/ttyS0")));
+        assert!(!is_vt_path(Path::new("/dev/pts/3")));
+        assert!(!is_vt_path(Path::new("/dev/null")));
+    }
 }
