@@ -94,6 +94,9 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "zwlr_virtual_pointer_manager_v1",
         "zwp_keyboard_shortcuts_inhibit_manager_v1",
         "zwp_pointer_constraints_v1",
+        "zwlr_output_manager_v1",
+        "zwlr_output_power_manager_v1",
+        "xwayland_shell_v1",
     ];
     let (ok, vm) = c.run("work", "wayland-info", &[]);
     assert!(
@@ -113,6 +116,7 @@ fn privileged_globals_are_only_offered_to_the_host() {
         "zwlr_data_control_manager_v1",
         "zwlr_screencopy_manager_v1",
         "ext_idle_notifier_v1",
+        "zwlr_output_manager_v1",
     ] {
         assert!(
             host.contains(&format!("'{g}'")),

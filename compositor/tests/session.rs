@@ -332,3 +332,73 @@ fn grim_captures_on_the_host_and_a_vm_has_nothing_to_bind() {
     let (ok, _) = c.run_for(10, "work", "grim", &[vm_shot.to_str().unwrap()]);
     assert!(!ok && !vm_shot.exists(), "grim captured from a VM socket");
 }
+
+#[test]
+fn wlr_randr_lists_and_changes_outputs_on_the_host_only() {
+    // The config places the second output below the first at scale 2.
+    let c = Compositor::start(&format!(
+        "{TWO_VMS}\n[headless]\noutputs = 2\n[[output]]\nname = \"HEADLESS-2\"\nposition = \"0,800\"\nscale = 2.0\n"
+    ));
+    let second = |c: &Compositor| {
+        c.outputs()
+            .into_iter()
+            .find(|o| o.name == "HEADLESS-2")
+            .expect("HEADLESS-2")
+    };
+    let o = second(&c);
+    assert_eq!(
+        (o.geometry.x, o.geometry.y, o.geometry.width),
+        (0, 800, 640)
+    );
+    assert_eq!(o.scale, 2.0);
+
+    let (ok, listing) = c.run("host", "wlr-randr", &[]);
+    assert!(ok, "wlr-randr failed on the host socket");
+    assert!(
+        listing.contains("HEADLESS-1") && listing.contains("HEADLESS-2"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("Position: 0,800") && listing.contains("Scale: 2.000000"),
+        "{listing}"
+    );
+
+    // Move it to the right at scale 1 and give the first a custom mode.
+    let (ok, _) = c.run(
+        "host",
+        "wlr-randr",
+        &["--output", "HEADLESS-2", "--pos", "1280,0", "--scale", "1"],
+    );
+    assert!(ok, "wlr-randr could not move HEADLESS-2");
+    let (ok, _) = c.run(
+        "host",
+        "wlr-randr",
+        &["--output", "HEADLESS-1", "--custom-mode", "1024x768"],
+    );
+    assert!(ok, "wlr-randr could not set a custom mode");
+    let o = second(&c);
+    assert_eq!(
+        (
+            o.geometry.x,
+            o.geometry.y,
+            o.geometry.width,
+            o.geometry.height
+        ),
+        (1280, 0, 1280, 800)
+    );
+    let img = c.screenshot("randr");
+    // The canvas: 1024 (the first, now narrower) up to 1280 + 1280.
+    assert_eq!((img.width, img.height), (2560, 800));
+
+    // Turning one off works; turning off the last is refused and changes nothing.
+    let (ok, _) = c.run("host", "wlr-randr", &["--output", "HEADLESS-2", "--off"]);
+    assert!(ok);
+    assert_eq!(c.outputs().len(), 1);
+    let (ok, _) = c.run("host", "wlr-randr", &["--output", "HEADLESS-1", "--off"]);
+    assert!(!ok, "the last output could be turned off");
+    assert_eq!(c.outputs().len(), 1);
+
+    // A VM has nothing to bind.
+    let (ok, _) = c.run("work", "wlr-randr", &[]);
+    assert!(!ok, "a VM client could use wlr-output-management");
+}

@@ -336,6 +336,13 @@ impl Compositor {
         }
     }
 
+    pub fn outputs(&self) -> Vec<bulkhead_ipc::OutputInfo> {
+        match self.request(&Request::Outputs) {
+            Reply::Outputs(o) => o,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
     pub fn windows(&self) -> Vec<WindowInfo> {
         match self.request(&Request::Windows) {
             Reply::Windows(w) => w,
