@@ -14,19 +14,74 @@ impl State {
         let mut c = std::process::Command::new("/bin/sh");
         c.arg("-c")
             .arg(cmd)
-            .env("WAYLAND_DISPLAY", &self.desk.host_socket)
-            .env("XDG_CURRENT_DESKTOP", "Bulkhead")
+            .envs(self.session_environment())
             .stdin(std::process::Stdio::null());
-        if let Some(n) = self.desk.xwayland.display {
-            c.env("DISPLAY", format!(":{n}"));
-        }
         bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
         c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
         Ok(())
     }
 
+    /// The variables a session's programs need to find it: the host socket, the desktop's
+    /// name and, while Xwayland runs, the X display.
+    pub fn session_environment(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (
+                "WAYLAND_DISPLAY".to_string(),
+                self.desk.host_socket.to_string_lossy().into_owned(),
+            ),
+            ("XDG_CURRENT_DESKTOP".to_string(), "Bulkhead".to_string()),
+            ("XDG_SESSION_TYPE".to_string(), "wayland".to_string()),
+        ];
+        if let Some(n) = self.desk.xwayland.display {
+            vars.push(("DISPLAY".to_string(), format!(":{n}")));
+        }
+        vars
+    }
+
+    /// Hands the session's variables to the systemd user manager and the D-Bus activation
+    /// environment, so programs they start (portals, notification daemons, apps from a
+    /// launcher) find this session. Only for the real session: a nested or headless Bulkhead
+    /// must not point the user's services at itself. `[session] export-environment` decides
+    /// otherwise.
+    pub fn export_environment(&mut self) {
+        let wanted = self
+            .desk
+            .config
+            .session
+            .export_environment
+            .unwrap_or(matches!(self.backend, crate::backend::Backend::Drm(_)));
+        if !wanted {
+            return;
+        }
+        let vars = self.session_environment();
+        for argv in export_commands(&vars) {
+            let mut c = std::process::Command::new(&argv[0]);
+            c.args(&argv[1..])
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null());
+            bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
+            match c.spawn() {
+                // Reaped off the event loop: a hung bus must not stall the session.
+                Ok(mut child) => {
+                    let what = argv[0].clone();
+                    std::thread::spawn(move || match child.wait() {
+                        Ok(s) if !s.success() => tracing::warn!("{what} failed: {s}"),
+                        Err(e) => tracing::warn!("{what}: {e}"),
+                        Ok(_) => {}
+                    });
+                }
+                Err(e) => tracing::info!(
+                    "cannot run {}: {e} (environment not exported there)",
+                    argv[0]
+                ),
+            }
+        }
+    }
+
     /// Starts the autostart commands and the idle watch.
     pub fn start_session(&mut self) {
+        self.export_environment();
         for cmd in self.desk.config.session.autostart.clone() {
             if let Err(e) = self.spawn_host(&cmd) {
                 tracing::warn!("autostart: {e}");
@@ -60,5 +115,57 @@ impl State {
                 tracing::warn!("idle lock: {e}");
             }
         }
+    }
+}
+
+/// The commands that export `vars` (already in their environment) to the systemd user manager
+/// and the D-Bus activation environment.
+pub fn export_commands(vars: &[(String, String)]) -> Vec<Vec<String>> {
+    let names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
+    let mut systemd = vec![
+        "systemctl".to_string(),
+        "--user".into(),
+        "import-environment".into(),
+    ];
+    systemd.extend(names.iter().cloned());
+    let mut dbus = vec!["dbus-update-activation-environment".to_string()];
+    dbus.extend(names);
+    vec![systemd, dbus]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_variables_go_to_systemd_and_dbus_by_name() {
+        let vars = vec![
+            ("WAYLAND_DISPLAY".to_string(), "wayland-1".to_string()),
+            ("XDG_CURRENT_DESKTOP".to_string(), "Bulkhead".to_string()),
+            ("DISPLAY".to_string(), ":0".to_string()),
+        ];
+        let cmds = export_commands(&vars);
+        assert_eq!(
+            cmds[0],
+            [
+                "systemctl",
+                "--user",
+                "import-environment",
+                "WAYLAND_DISPLAY",
+                "XDG_CURRENT_DESKTOP",
+                "DISPLAY"
+            ]
+        );
+        assert_eq!(
+            cmds[1],
+            [
+                "dbus-update-activation-environment",
+                "WAYLAND_DISPLAY",
+                "XDG_CURRENT_DESKTOP",
+                "DISPLAY"
+            ]
+        );
+        // Values never appear on a command line (they come through the environment).
+        assert!(cmds.iter().flatten().all(|a| a != "wayland-1" && a != ":0"));
     }
 }

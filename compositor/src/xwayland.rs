@@ -163,6 +163,8 @@ impl State {
                 tracing::info!("Xwayland ready on DISPLAY=:{number}");
                 self.desk.xwayland.wm = Some(wm);
                 self.desk.xwayland.display = Some(number);
+                // Programs started by systemd or D-Bus from now on find the X display too.
+                self.export_environment();
             }
             Err(e) => tracing::warn!("cannot start the X11 window manager: {e}"),
         }

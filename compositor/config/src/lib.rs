@@ -247,6 +247,9 @@ pub struct SessionConfig {
     pub dpms: Option<Duration>,
     /// Run Xwayland for host X11 apps (unset: when it is installed).
     pub xwayland: Option<bool>,
+    /// Export WAYLAND_DISPLAY, XDG_CURRENT_DESKTOP (and DISPLAY) to the systemd user manager
+    /// and D-Bus (unset: only on the DRM backend, the real session).
+    pub export_environment: Option<bool>,
 }
 
 /// The two-level clipboard (`[clipboard]`).
