@@ -628,3 +628,61 @@ fn the_launcher_boots_a_stopped_vm_for_its_app() {
     assert_eq!(out.trim(), "1", "the app's process runs");
     stop(&c, "test");
 }
+
+/// The full guest (`rootfs/build-guest --profile full`): a Debian root under systemd, the agent
+/// and the Wayland proxy as units, the launcher apps taken from the image's desktop entries.
+#[test]
+fn the_full_guest_runs_systemd_units_and_exports_its_apps() {
+    let g = guest().with_file_name("full");
+    assert!(
+        g.join("root.img").exists(),
+        "no full guest in {}: run rootfs/build-guest --profile full (.ci/test does)",
+        g.display()
+    );
+    // The config build-guest wrote, with its apps from the image's .desktop files.
+    let written = std::fs::read_to_string(g.join("config.toml")).unwrap();
+    assert!(
+        written.contains("[[vm.app]]\nname = \"Foot\"\ncommand = [\"foot\"]"),
+        "foot's desktop entry is not a launcher app:\n{written}"
+    );
+    assert!(g.join("applications/foot.desktop").exists());
+    let teal = [0x16, 0xa0, 0x85];
+    let cfg = config(&format!(
+        r##"
+[[vm]]
+name = "full"
+color = "#16a085"
+vmm = "qemu"
+memory = 1024
+cpus = 2
+kernel = "{g}/vmlinuz"
+initramfs = "{g}/initramfs.cpio"
+root-disk = "{g}/root.img"
+root-overlay = {{ type = "disk", size = "512M" }}
+"##,
+        g = g.display()
+    ));
+    let c = Compositor::start(&cfg);
+    // systemd is PID 1, and the agent and the proxy are its units, active.
+    let (code, out, err) = c.vm_cli(
+        "vm-run",
+        &[
+            "--wait",
+            "full",
+            "sh",
+            "-c",
+            "cat /proc/1/comm; systemctl is-active bulkhead-agent bulkhead-wl-proxy; \
+             . /etc/profile.d/bulkhead.sh; echo $WAYLAND_DISPLAY",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "systemd\nactive\nactive\nwayland-0\n", "{err}");
+    // An app through the unit's proxy: framed in the VM's colour.
+    let (code, _, err) = c.vm_cli("vm-run", &["full", "foot"]);
+    assert_eq!(code, 0, "{err}");
+    let w = c.wait_window("full", "foot");
+    std::thread::sleep(Duration::from_millis(1000));
+    let img = c.screenshot("vm-full-foot");
+    assert_framed(&img, &w, teal, &format!("[full] {}", w.title), true);
+    stop(&c, "full");
+}
