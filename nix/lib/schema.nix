@@ -31,14 +31,6 @@ let
       What the interface attaches to: "user" (user-mode networking, internet without root),
       "tap" (a host tap device with a host address or in a bridge), "switch" (a port on a
       bulkhead-switch VM network).'')
-    (f "mac" "str" "The interface's MAC address (default: derived from the VM name and position).")
-    (f "address" "str" "The guest's address with prefix length, e.g. \"10.20.0.2/24\" (user: 10.0.2.15/24).")
-    (f "gateway" "str" "The guest's default gateway on this interface.")
-    (f "routes" { inline = [
-        (f "to" "str" "Destination network with prefix length.")
-        (f "via" "str" "Next hop.")
-      ]; } "Extra routes: a list of { to = \"10.30.0.0/24\"; via = \"10.20.0.1\"; }.")
-    (f "nameservers" "strs" "DNS servers the guest uses.")
     (f "name" "str" "type = \"tap\": the host tap device (1 to 15 characters, e.g. \"vm-work0\").")
     (f "hostAddress" "str" ''
       type = "tap": the host's address on the tap, with prefix length (e.g. "10.10.0.1/24").
@@ -48,6 +40,14 @@ let
     (f "role" { enum = [ "router" "client" ]; } ''
       type = "switch": "router" (one per network, sees every client) or "client" (talks only to
       the router; the default).'')
+    (f "mac" "str" "The interface's MAC address (default: derived from the VM name and position).")
+    (f "address" "str" "The guest's address with prefix length, e.g. \"10.20.0.2/24\" (user: 10.0.2.15/24).")
+    (f "gateway" "str" "The guest's default gateway on this interface.")
+    (f "routes" { inline = [
+        (f "to" "str" "Destination network with prefix length.")
+        (f "via" "str" "The next hop's address.")
+      ]; } "Extra routes: a list of { to = \"10.30.0.0/24\"; via = \"10.20.0.1\"; }.")
+    (f "nameservers" "strs" "DNS servers the guest uses.")
   ];
 
   vm = [
