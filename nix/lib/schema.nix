@@ -112,7 +112,7 @@ in
 {
   # Module-only option names (not written to config.toml), per level; config.nix skips them.
   moduleOnly = {
-    top = [ "enable" "package" "vmToolsPackage" "guestToolsPackage" "user" "nat" "vfio" "extraConfig" ];
+    top = [ "enable" "package" "vmToolsPackage" "guestToolsPackage" "user" "nat" "vfio" ];
     vm = [ "guestPrograms" "guestConfig" ];
   };
 
