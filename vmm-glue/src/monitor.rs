@@ -358,16 +358,27 @@ impl Monitor {
             })?;
             self.created_taps.push(tap.name.clone());
         }
+        // A tap prepared by the system (the NixOS module, an admin) may already be as the plan
+        // wants it: then nothing is changed, which an unprivileged user could not do anyway.
+        let sys = Path::new("/sys/class/net").join(&tap.name);
         if let Some(addr) = &tap.host_address {
-            ip(&["addr", "replace", addr, "dev", &tap.name])
-                .map_err(|e| format!("cannot give {} the address {addr}: {e}", tap.name))?;
+            if !has_address(&tap.name, addr) {
+                ip(&["addr", "replace", addr, "dev", &tap.name])
+                    .map_err(|e| format!("cannot give {} the address {addr}: {e}", tap.name))?;
+            }
         }
         if let Some(br) = &tap.bridge {
-            ip(&["link", "set", &tap.name, "master", br])
-                .map_err(|e| format!("cannot add {} to bridge {br}: {e}", tap.name))?;
+            let master = fs::read_link(sys.join("master")).ok();
+            if master.as_deref().and_then(Path::file_name) != Some(std::ffi::OsStr::new(br)) {
+                ip(&["link", "set", &tap.name, "master", br])
+                    .map_err(|e| format!("cannot add {} to bridge {br}: {e}", tap.name))?;
+            }
         }
-        ip(&["link", "set", &tap.name, "up"])
-            .map_err(|e| format!("cannot bring {} up: {e}", tap.name))
+        if !link_is_up(&sys) {
+            ip(&["link", "set", &tap.name, "up"])
+                .map_err(|e| format!("cannot bring {} up: {e}", tap.name))?;
+        }
+        Ok(())
     }
 
     fn spawn(&self, p: &ProcessSpec) -> Result<Pid, String> {
@@ -494,6 +505,28 @@ pub fn remove_runtime_files(dir: &Path) {
             let _ = fs::remove_file(e.path());
         }
     }
+}
+
+/// Whether interface `dev` already has `cidr` (e.g. "10.0.0.1/24"), from `ip -o addr show`.
+fn has_address(dev: &str, cidr: &str) -> bool {
+    Command::new("ip")
+        .args(["-o", "addr", "show", "dev", dev])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|w| w == cidr)
+        })
+}
+
+/// Whether the interface at `/sys/class/net/<dev>` is administratively up (IFF_UP).
+fn link_is_up(sys: &Path) -> bool {
+    fs::read_to_string(sys.join("flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|flags| flags & 0x1 != 0)
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -669,6 +702,16 @@ fn confine(plan: &LaunchPlan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interface_already_as_planned_is_recognised() {
+        // lo is up with 127.0.0.1/8 on every Linux machine: a prepared tap is read the same way.
+        assert!(has_address("lo", "127.0.0.1/8"));
+        assert!(!has_address("lo", "127.0.0.2/8"));
+        assert!(!has_address("no-such-device0", "127.0.0.1/8"));
+        assert!(link_is_up(Path::new("/sys/class/net/lo")));
+        assert!(!link_is_up(Path::new("/sys/class/net/no-such-device0")));
+    }
 
     #[test]
     fn process_identity_survives_odd_names_and_detects_exit() {
