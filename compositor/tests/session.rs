@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -401,4 +402,61 @@ fn wlr_randr_lists_and_changes_outputs_on_the_host_only() {
     // A VM has nothing to bind.
     let (ok, _) = c.run("work", "wlr-randr", &[]);
     assert!(!ok, "a VM client could use wlr-output-management");
+}
+
+#[test]
+fn an_x11_app_is_framed_as_a_host_window() {
+    // Debian 12's Xwayland (22.1) cannot pair X11 windows with surfaces the way smithay 0.7
+    // needs; install-deps unpacks Debian 13's into its own root for this test.
+    let xwayland = Path::new("/opt/bulkhead-test/xwayland/bin");
+    assert!(
+        xwayland.join("Xwayland").exists(),
+        "no Xwayland 23.1+ in {}: run .ci/install-deps",
+        xwayland.display()
+    );
+    let c = Compositor::start_with_path_first(
+        &format!("{TWO_VMS}\n[session]\nxwayland = true\n"),
+        xwayland,
+    );
+    let mut display = None;
+    wait("Xwayland is ready", || {
+        display = match c.request(&bulkhead_ipc::Request::Domains) {
+            bulkhead_ipc::Reply::Domains(d) => d.into_iter().find_map(|d| d.x11_display),
+            _ => None,
+        };
+        display.is_some()
+    });
+    let display = display.unwrap();
+    // The VMs' domains never get an X display.
+    let domains = match c.request(&bulkhead_ipc::Request::Domains) {
+        bulkhead_ipc::Reply::Domains(d) => d,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    assert!(domains
+        .iter()
+        .all(|d| (d.name == "host") == d.x11_display.is_some()));
+    let _xterm = c.spawn_env(
+        "host",
+        "xterm",
+        &["-geometry", "60x15", "-bg", "#ff00aa", "-title", "x11 here"],
+        &[("DISPLAY", display.as_str())],
+    );
+    let w = c.wait_window("host", "x11 here");
+    assert_eq!(w.app_id, "XTerm");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut img = c.screenshot("x11-xterm");
+    wait("xterm's pixels are drawn", || {
+        img = c.screenshot("x11-xterm");
+        img.pixel(
+            w.geometry.x + w.geometry.width / 2,
+            w.geometry.y + w.geometry.height / 2,
+        ) == [0xff, 0x00, 0xaa]
+    });
+    // A host frame: neutral colour around it, the title without a VM label.
+    assert_framed(&img, &w, HOST, "x11 here", true);
+    // Closing through the compositor ends the window.
+    c.action("close", None);
+    c.wait_windows("the X11 window is gone", |ws| {
+        ws.iter().all(|x| x.id != w.id)
+    });
 }

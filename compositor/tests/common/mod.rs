@@ -46,6 +46,8 @@ pub struct Compositor {
     exe: PathBuf,
     extra: Vec<String>,
     x_display: Option<String>,
+    /// PATH of the compositor process (and so of what it starts, Xwayland included).
+    path: String,
 }
 
 /// Kills and reaps a child process on drop.
@@ -80,7 +82,27 @@ impl Compositor {
         Self::launch(config, None, &[], Some(display))
     }
 
+    /// Starts the compositor with `dir` first on its PATH (a newer Xwayland, say).
+    pub fn start_with_path_first(config: &str, dir: &Path) -> Compositor {
+        let mut c = Self::launch_stopped(config, None, &[], None);
+        c.path = format!("{}:{}", dir.display(), c.path);
+        c.spawn_compositor();
+        c
+    }
+
     fn launch(
+        config: &str,
+        user: Option<(u32, u32)>,
+        extra: &[&str],
+        x_display: Option<&str>,
+    ) -> Compositor {
+        let mut c = Self::launch_stopped(config, user, extra, x_display);
+        c.spawn_compositor();
+        c
+    }
+
+    /// Everything of `launch` but starting the process.
+    fn launch_stopped(
         config: &str,
         user: Option<(u32, u32)>,
         extra: &[&str],
@@ -128,9 +150,9 @@ impl Compositor {
             exe,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             x_display: x_display.map(str::to_string),
+            path: tool_path(),
         };
         let _ = c.child.wait();
-        c.spawn_compositor();
         c
     }
 
@@ -153,7 +175,7 @@ impl Compositor {
             .env("XDG_DATA_HOME", dir.join("data"))
             .env("XDG_STATE_HOME", dir.join("state"))
             .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("PATH", tool_path())
+            .env("PATH", &self.path)
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("DISPLAY")
             .env_remove("BULKHEAD_SOCKET")
