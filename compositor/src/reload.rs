@@ -100,6 +100,8 @@ impl State {
             new.vms = old.vms.clone();
             new.vmm = old.vmm.clone();
         }
+        let outputs_changed = new.outputs != old.outputs;
+        let inputs_changed = new.inputs != old.inputs;
         if new.keyboard != old.keyboard {
             let kb = &new.keyboard;
             let xkb = crate::state::xkb_config(kb);
@@ -111,16 +113,53 @@ impl State {
             }
         }
         self.desk.config = new;
+        let mut waits = Vec::new();
+        if outputs_changed {
+            // The [[output]] blocks naming outputs the backend drives, applied as one change.
+            let heads: Vec<String> = self
+                .backend
+                .heads(&self.desk)
+                .into_iter()
+                .map(|h| h.output.name())
+                .collect();
+            let changes: Vec<_> = self
+                .desk
+                .config
+                .outputs
+                .iter()
+                .filter(|c| heads.contains(&c.name))
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.enable
+                            .then(|| crate::backend::OutputChange::from_config(c)),
+                    )
+                })
+                .collect();
+            if let Err(e) = self.apply_output_changes(&changes, false) {
+                waits.push(format!("monitor settings not applied: {e}"));
+            } else {
+                self.output_management_refresh();
+            }
+        }
+        if inputs_changed {
+            if let crate::backend::Backend::Drm(d) = &mut self.backend {
+                d.reconfigure_inputs(&self.desk.config.inputs);
+            }
+        }
         if let Some(dir) = crate::desktop_dir() {
             if let Err(e) = crate::launcher::write_desktop_files(&self.desk.config, &dir) {
                 tracing::warn!("cannot write app entries into {}: {e}", dir.display());
             }
         }
         self.desk.request_redraw();
-        Ok(if vms_changed {
-            "Config reloaded; VM changes apply from the next session".into()
-        } else {
+        if vms_changed {
+            waits.push("VM changes apply from the next session".into());
+        }
+        Ok(if waits.is_empty() {
             "Config reloaded".into()
+        } else {
+            format!("Config reloaded; {}", waits.join("; "))
         })
     }
 }

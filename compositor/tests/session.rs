@@ -402,6 +402,23 @@ fn wlr_randr_lists_and_changes_outputs_on_the_host_only() {
     // A VM has nothing to bind.
     let (ok, _) = c.run("work", "wlr-randr", &[]);
     assert!(!ok, "a VM client could use wlr-output-management");
+
+    // Editing [[output]] in the file applies on reload: the second output comes back on, to
+    // the left of the first.
+    let config = c.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{TWO_VMS}\n[headless]\noutputs = 2\n[[output]]\nname = \"HEADLESS-2\"\nposition = \"-1280,0\"\n"
+        ),
+    )
+    .unwrap();
+    c.action("reload-config", None);
+    wait("the reloaded [[output]] applies", || {
+        c.outputs()
+            .iter()
+            .any(|o| o.name == "HEADLESS-2" && (o.geometry.x, o.geometry.y) == (-1280, 0))
+    });
 }
 
 #[test]

@@ -148,6 +148,8 @@ pub struct Drm {
     session: LibSeatSession,
     phase: SessionPhase,
     screens_on: bool,
+    /// The input devices libinput has added (for applying `[[input]]` again on reload).
+    devices: Vec<libinput::Device>,
 }
 
 /// The DRM backend and the desktop, borrowed together from the state.
@@ -313,6 +315,7 @@ impl Drm {
             session,
             phase,
             screens_on: true,
+            devices: Vec::new(),
         };
         drm.scan_connectors(desk);
         if drm.surfaces.is_empty() {
@@ -320,6 +323,13 @@ impl Drm {
         }
         desk.request_redraw();
         Ok(drm)
+    }
+
+    /// Applies `[[input]]` again to every device (after a config reload).
+    pub fn reconfigure_inputs(&mut self, inputs: &[bulkhead_config::desktop::InputConfig]) {
+        for d in &mut self.devices {
+            configure_device(inputs, d);
+        }
     }
 
     /// The lit outputs.
@@ -878,7 +888,17 @@ fn on_tick(state: &mut State, now: Instant) {
 
 fn on_input(state: &mut State, mut event: InputEvent<LibinputInputBackend>) {
     match &mut event {
-        InputEvent::DeviceAdded { device } => configure_device(state, device),
+        InputEvent::DeviceAdded { device } => {
+            configure_device(&state.desk.config.inputs, device);
+            if let Some((drm, _)) = split(state) {
+                drm.devices.push(device.clone());
+            }
+        }
+        InputEvent::DeviceRemoved { device } => {
+            if let Some((drm, _)) = split(state) {
+                drm.devices.retain(|d| d != device);
+            }
+        }
         InputEvent::Keyboard { event } => {
             let code = event.key_code().raw().saturating_sub(8);
             let pressed = event.state() == smithay::backend::input::KeyState::Pressed;
@@ -901,8 +921,11 @@ fn on_input(state: &mut State, mut event: InputEvent<LibinputInputBackend>) {
     }
 }
 
-/// Applies the matching `[[input]]` blocks to a new device.
-fn configure_device(state: &mut State, device: &mut libinput::Device) {
+/// Applies the matching `[[input]]` blocks to a device.
+fn configure_device(
+    inputs: &[bulkhead_config::desktop::InputConfig],
+    device: &mut libinput::Device,
+) {
     use libinput::DeviceCapability as Cap;
     let pointer = device.has_capability(Cap::Pointer);
     let touchpad = pointer && device.config_tap_finger_count() > 0;
@@ -913,7 +936,7 @@ fn configure_device(state: &mut State, device: &mut libinput::Device) {
         touch: device.has_capability(Cap::Touch),
     };
     let name = device.name().to_string();
-    let s: InputSettings = drm_policy::resolve_input(&state.desk.config.inputs, &name, kind);
+    let s: InputSettings = drm_policy::resolve_input(inputs, &name, kind);
     tracing::info!("input device {name:?} ({kind:?}): {s:?}");
     let report = |what: &str, r: libinput::DeviceConfigResult| {
         if let Err(e) = r {
@@ -927,6 +950,11 @@ fn configure_device(state: &mut State, device: &mut libinput::Device) {
         );
         return;
     }
+    // A device a reload enables again.
+    report(
+        "enabled",
+        device.config_send_events_set_mode(libinput::SendEventsMode::ENABLED),
+    );
     if let Some(v) = s.tap {
         report("tap", device.config_tap_set_enabled(v));
     }
