@@ -241,17 +241,41 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         }
         HostMessage::Run { argv, env, wait } => match prepare(&argv, &env, &shared.opts.user) {
             Err(message) => send(&mut s, &GuestMessage::Error { message }).await,
-            Ok(cmd) => run(s, &shared, cmd, wait).await,
+            Ok((cmd, runtime)) => {
+                wait_for_wayland_socket(Path::new(WL_PROXY), Path::new(&runtime)).await;
+                run(s, &shared, cmd, wait).await
+            }
         },
     }
 }
 
-/// Checks a run request and builds the command with the guest user's environment.
+/// The guest's Wayland proxy, where the image has one.
+const WL_PROXY: &str = "/usr/bin/bulkhead-wl-proxy";
+
+/// The agent counts as ready before the Wayland proxy may have made its socket (both start at
+/// boot): in a guest that has the proxy, a command waits up to 10 s for `wayland-0`, so an app
+/// run right after the start finds it. Without the proxy, or once the socket is there, nothing
+/// waits.
+async fn wait_for_wayland_socket(proxy: &Path, runtime: &Path) {
+    if !proxy.exists() {
+        return;
+    }
+    let socket = runtime.join("wayland-0");
+    for _ in 0..200 {
+        if socket.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks a run request and builds the command with the guest user's environment; also says
+/// the user's runtime dir.
 fn prepare(
     argv: &[String],
     env: &[(String, String)],
     user: &str,
-) -> Result<tokio::process::Command, String> {
+) -> Result<(tokio::process::Command, String), String> {
     let Some(program) = argv.first() else {
         return Err("empty command".into());
     };
@@ -305,7 +329,7 @@ fn prepare(
             Ok(())
         });
     }
-    Ok(cmd)
+    Ok((cmd, runtime))
 }
 
 /// `/run/user/<uid>`, created for the account (0700) when missing.
@@ -474,6 +498,27 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Options, Strin
 mod tests {
     use super::*;
     use tokio::io::DuplexStream;
+
+    #[tokio::test]
+    async fn a_command_waits_for_the_wayland_socket_only_where_a_proxy_runs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let proxy = dir.path().join("bulkhead-wl-proxy");
+        // No proxy in the image: no wait at all.
+        let t = Instant::now();
+        wait_for_wayland_socket(&proxy, dir.path()).await;
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // A proxy still starting: the command goes once the socket appears.
+        std::fs::write(&proxy, b"").unwrap_or_else(|e| panic!("{e}"));
+        let socket = dir.path().join("wayland-0");
+        let maker = socket.clone();
+        let made = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::fs::write(&maker, b"").unwrap_or_else(|e| panic!("{e}"));
+        });
+        wait_for_wayland_socket(&proxy, dir.path()).await;
+        assert!(socket.exists());
+        made.await.unwrap_or_else(|e| panic!("{e}"));
+    }
 
     /// The account the tests run commands as: whoever runs the tests.
     fn me() -> String {
