@@ -1,0 +1,11 @@
+//! bulkhead-switch: one process per VM network, a vhost-user net backend per VM port.
+//!
+//! - [`policy`]: which frames a port may send and where they go (pure code);
+//! - [`ring`]: single-producer single-consumer frame rings in shared memory between ports;
+//! - [`counters`]: per-port counters in a shared page;
+//! - [`shm`]: the memfd mappings under both.
+
+pub mod counters;
+pub mod policy;
+pub mod ring;
+pub mod shm;
