@@ -5,7 +5,9 @@
 //! - [`counters`]: per-port counters in a shared page;
 //! - [`shm`]: the memfd mappings under both.
 
+pub mod backend;
 pub mod counters;
+pub mod harness;
 pub mod policy;
 pub mod ring;
 pub mod shm;

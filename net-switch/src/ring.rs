@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::fs::File;
 use std::io::{Read, Write};
 
-use nix::sys::eventfd::{eventfd, EfdFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::shm::{SharedRegion, ShmError};
 
@@ -68,41 +68,58 @@ pub enum RingError {
     BadGeometry(u32, usize),
     #[error("shared memory for the ring")]
     Shm(#[source] ShmError),
-    #[error("creating the ring's eventfd")]
-    EventFd(#[source] std::io::Error),
+    #[error("duplicating or creating a descriptor")]
+    Io(#[source] std::io::Error),
     #[error("the peer corrupted the ring (indices {head}/{tail})")]
     Corrupt { head: u32, tail: u32 },
     #[error("a frame of {0} bytes is larger than a slot")]
     TooLarge(usize),
 }
 
-/// The descriptors that make up a ring, as they travel between processes.
-#[derive(Debug)]
-pub struct RingFds {
-    pub memory: OwnedFd,
-    pub notify: OwnedFd,
-}
-
-/// Creates a ring's memory and eventfd (the main process does this; it never maps frames).
-pub fn create(name: &str, geometry: Geometry) -> Result<RingFds, RingError> {
+/// Creates a ring's zero-filled memory (the main process does this; it never maps it).
+pub fn create(name: &str, geometry: Geometry) -> Result<OwnedFd, RingError> {
     let region = SharedRegion::create(name, geometry.bytes()).map_err(RingError::Shm)?;
-    let memory = region.dup_fd().map_err(RingError::EventFd)?;
-    let notify = eventfd(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-        .map_err(|e| RingError::EventFd(e.into()))?;
-    Ok(RingFds { memory, notify })
+    region.dup_fd().map_err(RingError::Io)
 }
 
-/// A non-blocking eventfd: the consumer's wake-up.
-struct Notify(File);
+/// A port's wake-up: a non-blocking eventfd that every producer feeding the port rings after
+/// pushing. One per port rather than per ring, so that replacing a ring (a peer restarted)
+/// never changes what the port's worker waits on.
+#[derive(Debug)]
+pub struct Doorbell(File);
 
-impl Notify {
-    fn signal(&self) {
-        // A full counter (EAGAIN) only means the consumer already has a wake-up pending.
+impl Doorbell {
+    pub fn new() -> Result<Doorbell, RingError> {
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| RingError::Io(e.into()))?;
+        Ok(Doorbell(File::from(OwnedFd::from(fd))))
+    }
+
+    /// A doorbell received from another process. It must be a non-blocking eventfd; anything
+    /// else only makes `ring` and `take` fail quietly.
+    pub fn from_fd(fd: OwnedFd) -> Doorbell {
+        Doorbell(File::from(fd))
+    }
+
+    pub fn try_clone(&self) -> Result<Doorbell, RingError> {
+        Ok(Doorbell(self.0.try_clone().map_err(RingError::Io)?))
+    }
+
+    pub fn dup_fd(&self) -> Result<OwnedFd, RingError> {
+        Ok(OwnedFd::from(self.0.try_clone().map_err(RingError::Io)?))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    pub fn ring(&self) {
+        // A full counter (EAGAIN) only means a wake-up is already pending.
         let _ = (&self.0).write(&1u64.to_ne_bytes());
     }
 
-    /// The pending count, `None` when there was none.
-    fn take(&self) -> Option<u64> {
+    /// Clears the pending wake-ups; how many there were, `None` when there was none.
+    pub fn take(&self) -> Option<u64> {
         let mut b = [0u8; 8];
         match (&self.0).read(&mut b) {
             Ok(8) => Some(u64::from_ne_bytes(b)),
@@ -114,17 +131,12 @@ impl Notify {
 struct Shared {
     region: SharedRegion,
     geometry: Geometry,
-    notify: Notify,
 }
 
 impl Shared {
-    fn open(fds: RingFds, geometry: Geometry) -> Result<Shared, RingError> {
-        let region = SharedRegion::from_fd(fds.memory, geometry.bytes()).map_err(RingError::Shm)?;
-        Ok(Shared {
-            region,
-            geometry,
-            notify: Notify(File::from(fds.notify)),
-        })
+    fn open(memory: OwnedFd, geometry: Geometry) -> Result<Shared, RingError> {
+        let region = SharedRegion::from_fd(memory, geometry.bytes()).map_err(RingError::Shm)?;
+        Ok(Shared { region, geometry })
     }
 
     fn index(&self, offset: usize) -> &AtomicU32 {
@@ -150,16 +162,23 @@ impl Shared {
 /// The sending end of a ring.
 pub struct Producer {
     shared: Shared,
+    doorbell: Doorbell,
     head: u32,
     pushed: bool,
 }
 
 impl Producer {
-    pub fn open(fds: RingFds, geometry: Geometry) -> Result<Producer, RingError> {
-        let shared = Shared::open(fds, geometry)?;
+    /// The producing end of the ring in `memory`; `doorbell` is the consuming port's.
+    pub fn open(
+        memory: OwnedFd,
+        doorbell: Doorbell,
+        geometry: Geometry,
+    ) -> Result<Producer, RingError> {
+        let shared = Shared::open(memory, geometry)?;
         let head = shared.index(HEAD_OFFSET).load(Ordering::Relaxed);
         Ok(Producer {
             shared,
+            doorbell,
             head,
             pushed: false,
         })
@@ -202,7 +221,7 @@ impl Producer {
     /// Wakes the consumer if anything was pushed since the last call.
     pub fn notify(&mut self) {
         if std::mem::take(&mut self.pushed) {
-            self.shared.notify.signal();
+            self.doorbell.ring();
         }
     }
 
@@ -218,20 +237,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn open(fds: RingFds, geometry: Geometry) -> Result<Consumer, RingError> {
-        let shared = Shared::open(fds, geometry)?;
+    pub fn open(memory: OwnedFd, geometry: Geometry) -> Result<Consumer, RingError> {
+        let shared = Shared::open(memory, geometry)?;
         let tail = shared.index(TAIL_OFFSET).load(Ordering::Relaxed);
         Ok(Consumer { shared, tail })
-    }
-
-    /// The eventfd the producer writes after pushing (poll it for input).
-    pub fn notify_fd(&self) -> RawFd {
-        self.shared.notify.0.as_raw_fd()
-    }
-
-    /// Clears the pending wake-up (call before draining, so no push is missed).
-    pub fn clear_notify(&self) {
-        let _ = self.shared.notify.take();
     }
 
     /// Copies the oldest frame into `buf` without removing it; its length, or `None` when the
@@ -286,15 +295,17 @@ impl Consumer {
     }
 }
 
-/// Both ends of a new ring in this process (tests, the benchmark, the in-process harness).
-pub fn pair(name: &str, geometry: Geometry) -> Result<(Producer, Consumer), RingError> {
-    let fds = create(name, geometry)?;
-    let again = RingFds {
-        memory: fds.memory.try_clone().map_err(RingError::EventFd)?,
-        notify: fds.notify.try_clone().map_err(RingError::EventFd)?,
-    };
+/// Both ends of a new ring in this process (tests, the benchmark, the in-process harness);
+/// the producer rings `doorbell`.
+pub fn pair(
+    name: &str,
+    geometry: Geometry,
+    doorbell: &Doorbell,
+) -> Result<(Producer, Consumer), RingError> {
+    let memory = create(name, geometry)?;
+    let again = memory.try_clone().map_err(RingError::Io)?;
     Ok((
-        Producer::open(fds, geometry)?,
+        Producer::open(memory, doorbell.try_clone()?, geometry)?,
         Consumer::open(again, geometry)?,
     ))
 }
@@ -302,6 +313,10 @@ pub fn pair(name: &str, geometry: Geometry) -> Result<(Producer, Consumer), Ring
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(name: &str, g: Geometry) -> Result<(Producer, Consumer), RingError> {
+        super::pair(name, g, &Doorbell::new()?)
+    }
 
     fn frame(n: u32, len: usize) -> Vec<u8> {
         (0..len).map(|i| (n as usize * 7 + i) as u8).collect()
@@ -370,14 +385,11 @@ mod tests {
     #[test]
     fn indices_wrap_at_u32_max() {
         let g = Geometry::new(4, 8).unwrap();
-        let fds = create("t", g).unwrap();
-        let again = RingFds {
-            memory: fds.memory.try_clone().unwrap(),
-            notify: fds.notify.try_clone().unwrap(),
-        };
+        let memory = create("t", g).unwrap();
+        let again = memory.try_clone().unwrap();
         {
             // Start both indices just below the wrap.
-            let region = SharedRegion::from_fd(fds.memory.try_clone().unwrap(), g.bytes()).unwrap();
+            let region = SharedRegion::from_fd(memory.try_clone().unwrap(), g.bytes()).unwrap();
             let start = u32::MAX - 1;
             // SAFETY: offsets 0 and 64 are the aligned index words inside the mapping.
             unsafe {
@@ -386,7 +398,7 @@ mod tests {
                     .store(start, Ordering::SeqCst);
             }
         }
-        let mut p = Producer::open(fds, g).unwrap();
+        let mut p = Producer::open(memory, Doorbell::new().unwrap(), g).unwrap();
         let mut c = Consumer::open(again, g).unwrap();
         let mut buf = [0u8; 8];
         for n in 0..4 {
@@ -429,13 +441,15 @@ mod tests {
 
     #[test]
     fn notify_wakes_consumer_once_per_batch() {
-        let (mut p, c) = pair("t", Geometry::new(4, 8).unwrap()).unwrap();
+        let bell = Doorbell::new().unwrap();
+        let (mut p, _c) = super::pair("t", Geometry::new(4, 8).unwrap(), &bell).unwrap();
         p.notify(); // nothing pushed: no wake-up
-        assert_eq!(c.shared.notify.take(), None);
+        assert_eq!(bell.take(), None);
         p.push(&[0u8; 8]).unwrap();
         p.push(&[0u8; 8]).unwrap();
         p.notify();
-        assert_eq!(c.shared.notify.take(), Some(1));
+        assert_eq!(bell.take(), Some(1));
+        assert_eq!(bell.take(), None);
     }
 
     #[test]
