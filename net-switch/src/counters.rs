@@ -78,13 +78,14 @@ impl CounterSnapshot {
 
     /// One JSON object (no dependencies: the names are fixed ASCII, the values numbers).
     pub fn to_json(&self, vm: &str) -> String {
+        format!("{{\"vm\":\"{}\",{}}}", json_escape(vm), self.json_fields())
+    }
+
+    /// The counters as JSON object members, without braces.
+    pub fn json_fields(&self) -> String {
         let mut s = format!(
-            "{{\"vm\":\"{}\",\"tx_frames\":{},\"tx_bytes\":{},\"rx_frames\":{},\"rx_bytes\":{},\"drops\":{{",
-            json_escape(vm),
-            self.tx_frames,
-            self.tx_bytes,
-            self.rx_frames,
-            self.rx_bytes
+            "\"tx_frames\":{},\"tx_bytes\":{},\"rx_frames\":{},\"rx_bytes\":{},\"drops\":{{",
+            self.tx_frames, self.tx_bytes, self.rx_frames, self.rx_bytes
         );
         for (i, why) in DropReason::ALL.iter().enumerate() {
             if i > 0 {
@@ -92,12 +93,13 @@ impl CounterSnapshot {
             }
             s.push_str(&format!("\"{}\":{}", why.name(), self.drop_count(*why)));
         }
-        s.push_str("}}");
+        s.push('}');
         s
     }
 }
 
-fn json_escape(s: &str) -> String {
+/// Escapes a string for a JSON string literal.
+pub fn json_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| match c {
             '"' | '\\' => vec!['\\', c],

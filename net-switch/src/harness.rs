@@ -223,6 +223,11 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// Connects to a port's socket as a VMM would and sets the device up.
+    pub fn connect(path: &Path, mergeable: bool) -> io::Result<Guest> {
+        Guest::new(Frontend::connect(path, 2).map_err(other)?, mergeable)
+    }
+
     fn new(mut frontend: Frontend, mergeable: bool) -> io::Result<Guest> {
         let memfd =
             nix::sys::memfd::memfd_create(c"guest", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)?;

@@ -6,8 +6,12 @@
 //! - [`shm`]: the memfd mappings under both.
 
 pub mod backend;
+pub mod child;
+pub mod control;
 pub mod counters;
 pub mod harness;
 pub mod policy;
 pub mod ring;
+pub mod sandbox;
 pub mod shm;
+pub mod supervisor;
