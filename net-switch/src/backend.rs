@@ -194,12 +194,14 @@ impl PortBackend {
         let work = &mut *work;
         loop {
             let _ = vring.disable_notification();
+            let mut progressed = false;
             loop {
                 let chain = vring
                     .get_mut()
                     .get_queue_mut()
                     .pop_descriptor_chain(memory.memory());
                 let Some(chain) = chain else { break };
+                progressed = true;
                 let head = chain.head_index();
                 let mem = memory.memory();
                 let read = read_chain(chain, &*mem, &mut work.buf, limit);
@@ -228,8 +230,11 @@ impl PortBackend {
                     }
                 }
             }
+            // More may have arrived while notifications were off. A guest whose available
+            // index is impossible also reads as "more" while yielding nothing: without
+            // progress, stop rather than spin (the port then waits for the next kick).
             match vring.enable_notification() {
-                Ok(true) => continue,
+                Ok(true) if progressed => continue,
                 _ => break,
             }
         }

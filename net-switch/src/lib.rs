@@ -9,6 +9,7 @@ pub mod backend;
 pub mod child;
 pub mod control;
 pub mod counters;
+pub mod fuzzing;
 pub mod harness;
 pub mod policy;
 pub mod ring;
