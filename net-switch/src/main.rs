@@ -23,7 +23,7 @@ struct Args {
     #[arg(long)]
     dir: PathBuf,
     /// A port: vm=NAME,mac=02:..,role=router|client[,socket=PATH] (default socket:
-    /// DIR/NAME.sock). Repeat for every VM on the network.
+    /// DIR/NAME/vhost-user.sock; its directory is created). Repeat for every VM on the network.
     #[arg(long = "port", required = true)]
     ports: Vec<String>,
     /// The network's MTU.
@@ -65,7 +65,7 @@ fn parse_port(s: &str, dir: &std::path::Path) -> Result<PortConfig, String> {
     let vm = vm.ok_or_else(|| format!("--port {s:?}: vm= is missing"))?;
     let mac = mac.ok_or_else(|| format!("--port {s:?}: mac= is missing"))?;
     let role = role.ok_or_else(|| format!("--port {s:?}: role= is missing"))?;
-    let socket = socket.unwrap_or_else(|| dir.join(format!("{vm}.sock")));
+    let socket = socket.unwrap_or_else(|| dir.join(&vm).join("vhost-user.sock"));
     Ok(PortConfig {
         spec: PortSpec { vm, mac, role },
         socket,

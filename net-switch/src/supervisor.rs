@@ -130,6 +130,16 @@ pub fn stop_requested() -> bool {
 }
 
 fn bind(path: &Path) -> Result<UnixListener, SupervisorError> {
+    // Each port's socket sits in a directory of its own, which the VM manager lets that VM's
+    // VMM (and nothing else) see.
+    if let Some(parent) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| SupervisorError::Listen(path.to_owned(), e))?;
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             // A socket left by an earlier switch of this network.

@@ -43,7 +43,7 @@ impl Switch {
     }
 
     fn sock(&self, vm: &str) -> PathBuf {
-        self.dir.path().join(format!("{vm}.sock"))
+        self.dir.path().join(vm).join("vhost-user.sock")
     }
 
     fn counters(&self) -> String {
