@@ -247,16 +247,21 @@ impl Guest {
 
         frontend.set_owner().map_err(other)?;
         let offered = frontend.get_features().map_err(other)?;
-        let mut wanted =
-            1 << VIRTIO_F_VERSION_1 | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let protocol = VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let mut wanted = 1 << VIRTIO_F_VERSION_1 | protocol;
         if mergeable {
             wanted |= 1 << VIRTIO_NET_F_MRG_RXBUF;
         }
         frontend.set_features(offered & wanted).map_err(other)?;
-        let proto = frontend.get_protocol_features().map_err(other)?;
-        frontend
-            .set_protocol_features(proto & VhostUserProtocolFeatures::REPLY_ACK)
-            .map_err(other)?;
+        // As QEMU does: protocol features (and SET_VRING_ENABLE) only if the backend offers
+        // them; otherwise SET_FEATURES enables the rings.
+        let with_protocol = offered & protocol != 0;
+        if with_protocol {
+            let proto = frontend.get_protocol_features().map_err(other)?;
+            frontend
+                .set_protocol_features(proto & VhostUserProtocolFeatures::REPLY_ACK)
+                .map_err(other)?;
+        }
         frontend.set_mem_table(&[region_info]).map_err(other)?;
         let rx = DriverQueue::new(0, RX_QUEUE_BASE, BUFFERS_BASE)?;
         let tx = DriverQueue::new(
@@ -283,7 +288,9 @@ impl Guest {
             frontend.set_vring_base(q.index, 0).map_err(other)?;
             frontend.set_vring_call(q.index, &q.call).map_err(other)?;
             frontend.set_vring_kick(q.index, &q.kick).map_err(other)?;
-            frontend.set_vring_enable(q.index, true).map_err(other)?;
+            if with_protocol {
+                frontend.set_vring_enable(q.index, true).map_err(other)?;
+            }
         }
         Ok(Guest {
             _frontend: frontend,
