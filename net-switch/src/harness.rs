@@ -51,6 +51,9 @@ pub struct Options {
     pub mtu: usize,
     /// Whether guests acknowledge `VIRTIO_NET_F_MRG_RXBUF`.
     pub mergeable: bool,
+    /// Bytes each RX buffer offers (at most `BUF_SIZE`): small buffers make frames span
+    /// several (with mergeable buffers) or not fit (without).
+    pub rx_buffer: u32,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
         Options {
             mtu: crate::policy::DEFAULT_MTU,
             mergeable: true,
+            rx_buffer: BUF_SIZE,
         }
     }
 }
@@ -118,7 +122,9 @@ pub fn start(
         let mut listener = Listener::new(&path, true).map_err(other)?;
         let frontend = Frontend::connect(&path, 2).map_err(other)?;
         daemon.start(&mut listener).map_err(other)?;
-        guests.push(Guest::new(frontend, options.mergeable)?);
+        let mut guest = Guest::new(frontend, options.mergeable)?;
+        guest.rx_len = options.rx_buffer.clamp(1, BUF_SIZE);
+        guests.push(guest);
         daemons.push(daemon);
     }
     Ok((
@@ -219,6 +225,8 @@ pub struct Guest {
     hdr: usize,
     /// Split TX chains in flight: (head, tail).
     tx_tails: Vec<(u16, u16)>,
+    /// Bytes each posted RX buffer offers.
+    rx_len: u32,
     scratch: Vec<u8>,
 }
 
@@ -299,6 +307,7 @@ impl Guest {
             tx,
             hdr: 12,
             tx_tails: Vec::new(),
+            rx_len: BUF_SIZE,
             scratch: Vec::with_capacity(BUF_SIZE as usize),
         })
     }
@@ -384,12 +393,12 @@ impl Guest {
         Ok(n)
     }
 
-    /// Posts every free RX descriptor (one `BUF_SIZE` buffer each) and kicks.
+    /// Posts every free RX descriptor (one buffer of `rx_len` bytes each) and kicks.
     pub fn post_rx(&mut self) -> io::Result<()> {
         while let Some(id) = self.rx.free.pop() {
             let buf = self.rx.buffer(id);
             self.rx
-                .write_desc(&self.mem, id, buf.0, BUF_SIZE, VIRTQ_DESC_F_WRITE, 0)?;
+                .write_desc(&self.mem, id, buf.0, self.rx_len, VIRTQ_DESC_F_WRITE, 0)?;
             self.rx.publish(&self.mem, id)?;
         }
         self.rx.kick.write(1)

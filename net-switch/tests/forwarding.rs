@@ -203,3 +203,39 @@ fn many_frames_in_order_without_mergeable_buffers() {
     let r = sw.backends[0].counters().snapshot();
     assert_eq!(r.drops.iter().sum::<u64>(), 0);
 }
+
+#[test]
+fn mergeable_buffers_carry_a_frame_across_several() {
+    let (_d, sw, mut g) = network(Options {
+        rx_buffer: 256,
+        ..Options::default()
+    });
+    let big = frame(
+        A,
+        ROUTER,
+        &(0..1400u32).map(|i| i as u8).collect::<Vec<_>>(),
+    );
+    let small = frame(A, ROUTER, b"fits one");
+    send(&mut g[0], &big);
+    send(&mut g[0], &small);
+    assert_eq!(g[1].recv_frames(2, WAIT).unwrap(), vec![big, small]);
+    assert_eq!(sw.backends[1].counters().snapshot().rx_frames, 2);
+}
+
+#[test]
+fn without_mergeable_buffers_a_frame_too_big_for_a_buffer_is_dropped() {
+    let (_d, sw, mut g) = network(Options {
+        mergeable: false,
+        rx_buffer: 256,
+        ..Options::default()
+    });
+    send(&mut g[0], &frame(A, ROUTER, &[5u8; 1000]));
+    let fits = frame(A, ROUTER, b"small enough");
+    send(&mut g[0], &fits);
+    // The big frame's buffer comes back empty (the guest sees a zero-length buffer, skipped).
+    let got = g[1].recv_frames(1, WAIT).unwrap();
+    assert_eq!(got, vec![fits]);
+    let a = sw.backends[1].counters().snapshot();
+    assert_eq!(a.drop_count(DropReason::BadDescriptor), 1);
+    assert_eq!(a.rx_frames, 1);
+}
