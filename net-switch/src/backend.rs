@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF};
@@ -457,18 +457,14 @@ impl VhostUserBackend for PortBackend {
             | 1 << VIRTIO_NET_F_MRG_RXBUF
             | 1 << VIRTIO_RING_F_EVENT_IDX
             | 1 << VIRTIO_RING_F_INDIRECT_DESC
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
     }
 
     fn acked_features(&self, features: u64) {
         self.acked_features.store(features, Ordering::Relaxed);
     }
 
-    /// `VHOST_USER_F_PROTOCOL_FEATURES` is not offered, so there are none: QEMU's virtio-net
-    /// sends SET_VRING_ENABLE when the device is realized, before SET_FEATURES, whenever the
-    /// backend offers protocol features, and the vhost crate (rightly, by the spec) refuses
-    /// that message until the feature is acknowledged, which ends the connection. Without it
-    /// the rings are enabled by SET_FEATURES, and QEMU needs nothing more for one queue pair
-    /// (checked against QEMU 10.0).
+    /// None beyond the base protocol: one queue pair, no replies asked for.
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
         VhostUserProtocolFeatures::empty()
     }

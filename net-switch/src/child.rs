@@ -4,8 +4,9 @@
 //! page and its doorbell; everything else was closed. It installs the child seccomp tier before
 //! starting any thread, then serves one vhost-user connection. Its worker thread also handles
 //! control messages (rings from the main process) and a timer that advances the heartbeat
-//! counter. When the VMM disconnects the child exits, and the main process starts a fresh one
-//! on the same listening socket (the VMM reconnects).
+//! counter. The VMM's connection reaches the backend through `relay` (see there why). When the
+//! VMM disconnects the child exits, and the main process starts a fresh one on the same
+//! listening socket (the VMM reconnects).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -22,6 +23,7 @@ use crate::backend::{PortBackend, DOORBELL_EVENT, FIRST_OWNER_EVENT};
 use crate::control::{self, ControlError, ToChild};
 use crate::counters::SharedCounters;
 use crate::policy::Topology;
+use crate::relay;
 use crate::ring::{Consumer, Doorbell, Producer};
 use crate::sandbox::{self, Mode, Tier};
 
@@ -35,6 +37,9 @@ pub struct ChildSetup {
     pub port: usize,
     pub topology: Arc<Topology>,
     pub listener: UnixListener,
+    /// The backend's side of a pre-made connection (see relay.rs) and the relay's side.
+    pub inner_listener: UnixListener,
+    pub inner_stream: OwnedFd,
     pub control: OwnedFd,
     pub counters: OwnedFd,
     pub doorbell: OwnedFd,
@@ -45,9 +50,11 @@ pub struct ChildSetup {
 
 impl ChildSetup {
     /// The descriptors the child keeps (all others are closed after the fork).
-    pub fn fds(&self) -> [i32; 4] {
+    pub fn fds(&self) -> [i32; 6] {
         [
             self.listener.as_raw_fd(),
+            self.inner_listener.as_raw_fd(),
+            self.inner_stream.as_raw_fd(),
             self.control.as_raw_fd(),
             self.counters.as_raw_fd(),
             self.doorbell.as_raw_fd(),
@@ -65,6 +72,10 @@ pub enum ChildError {
     Sandbox(#[source] sandbox::SandboxError),
     #[error("the vhost-user daemon: {0}")]
     Daemon(String),
+    #[error("accepting the VMM's connection")]
+    Accept(#[source] std::io::Error),
+    #[error("relaying vhost-user messages")]
+    Relay(#[source] crate::relay::RelayError),
 }
 
 /// Runs the port until the VMM disconnects (`Ok`) or something breaks.
@@ -73,6 +84,8 @@ pub fn run(setup: ChildSetup) -> Result<(), ChildError> {
         port,
         topology,
         listener,
+        inner_listener,
+        inner_stream,
         control,
         counters,
         doorbell,
@@ -117,24 +130,14 @@ pub fn run(setup: ChildSetup) -> Result<(), ChildError> {
                 .map_err(|e| ChildError::Daemon(e.to_string()))?;
         }
     }
-    let mut listener = Listener::from(listener);
+    // The backend takes the connection made for it; the VMM's goes through the relay.
+    let mut inner = Listener::from(inner_listener);
     daemon
-        .start(&mut listener)
+        .start(&mut inner)
         .map_err(|e| ChildError::Daemon(e.to_string()))?;
-    match daemon.wait() {
-        Ok(()) => Ok(()),
-        // The VMM going away is the normal end of a port child.
-        Err(e) if is_disconnect(&e) => Ok(()),
-        Err(e) => Err(ChildError::Daemon(e.to_string())),
-    }
-}
-
-fn is_disconnect(e: &vhost_user_backend::Error) -> bool {
-    use vhost::vhost_user::Error as V;
-    matches!(
-        e,
-        vhost_user_backend::Error::HandleRequest(V::Disconnected | V::PartialMessage)
-    )
+    let (vmm, _) = listener.accept().map_err(ChildError::Accept)?;
+    // The VMM going away is the normal end of a port child.
+    relay::run(&OwnedFd::from(vmm), &inner_stream).map_err(ChildError::Relay)
 }
 
 fn handle_control(control: &OwnedFd, backend: &PortBackend, test_trigger: bool) {

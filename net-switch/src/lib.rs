@@ -12,6 +12,7 @@ pub mod counters;
 pub mod fuzzing;
 pub mod harness;
 pub mod policy;
+pub mod relay;
 pub mod ring;
 pub mod sandbox;
 pub mod shm;

@@ -124,6 +124,7 @@ pub const COMMON_SYSCALLS: &[Entry] = entries![
     SYS_tgkill: "abort after a panic",
     SYS_getrandom: "hash maps",
     SYS_clock_gettime: "time when the vDSO is unavailable",
+    SYS_ppoll: "the relay waiting on the VMM and the backend",
     SYS_restart_syscall: "interrupted calls",
     SYS_exit: "thread exit",
     SYS_exit_group: "process exit",
@@ -142,6 +143,10 @@ pub const MAIN_SYSCALLS: &[Entry] = entries![
     SYS_wait4: "reaping port children",
     SYS_kill: "killing a hung child",
     SYS_socketpair: "a control channel per child (checked: AF_UNIX)",
+    SYS_socket: "a child's backend connection (checked: AF_UNIX)",
+    SYS_bind: "a child's backend connection, bound in the switch directory",
+    SYS_listen: "a child's backend connection",
+    SYS_connect: "a child's backend connection",
     SYS_memfd_create: "ring memory and counter pages",
     SYS_ftruncate: "sizing ring memory",
     SYS_openat: "writing counters.json in the switch directory",
@@ -163,7 +168,7 @@ pub const MAIN_SYSCALLS: &[Entry] = entries![
 #[cfg(target_arch = "x86_64")]
 pub const X86_64_COMMON: &[Entry] = entries![
     SYS_epoll_wait: "the vring worker's wait (older libc)",
-    SYS_poll: "waiting on one descriptor",
+    SYS_poll: "the relay waiting on the VMM and the backend",
 ];
 
 /// Older system calls that only x86_64 has, main tier.
@@ -236,7 +241,8 @@ pub fn program(tier: Tier, action: SeccompAction) -> Result<BpfProgram, SandboxE
             )
             .and_then(|c| SeccompRule::new(vec![c]))
             .map_err(|e| SandboxError::Filter(e.to_string()))?;
-            rules.insert(libc::SYS_socketpair, vec![unix]);
+            rules.insert(libc::SYS_socketpair, vec![unix.clone()]);
+            rules.insert(libc::SYS_socket, vec![unix]);
         }
     }
     compile(rules, action, SeccompAction::Allow)

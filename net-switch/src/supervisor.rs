@@ -243,10 +243,25 @@ impl Supervisor {
     fn spawn(&mut self, i: usize) -> Result<(), SupervisorError> {
         let (main_end, child_end) = control::pair().map_err(SupervisorError::Control)?;
         let port = &self.ports[i];
+        // The backend's own connection, which the child's relay feeds (see relay.rs): made
+        // here, where the filesystem is, and unlinked at once.
+        let inner_path = self
+            .config
+            .dir
+            .join(format!(".backend-{i}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&inner_path);
+        let inner_listener = UnixListener::bind(&inner_path)
+            .map_err(|e| SupervisorError::Listen(inner_path.clone(), e))?;
+        let inner_stream = std::os::unix::net::UnixStream::connect(&inner_path)
+            .map_err(|e| SupervisorError::Listen(inner_path.clone(), e));
+        let _ = std::fs::remove_file(&inner_path);
+        let inner_stream = OwnedFd::from(inner_stream?);
         let setup = ChildSetup {
             port: i,
             topology: self.topology.clone(),
             listener: port.listener.try_clone().map_err(SupervisorError::Dup)?,
+            inner_listener,
+            inner_stream,
             control: child_end,
             counters: port.counters.dup_fd().map_err(SupervisorError::Dup)?,
             doorbell: port.doorbell.dup_fd().map_err(SupervisorError::Ring)?,
