@@ -26,7 +26,7 @@ use crate::sandbox::Mode;
 use crate::shm::ShmError;
 
 /// A child whose heartbeat has not moved for this long is killed and restarted.
-pub const HUNG_AFTER: Duration = Duration::from_secs(2);
+pub const HUNG_AFTER: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(50);
 const COUNTERS_EVERY: Duration = Duration::from_millis(500);
 /// A child that ran at least this long before dying is restarted at once.
