@@ -414,6 +414,15 @@ impl Manager {
         }
     }
 
+    /// The per-port counters of a switch network, as JSON (see `switch::counters`).
+    pub fn switch_counters(&self, network: &str) -> Result<String, String> {
+        let all: Vec<VmConfig> = self.vms.values().cloned().collect();
+        if !switch::networks(&all).contains_key(network) {
+            return Err(format!("no VM is on a switch network named {network:?}"));
+        }
+        switch::counters(&self.env.dirs, network)
+    }
+
     /// Starts (or finds running) the bulkhead-switch of every switch network `vm` is on, with
     /// the ports of every configured VM on that network.
     fn ensure_switches(&self, vm: &VmConfig) -> Result<(), String> {

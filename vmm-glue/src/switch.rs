@@ -188,6 +188,22 @@ pub fn stop(dirs: &Dirs, network: &str, grace: Duration) {
     let _ = std::fs::remove_file(pid_file(dirs, network));
 }
 
+/// The switch's per-port counters of `network` (frames and bytes each way, drops by reason,
+/// restarts, why the last port child ended), as the JSON the switch writes every half second.
+pub fn counters(dirs: &Dirs, network: &str) -> Result<String, String> {
+    let path = dirs.switch(network).join("counters.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "no counters for switch network {network:?} ({}: {e}); is a VM on it running?",
+            path.display()
+        )
+    })?;
+    if text.len() > 1 << 20 {
+        return Err(format!("{} is implausibly large", path.display()));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +244,9 @@ while :; do sleep 0.05; done
         assert!(ensure_running(&prog, "lan", &ports, &dirs, t)
             .unwrap()
             .is_none());
+        std::fs::write(dirs.switch("lan").join("counters.json"), "{\"ports\":[]}").unwrap();
+        assert_eq!(counters(&dirs, "lan").unwrap(), "{\"ports\":[]}");
+        assert!(counters(&dirs, "wan").unwrap_err().contains("no counters"));
         stop(&dirs, "lan", t);
         let _ = child.wait();
         assert!(!id.alive());
