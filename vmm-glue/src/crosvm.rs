@@ -98,7 +98,7 @@ pub fn command(
             NetKind::User => {}
             NetKind::Switch { network, .. } => a.push(format!(
                 "--vhost-user=type=net,socket={}",
-                p(&paths.switch(network))
+                p(&env.dirs.switch_port(network, &vm.name))
             )),
         }
     }

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod plan;
 pub mod qemu;
 pub mod sandbox;
+pub mod switch;
 
 pub use manager::{Manager, VmEvent};
 pub use plan::{plan, HostEnv, LaunchPlan};

@@ -23,6 +23,8 @@ use nix::unistd::Pid;
 use crate::agent::{self, Connection, Endpoint, Exit, OutputSink};
 use crate::monitor::{self, ExitReport, MonitorState, ProcessId};
 use crate::plan::{self, HostEnv, LaunchPlan};
+use crate::switch;
+use bulkhead_config::vm::NetKind;
 
 /// Why a VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,8 @@ impl Slot {
 /// How long a poweroff may take before the VM is killed comes from the config; these are the
 /// fixed steps after it.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a switch may take to listen on every port.
+const SWITCH_START_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -100,6 +104,9 @@ pub struct Manager {
     changed: Condvar,
     events: EventSink,
     closing: AtomicBool,
+    /// Switches this manager started (reaped when they end); held while a network's switch is
+    /// being checked or started, so two VMs starting together start it once.
+    switches: Mutex<Vec<Child>>,
 }
 
 impl Manager {
@@ -129,6 +136,7 @@ impl Manager {
             changed: Condvar::new(),
             events,
             closing: AtomicBool::new(false),
+            switches: Mutex::new(Vec::new()),
         });
         for name in &m.order {
             m.adopt(name);
@@ -303,6 +311,7 @@ impl Manager {
     fn launch(&self, vm: &VmConfig) -> Result<(), String> {
         let started = Instant::now();
         let plan = plan::plan(vm, &self.settings, &self.env)?;
+        self.ensure_switches(vm)?;
         for bdf in &vm.spec.pci {
             plan::check_vfio(Path::new("/sys"), &bdf.to_string())?;
         }
@@ -403,6 +412,46 @@ impl Manager {
                 ))
             }
         }
+    }
+
+    /// The per-port counters of a switch network, as JSON (see `switch::counters`).
+    pub fn switch_counters(&self, network: &str) -> Result<String, String> {
+        let all: Vec<VmConfig> = self.vms.values().cloned().collect();
+        if !switch::networks(&all).contains_key(network) {
+            return Err(format!("no VM is on a switch network named {network:?}"));
+        }
+        switch::counters(&self.env.dirs, network)
+    }
+
+    /// Starts (or finds running) the bulkhead-switch of every switch network `vm` is on, with
+    /// the ports of every configured VM on that network.
+    fn ensure_switches(&self, vm: &VmConfig) -> Result<(), String> {
+        let all: Vec<VmConfig> = self
+            .order
+            .iter()
+            .filter_map(|n| self.vms.get(n).cloned())
+            .collect();
+        let networks = switch::networks(&all);
+        let mut children = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+        children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        for n in &vm.spec.networks {
+            let NetKind::Switch { network, .. } = &n.kind else {
+                continue;
+            };
+            let ports = networks
+                .get(network)
+                .ok_or_else(|| format!("switch network {network:?} has no ports"))?;
+            let started = switch::ensure_running(
+                &switch::program(),
+                network,
+                ports,
+                &self.env.dirs,
+                SWITCH_START_TIMEOUT,
+            )
+            .map_err(|e| format!("VM {:?}: {e}", vm.name))?;
+            children.extend(started);
+        }
+        Ok(())
     }
 
     /// SIGTERM to the monitor (it stops the VMM and cleans up), SIGKILL after a grace period.
@@ -581,6 +630,15 @@ impl Manager {
             .collect();
         for t in threads {
             let _ = t.join();
+        }
+        // The VMs are down: their networks' switches go too.
+        let all: Vec<VmConfig> = self.vms.values().cloned().collect();
+        for network in switch::networks(&all).keys() {
+            switch::stop(&self.env.dirs, network, TERM_GRACE);
+        }
+        let mut children = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+        for mut c in children.drain(..) {
+            let _ = c.try_wait();
         }
     }
 

@@ -48,6 +48,24 @@ impl Dirs {
         }
     }
 
+    /// A switch network's directory, bulkhead-switch's `--dir`: its counters.json and one
+    /// subdirectory per port. Outside every VM's own dirs: a VM stopping must not remove the
+    /// socket the switch listens on for it.
+    pub fn switch(&self, network: &str) -> PathBuf {
+        self.runtime_base.join("bulkhead/switch").join(network)
+    }
+
+    /// The directory of one VM's port on a switch network: the only part of the switch's
+    /// directory that VM's VMM sees (confinement keeps directories, not files).
+    pub fn switch_port_dir(&self, network: &str, vm: &str) -> PathBuf {
+        self.switch(network).join(vm)
+    }
+
+    /// The vhost-user socket of that port: bulkhead-switch listens, the VMM connects.
+    pub fn switch_port(&self, network: &str, vm: &str) -> PathBuf {
+        self.switch_port_dir(network, vm).join("vhost-user.sock")
+    }
+
     pub fn vm(&self, name: &str) -> VmPaths {
         VmPaths {
             runtime: self.runtime.join(name),
@@ -92,9 +110,6 @@ impl VmPaths {
     }
     pub fn crosvm_control(&self) -> PathBuf {
         self.runtime.join("crosvm.sock")
-    }
-    pub fn switch(&self, network: &str) -> PathBuf {
-        self.runtime.join(format!("switch-{network}.sock"))
     }
     pub fn plan(&self) -> PathBuf {
         self.runtime.join("plan.json")

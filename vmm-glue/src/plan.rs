@@ -271,15 +271,6 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
     inputs.extend(s.initramfs.iter().cloned());
     inputs.extend(s.disks.iter().map(|d| d.path.clone()));
     inputs.extend(s.shares.iter().map(|d| d.path.clone()));
-    for n in &s.networks {
-        if let NetKind::Switch { network, .. } = &n.kind {
-            return Err(format!(
-                "VM {:?} is on switch network {network:?}, but bulkhead-switch is not part of \
-                 this build yet; use type = \"tap\" or \"user\" for now",
-                vm.name
-            ));
-        }
-    }
     if vmm == Vmm::Crosvm {
         if s.networks.iter().any(|n| n.kind == NetKind::User) {
             return Err(format!(
@@ -357,6 +348,12 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
     ];
     if let Some(h) = &home {
         keep.push(h.path.clone());
+    }
+    // Each switch port's own directory (the switch listens there; see switch::command).
+    for n in &s.networks {
+        if let NetKind::Switch { network, .. } = &n.kind {
+            keep.push(env.dirs.switch_port_dir(network, &vm.name));
+        }
     }
     Ok(LaunchPlan {
         vm: vm.name.clone(),

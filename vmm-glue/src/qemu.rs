@@ -177,7 +177,11 @@ pub fn command(
             NetKind::Switch { network, .. } => {
                 a.extend([
                     "-chardev".into(),
-                    format!("socket,id=sw{i},path={}", p(&paths.switch(network))),
+                    // Reconnect: a port child that died is replaced on the same socket.
+                    format!(
+                        "socket,id=sw{i},path={},reconnect-ms=1000",
+                        p(&env.dirs.switch_port(network, &vm.name))
+                    ),
                 ]);
                 format!("vhost-user,id=net{i},chardev=sw{i}")
             }

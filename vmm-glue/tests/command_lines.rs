@@ -171,11 +171,32 @@ fn plans_that_cannot_work_say_why() {
     let user_net = format!("{FULL}[[vm.network]]\ntype = \"user\"\n");
     let e = plan_of(&user_net, "crosvm", &env(true, true)).unwrap_err();
     assert!(e.contains("not available with crosvm"), "{e}");
-    let switch = format!("{FULL}[[vm.network]]\ntype = \"switch\"\nnetwork = \"lan\"\n");
-    let e = plan_of(&switch, "qemu", &env(false, true)).unwrap_err();
+}
+
+#[test]
+fn a_switch_port_is_a_vhost_user_socket_of_its_own() {
+    let switch = format!(
+        "{FULL}[[vm.network]]\ntype = \"switch\"\nnetwork = \"lan\"\nmac = \"02:00:00:00:00:09\"\n"
+    );
+    let sock = "/run/user/1000/bulkhead/switch/lan/work/vhost-user.sock";
+    let q = plan_of(&switch, "qemu", &env(false, true)).unwrap();
+    let argv = &q.vmm_process.argv;
+    let chardev = format!("socket,id=sw1,path={sock},reconnect-ms=1000");
+    assert!(argv.contains(&chardev), "{argv:?}");
     assert!(
-        e.contains("bulkhead-switch is not part of this build"),
-        "{e}"
+        argv.contains(&"vhost-user,id=net1,chardev=sw1".to_string()),
+        "{argv:?}"
+    );
+    // The VMM sees its own port's directory and no other part of the switch's.
+    let port_dir = PathBuf::from("/run/user/1000/bulkhead/switch/lan/work");
+    assert!(q.confine.keep.contains(&port_dir), "{:?}", q.confine.keep);
+    assert!(!q.confine.keep.iter().any(|k| k.ends_with("switch/lan")));
+    let c = plan_of(&switch, "crosvm", &env(true, true)).unwrap();
+    let want = format!("--vhost-user=type=net,socket={sock}");
+    assert!(
+        c.vmm_process.argv.contains(&want),
+        "{:?}",
+        c.vmm_process.argv
     );
 }
 
