@@ -21,8 +21,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+
+use crate::values::from_str_or_int;
 
 /// A video mode asked for in the config: size, and refresh in mHz when given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,32 +156,17 @@ impl OutputTransform {
     }
 }
 
-macro_rules! deserialize_from_str {
-    ($ty:ty, $expecting:literal) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str($expecting)
-                    }
-                    fn visit_str<E: de::Error>(self, s: &str) -> Result<$ty, E> {
-                        s.parse().map_err(E::custom)
-                    }
-                    fn visit_i64<E: de::Error>(self, n: i64) -> Result<$ty, E> {
-                        n.to_string().parse().map_err(E::custom)
-                    }
-                }
-                d.deserialize_any(V)
-            }
-        }
-    };
-}
-
-deserialize_from_str!(ModeSpec, "a mode such as \"1920x1080@60\"");
-deserialize_from_str!(Position, "a position such as \"1920,0\"");
-deserialize_from_str!(OutputTransform, "a transform such as \"normal\" or \"90\"");
+from_str_or_int!(ModeSpec, "a mode such as \"1920x1080@60\"", |n| n
+    .to_string()
+    .parse());
+from_str_or_int!(Position, "a position such as \"1920,0\"", |n| n
+    .to_string()
+    .parse());
+from_str_or_int!(
+    OutputTransform,
+    "a transform such as \"normal\" or \"90\"",
+    |n| n.to_string().parse()
+);
 
 /// One monitor's settings (`[[output]]`), matched by connector name.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -235,7 +221,9 @@ impl FromStr for InputMatch {
     }
 }
 
-deserialize_from_str!(InputMatch, "\"type:touchpad\" or a device name");
+from_str_or_int!(InputMatch, "\"type:touchpad\" or a device name", |n| n
+    .to_string()
+    .parse());
 
 /// Settings for matching input devices (`[[input]]`); unset fields keep libinput's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -12,18 +12,18 @@ use serde::Deserialize;
 /// Implements `Deserialize` for a type through `FromStr` (strings) and an optional integer form.
 macro_rules! from_str_or_int {
     ($ty:ty, $expecting:literal, $int:expr) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
-                impl<'de> Visitor<'de> for V {
+                impl<'de> ::serde::de::Visitor<'de> for V {
                     type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    fn expecting(&self, f: &mut ::std::fmt::Formatter) -> ::std::fmt::Result {
                         f.write_str($expecting)
                     }
-                    fn visit_str<E: de::Error>(self, s: &str) -> Result<$ty, E> {
+                    fn visit_str<E: ::serde::de::Error>(self, s: &str) -> Result<$ty, E> {
                         s.parse().map_err(E::custom)
                     }
-                    fn visit_i64<E: de::Error>(self, n: i64) -> Result<$ty, E> {
+                    fn visit_i64<E: ::serde::de::Error>(self, n: i64) -> Result<$ty, E> {
                         let f: fn(i64) -> Result<$ty, String> = $int;
                         f(n).map_err(E::custom)
                     }
@@ -33,6 +33,7 @@ macro_rules! from_str_or_int {
         }
     };
 }
+pub(crate) use from_str_or_int;
 
 /// A size in bytes. Written as `"512M"`, `"2G"`, `"1T"`, `"4096K"` or an integer of MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
