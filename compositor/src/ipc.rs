@@ -304,7 +304,8 @@ impl State {
                 | Request::VmStart { .. }
                 | Request::VmStop { .. }
                 | Request::VmRun { .. }
-                | Request::VmConsole { .. } => return Outcome::Vm(request),
+                | Request::VmConsole { .. }
+                | Request::SwitchCounters { .. } => return Outcome::Vm(request),
             };
         Outcome::Reply(match reply {
             Ok(r) => Response::Ok(r),

@@ -65,6 +65,8 @@ enum MsgRequest {
     Stats,
     /// What the global clipboard holds (source domain, types, size; never the data).
     Clipboard,
+    /// Per-port counters of a VM switch network (frames, bytes, drops by reason, restarts).
+    Switch { network: String },
     /// Write a PNG of everything on screen.
     Screenshot { path: PathBuf },
     /// Run a named action (focus-next, focus-prev, focus-window ID, close, fullscreen, maximize,
@@ -138,6 +140,7 @@ fn msg(request: MsgRequest) -> ExitCode {
         MsgRequest::Outputs => Request::Outputs,
         MsgRequest::Stats => Request::Stats,
         MsgRequest::Clipboard => Request::Clipboard,
+        MsgRequest::Switch { network } => Request::SwitchCounters { network },
         MsgRequest::Screenshot { path } => {
             let path = if path.is_absolute() {
                 path

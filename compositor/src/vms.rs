@@ -121,6 +121,16 @@ pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixSt
     };
     let result = match request {
         Request::VmList => Ok(Reply::Vms(m.list())),
+        Request::SwitchCounters { network } => m.switch_counters(&network).and_then(|text| {
+            serde_json::from_str(&text)
+                .map(|counters| Reply::SwitchCounters {
+                    network: network.clone(),
+                    counters,
+                })
+                .map_err(|e| {
+                    format!("the counters of switch network {network:?} are unreadable: {e}")
+                })
+        }),
         Request::VmStart { vm } => m.start(&vm).map(|started| Reply::VmStarted {
             boot: m
                 .list()

@@ -693,3 +693,128 @@ root-overlay = {{ type = "disk", size = "512M" }}
     assert_framed(&img, &w, teal, &format!("[full] {}", w.title), true);
     stop(&c, "full");
 }
+
+/// Two test guests on one bulkhead-switch network (router and client), both started through
+/// vm-run: they ping each other; the client's switch child is killed, the supervisor restarts
+/// it, QEMU reconnects and the ping works again.
+#[test]
+fn two_guests_on_a_switch_network_ping_each_other_and_survive_a_port_restart() {
+    let router = vm(
+        "router",
+        "[[vm.network]]\ntype = \"switch\"\nnetwork = \"lan\"\nrole = \"router\"\n\
+         mac = \"02:00:00:00:77:01\"\naddress = \"10.77.0.1/24\"",
+    );
+    let client = vm(
+        "client",
+        "[[vm.network]]\ntype = \"switch\"\nnetwork = \"lan\"\nrole = \"client\"\n\
+         mac = \"02:00:00:00:77:02\"\naddress = \"10.77.0.2/24\"\ngateway = \"10.77.0.1\"",
+    );
+    let c = Compositor::start(&config(&format!("{router}\n{client}")));
+    run_ok(&c, "router", &["true"]);
+    let ping = |from: &str, to: &str| {
+        let (code, out, err) = c.vm_cli(
+            "vm-run",
+            &["--wait", from, "ping", "-c", "3", "-W", "5", to],
+        );
+        (code, format!("{out}{err}"))
+    };
+    let (code, out) = ping("client", "10.77.0.1");
+    assert_eq!(
+        code,
+        0,
+        "client could not ping the router:\n{out}\n{}",
+        c.log_text()
+    );
+    let (code, out) = ping("router", "10.77.0.2");
+    assert_eq!(code, 0, "router could not ping the client:\n{out}");
+
+    // The client's port child (SIGKILL, as a crash): the supervisor restarts it, says so in
+    // the counters, and QEMU reconnects to the port's socket.
+    // The switch's counters, through the compositor's IPC (`bulkhead msg switch lan`).
+    let port = |vm: &str| -> serde_json::Value {
+        match c.request(&bulkhead_ipc::Request::SwitchCounters {
+            network: "lan".into(),
+        }) {
+            bulkhead_ipc::Reply::SwitchCounters { counters, .. } => counters["ports"]
+                .as_array()
+                .and_then(|ports| ports.iter().find(|p| p["vm"] == vm).cloned())
+                .unwrap_or_default(),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    };
+    let before = port("client");
+    assert_eq!(before["restarts"], 0, "{before}");
+    let child = port_child("lan", "client").expect("the client's switch child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the port child");
+    wait_until("the client's port restarted", 60, || {
+        let p = port("client");
+        p["restarts"] == 1 && p["running"] == true
+    });
+    wait_until("the client reaches the router again", 120, || {
+        ping("client", "10.77.0.1").0 == 0
+    });
+    // The router's port was not disturbed.
+    assert_eq!(port("router")["restarts"], 0, "{}", port("router"));
+    stop(&c, "client");
+    stop(&c, "router");
+}
+
+/// Host pid of the bulkhead-switch port child serving `vm` on `network`: the supervisor forks
+/// one child per `--port` in command-line order, so the children by start time follow it.
+fn port_child(network: &str, vm: &str) -> Option<i32> {
+    struct P {
+        pid: i32,
+        ppid: i32,
+        start: u64,
+        args: Vec<String>,
+    }
+    let procs: Vec<P> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let args: Vec<String> = std::fs::read(e.path().join("cmdline"))
+                .ok()?
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // Fields after the parenthesised name: state ppid ... starttime (field 22).
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(P {
+                pid,
+                ppid: rest.get(1)?.parse().ok()?,
+                start: rest.get(19)?.parse().ok()?,
+                args,
+            })
+        })
+        .filter(|p| {
+            p.args
+                .first()
+                .is_some_and(|a| a.ends_with("bulkhead-switch"))
+                && p.args.iter().any(|a| *a == format!("--network={network}"))
+        })
+        .collect();
+    let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+    // Port children: their parent (the supervisor) has a bulkhead-switch parent too.
+    let parent = |pid: i32| procs.iter().find(|p| p.pid == pid);
+    let mut children: Vec<&P> = procs
+        .iter()
+        .filter(|p| parent(p.ppid).is_some_and(|sup| pids.contains(&sup.ppid)))
+        .collect();
+    children.sort_by_key(|p| p.start);
+    let ports: Vec<&str> = children
+        .first()?
+        .args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--port="))
+        .collect();
+    let index = ports
+        .iter()
+        .position(|p| p.split(',').any(|kv| kv == format!("vm={vm}")))?;
+    children.get(index).map(|p| p.pid)
+}

@@ -60,6 +60,9 @@ pub enum Request {
     },
     /// The serial console socket of a running VM (for vm-shell).
     VmConsole { vm: String },
+    /// The per-port counters of a bulkhead-switch VM network (frames, bytes, drops by reason,
+    /// restarts), as the switch last wrote them.
+    SwitchCounters { network: String },
 }
 
 /// A synthetic input event (headless backend only).
@@ -154,6 +157,10 @@ pub enum Reply {
         primary_domain: Option<String>,
     },
     Vms(Vec<VmInfo>),
+    SwitchCounters {
+        network: String,
+        counters: serde_json::Value,
+    },
     VmStarted {
         vm: String,
         /// False when it was already running.
