@@ -526,6 +526,25 @@ fn vms_run_for_an_unprivileged_user() {
     assert_eq!(c.leftover_processes(), Vec::<i32>::new());
 }
 
+/// One `[[vm]]` of a Debian guest built into `dir` (demo, full): 1 GiB, two vCPUs.
+fn debian_vm(name: &str, color: &str, dir: &Path, overlay: &str) -> String {
+    format!(
+        r##"
+[[vm]]
+name = "{name}"
+color = "{color}"
+vmm = "qemu"
+memory = 1024
+cpus = 2
+kernel = "{g}/vmlinuz"
+initramfs = "{g}/initramfs.cpio"
+root-disk = "{g}/root.img"
+root-overlay = {{ type = "disk", size = "{overlay}" }}
+"##,
+        g = dir.display()
+    )
+}
+
 /// The demo guest (`rootfs/build-guest --profile demo`): a Debian root with foot and weston's
 /// demos, bulkhead-wl-proxy started at boot, windows over the vsock transport.
 #[test]
@@ -537,21 +556,7 @@ fn a_guest_app_shows_its_window_framed_in_its_vm_colour() {
         g.display()
     );
     let purple = [0x9b, 0x59, 0xb6];
-    let cfg = config(&format!(
-        r##"
-[[vm]]
-name = "demo"
-color = "#9b59b6"
-vmm = "qemu"
-memory = 1024
-cpus = 2
-kernel = "{g}/vmlinuz"
-initramfs = "{g}/initramfs.cpio"
-root-disk = "{g}/root.img"
-root-overlay = {{ type = "disk", size = "256M" }}
-"##,
-        g = g.display()
-    ));
+    let cfg = config(&debian_vm("demo", "#9b59b6", &g, "256M"));
     let c = Compositor::start(&cfg);
     let (code, _, err) = c.vm_cli("vm-run", &["demo", "weston-simple-shm"]);
     assert_eq!(code, 0, "{err}");
@@ -647,21 +652,7 @@ fn the_full_guest_runs_systemd_units_and_exports_its_apps() {
     );
     assert!(g.join("applications/foot.desktop").exists());
     let teal = [0x16, 0xa0, 0x85];
-    let cfg = config(&format!(
-        r##"
-[[vm]]
-name = "full"
-color = "#16a085"
-vmm = "qemu"
-memory = 1024
-cpus = 2
-kernel = "{g}/vmlinuz"
-initramfs = "{g}/initramfs.cpio"
-root-disk = "{g}/root.img"
-root-overlay = {{ type = "disk", size = "512M" }}
-"##,
-        g = g.display()
-    ));
+    let cfg = config(&debian_vm("full", "#16a085", &g, "512M"));
     let c = Compositor::start(&cfg);
     // systemd is PID 1, and the agent and the proxy are its units, active.
     let (code, out, err) = c.vm_cli(

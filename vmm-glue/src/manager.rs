@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -338,29 +337,11 @@ impl Manager {
             }
             None => None,
         };
-        let log = std::fs::File::create(paths.log("monitor"))
-            .map_err(|e| format!("cannot create {}: {e}", paths.log("monitor").display()))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&self.monitor_exe);
+        let mut cmd =
+            monitor::detached_command(self.monitor_exe.as_os_str(), &paths.log("monitor"))?;
         cmd.arg("vm-monitor")
             .arg(&paths.runtime)
-            .current_dir(&paths.runtime)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("BULKHEAD_SOCKET");
-        monitor::unblock_signals_in_child(&mut cmd);
-        // SAFETY: setsid() is async-signal-safe; it puts the monitor in its own session so a
-        // signal to the compositor's process group (Ctrl-C in a terminal) does not reach VMs.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            .current_dir(&paths.runtime);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the VM monitor: {e}"))?;

@@ -135,6 +135,34 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
     }
 }
 
+/// A command for a long-lived process of the VM manager (a VM's monitor, a network's switch):
+/// stdout and stderr into `log`, no blocked signals, none of the session's Wayland or IPC
+/// sockets in its environment, and a session of its own so a signal to the compositor's
+/// process group (Ctrl-C in a terminal) does not reach it.
+pub fn detached_command(program: &std::ffi::OsStr, log: &Path) -> Result<Command, String> {
+    let out =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("BULKHEAD_SOCKET");
+    unblock_signals_in_child(&mut cmd);
+    // SAFETY: setsid() is async-signal-safe; the closure runs in the forked child before exec
+    // and touches nothing of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
 /// The monitor's main: never returns an error to a caller that could act on it, so it reports
 /// through `exit.json` and the exit code.
 pub fn run(runtime_dir: &Path) -> i32 {

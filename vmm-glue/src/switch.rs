@@ -7,9 +7,8 @@
 //! bytes, drops by reason, restarts, why the last port child ended).
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use bulkhead_config::vm::{NetKind, SwitchRole};
@@ -121,28 +120,9 @@ pub fn ensure_running(
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     let log_path = dir.join("switch.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
     let (prog, args) = spec.argv.split_first().ok_or("empty switch command")?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .env_remove("WAYLAND_DISPLAY")
-        .env_remove("BULKHEAD_SOCKET");
-    monitor::unblock_signals_in_child(&mut cmd);
-    // SAFETY: setsid() is async-signal-safe; the switch gets its own session so a signal to
-    // the compositor's process group does not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = monitor::detached_command(prog.as_ref(), &log_path)?;
+    cmd.args(args);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {prog} for network {network:?}: {e}"))?;

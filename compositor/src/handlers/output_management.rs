@@ -304,6 +304,28 @@ fn lock(p: &PendingConfig) -> std::sync::MutexGuard<'_, Pending> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Puts a head into a configuration (`None`: turn it off); a head configured twice is a
+/// protocol error.
+fn add_head(
+    config: &ZwlrOutputConfigurationV1,
+    data: &PendingConfig,
+    head: &ZwlrOutputHeadV1,
+    change: Option<Arc<Mutex<OutputChange>>>,
+) {
+    let Some(name) = head.data::<String>().cloned() else {
+        return;
+    };
+    let mut p = lock(data);
+    if p.heads.iter().any(|(n, _)| n == &name) {
+        config.post_error(
+            zwlr_output_configuration_v1::Error::AlreadyConfiguredHead,
+            "head configured twice",
+        );
+        return;
+    }
+    p.heads.push((name, change));
+}
+
 impl Dispatch<ZwlrOutputConfigurationV1, PendingConfig> for State {
     fn request(
         state: &mut State,
@@ -319,26 +341,10 @@ impl Dispatch<ZwlrOutputConfigurationV1, PendingConfig> for State {
             zwlr_output_configuration_v1::Request::EnableHead { id, head } => {
                 let change = Arc::new(Mutex::new(OutputChange::default()));
                 init.init(id, change.clone());
-                let Some(name) = head.data::<String>().cloned() else {
-                    return;
-                };
-                let mut p = lock(data);
-                if p.heads.iter().any(|(n, _)| n == &name) {
-                    config.post_error(Error::AlreadyConfiguredHead, "head configured twice");
-                    return;
-                }
-                p.heads.push((name, Some(change)));
+                add_head(config, data, &head, Some(change));
             }
             zwlr_output_configuration_v1::Request::DisableHead { head } => {
-                let Some(name) = head.data::<String>().cloned() else {
-                    return;
-                };
-                let mut p = lock(data);
-                if p.heads.iter().any(|(n, _)| n == &name) {
-                    config.post_error(Error::AlreadyConfiguredHead, "head configured twice");
-                    return;
-                }
-                p.heads.push((name, None));
+                add_head(config, data, &head, None);
             }
             zwlr_output_configuration_v1::Request::Apply
             | zwlr_output_configuration_v1::Request::Test => {
