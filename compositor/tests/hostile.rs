@@ -226,6 +226,19 @@ fn vm_drag_icon_is_not_drawn() {
     icon.commit();
     dd.start_drag(Some(&source), &t.surface, Some(&icon), serial);
     cl.roundtrip();
+    // The drag is on: moving over the window itself enters it with the drag's offer.
+    c.input(vec![InputEvent::PointerMotion {
+        x: (g.x + 60) as f64,
+        y: (g.y + 60) as f64,
+    }]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while cl.events.dnd_enters == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drag never started"
+        );
+        cl.roundtrip();
+    }
     c.input(vec![InputEvent::PointerMotion { x: 20.0, y: 20.0 }]);
     let img = c.screenshot("hostile-dnd");
     assert_eq!(magenta_only_inside(&img, &[], "drag icon"), 0);

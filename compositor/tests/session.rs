@@ -104,10 +104,14 @@ fn swaylock_covers_every_output_and_a_killed_locker_leaves_it_locked() {
     assert_eq!(img.pixel(g.x + g.width / 2, g.y + g.height / 2), green);
     assert_eq!(img.pixel(1280 + 640, 400), green);
 
-    // The locker dies: the session stays locked (nothing of the desktop comes back).
+    // The locker dies: the session stays locked (nothing of the desktop comes back). First
+    // the event that proves the compositor saw it go: its green surface leaves the screen.
     unsafe_kill(&mut lock);
-    std::thread::sleep(Duration::from_millis(500));
-    let img = c.screenshot("locker-killed");
+    let mut img = c.screenshot("locker-killed");
+    wait("the killed locker's surface is gone", || {
+        img = c.screenshot("locker-killed");
+        img.pixel(10, 10) != green && img.pixel(1280 + 10, 10) != green
+    });
     // One flat colour over both outputs: no window, no frame, no title of the desktop.
     let first = img.pixel(0, 0);
     for y in (0..800).step_by(7) {
@@ -171,10 +175,11 @@ fn swaylock_unlocks_with_the_right_password_only() {
         ),
     )
     .unwrap();
+    // A failed attempt fills the indicator with red: the sign that the password was checked.
     let mut lock = c.spawn_env(
         "host",
         "swaylock",
-        &["--color", "00ff00"],
+        &["--color", "00ff00", "--inside-wrong-color", "ff0000"],
         &[
             ("LD_PRELOAD", "libpam_wrapper.so"),
             ("PAM_WRAPPER", "1"),
@@ -187,12 +192,18 @@ fn swaylock_unlocks_with_the_right_password_only() {
     });
 
     type_line(&c, "wrong");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until swaylock shows that it checked and refused the password (its indicator, at
+    // the output's centre, turns red), then check that nothing was unlocked.
+    let red = [0xff, 0x00, 0x00];
+    let mut img = c.screenshot("unlock-wrong");
+    wait("swaylock refused the wrong password", || {
+        img = c.screenshot("unlock-wrong");
+        (560..720).any(|x| (320..480).any(|y| img.pixel(x, y) == red))
+    });
     assert!(
         lock.0.try_wait().unwrap().is_none(),
         "a wrong password ended swaylock"
     );
-    let img = c.screenshot("unlock-wrong");
     assert_ne!(img.pixel(centre.0, centre.1), WORK);
     assert_eq!(
         img.pixel(10, 10),
@@ -460,7 +471,6 @@ fn an_x11_app_is_framed_as_a_host_window() {
     );
     let w = c.wait_window("host", "x11 here");
     assert_eq!(w.app_id, "XTerm");
-    std::thread::sleep(Duration::from_millis(500));
     let mut img = c.screenshot("x11-xterm");
     wait("xterm's pixels are drawn", || {
         img = c.screenshot("x11-xterm");

@@ -289,7 +289,10 @@ fn user_network_reaches_a_host_service() {
 #[test]
 fn tap_interface_gets_its_address_in_a_network_namespace() {
     if !is_root() {
-        eprintln!("skipped: a tap device in a private network namespace needs root");
+        cannot_run(
+            "vms::tap_interface_gets_its_address_in_a_network_namespace",
+            "a tap device in a private network namespace needs root",
+        );
         return;
     }
     // This test's own network namespace (per thread; the compositor inherits it).

@@ -1,10 +1,11 @@
 //! A real Linux guest under QEMU on a client port, and the in-process harness as the router:
 //! ARP and ICMP echo go through QEMU's vhost-user frontend, the guest's virtio-net driver, the
 //! relay, the port children and the rings. Needs `qemu-system-x86_64` and a guest image built
-//! by `rootfs/build-guest --profile test`, named by `BULKHEAD_TEST_GUEST` (the directory with
-//! vmlinuz, initramfs.cpio and root.img); without them the test says so and passes.
+//! by `rootfs/build-guest --profile test`: the directory named by `BULKHEAD_TEST_GUEST`, else
+//! the workspace's `target/guest/test` (vmlinuz, initramfs.cpio and root.img); without them
+//! the test fails and says what to run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,10 +79,14 @@ fn ping(seq: u16) -> Vec<u8> {
 
 #[test]
 fn a_linux_guest_answers_arp_and_ping_through_the_switch() {
-    let Some(image) = std::env::var_os("BULKHEAD_TEST_GUEST").map(PathBuf::from) else {
-        eprintln!("BULKHEAD_TEST_GUEST is not set: guest traffic through QEMU not checked");
-        return;
-    };
+    let image = std::env::var_os("BULKHEAD_TEST_GUEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest/test"));
+    assert!(
+        image.join("root.img").exists(),
+        "no test guest in {}: run rootfs/build-guest --profile test (.ci/test does)",
+        image.display()
+    );
     let dir = SocketDir::new("guest").unwrap();
     let switch = Kill(
         Command::new(env!("CARGO_BIN_EXE_bulkhead-switch"))

@@ -798,3 +798,24 @@ pub fn notification_diff(img: &Image, index: usize, color: [u8; 3], text: &str) 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// A test that cannot run on this machine (a tool or privilege is missing) fails and says what
+/// to install, unless `BULKHEAD_ALLOW_SKIP=1`: then it is a named skip, written to
+/// `$BULKHEAD_SKIP_LOG` so the run's summary counts and names it, and the caller returns.
+pub fn cannot_run(test: &str, why: &str) {
+    let allowed = std::env::var_os("BULKHEAD_ALLOW_SKIP").is_some_and(|v| v == "1");
+    assert!(
+        allowed,
+        "{test}: {why} (BULKHEAD_ALLOW_SKIP=1 makes this a named skip)"
+    );
+    eprintln!("skipped {test}: {why}");
+    if let Some(log) = std::env::var_os("BULKHEAD_SKIP_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .expect("skip log");
+        writeln!(f, "{test}: {why}").expect("skip log");
+    }
+}
