@@ -58,7 +58,7 @@
         };
         default = bulkhead;
       } // nixpkgs.lib.optionalAttrs (builtins.pathExists ../net-switch/Cargo.toml) {
-        # net-switch/ (bulkhead-switch) is planned in the architecture but not in the workspace yet.
+        # bulkhead-switch, the VM network switch (net-switch/).
         bulkhead-switch = crate pkgs {
           pname = "bulkhead-switch";
           crate = "bulkhead-switch";

@@ -1,4 +1,4 @@
-# bulkhead.nix: the NixOS module of the README's "For NixOS users" section, verbatim.
+# bulkhead.nix: the NixOS module of docs/session.md's "For NixOS users" section, verbatim.
 # nix/check turns its programs.bulkhead into config.toml (compared with readme-module.toml)
 # and runs `bulkhead validate` on it.
 { pkgs, ... }:
