@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -25,7 +25,13 @@ pub enum Domain {
     Host,
     /// A VM, by its configured name.
     Vm(Arc<str>),
+    /// A client the compositor did not insert itself (its id: a domain of its own, never
+    /// equal to another client's), or one already gone (`None`): trusted with nothing.
+    Unknown(Option<ClientId>),
 }
+
+/// The name shown for clients of an unknown domain.
+pub const UNKNOWN_DOMAIN: &str = "unknown";
 
 impl Domain {
     pub fn is_host(&self) -> bool {
@@ -36,6 +42,7 @@ impl Domain {
         match self {
             Domain::Host => bulkhead_config::HOST_DOMAIN,
             Domain::Vm(n) => n,
+            Domain::Unknown(_) => UNKNOWN_DOMAIN,
         }
     }
 }
@@ -54,6 +61,60 @@ pub struct ClientState {
     pub security_context: Option<SecurityContext>,
     pub compositor_state: CompositorClientState,
     pub surfaces: AtomicUsize,
+    /// The latest input serials the compositor sent to this client while it held focus.
+    pub serials: InputSerials,
+}
+
+/// Serials of user input the compositor sent to one client (0: none since it last lost the
+/// keyboard). A grab, an interactive move or resize, or an activation token of a VM client is
+/// honoured only with one of these, exactly: never an older one, nor another client's.
+#[derive(Default, Debug)]
+pub struct InputSerials {
+    /// The latest button press or touch down.
+    pub press: AtomicU32,
+    /// The latest key press.
+    pub key: AtomicU32,
+}
+
+/// Which serials a request may cite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialUse {
+    /// A move or resize: a button press only.
+    Press,
+    /// A popup grab or an activation token: a press, a key press or the keyboard enter.
+    Input,
+}
+
+impl InputSerials {
+    pub fn record_press(&self, serial: u32) {
+        self.press.store(serial, Ordering::Relaxed);
+    }
+
+    pub fn record_key(&self, serial: u32) {
+        self.key.store(serial, Ordering::Relaxed);
+    }
+
+    /// Forgets every serial: the client lost the keyboard to another client.
+    pub fn clear(&self) {
+        self.press.store(0, Ordering::Relaxed);
+        self.key.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether `serial` (never 0) is this client's latest press, or, for `SerialUse::Input`,
+    /// its latest key press or `enter` (the keyboard enter it was sent, if it holds the
+    /// keyboard).
+    pub fn allows(&self, serial: u32, kind: SerialUse, enter: Option<u32>) -> bool {
+        if serial == 0 {
+            return false;
+        }
+        let press = self.press.load(Ordering::Relaxed) == serial;
+        match kind {
+            SerialUse::Press => press,
+            SerialUse::Input => {
+                press || self.key.load(Ordering::Relaxed) == serial || enter == Some(serial)
+            }
+        }
+    }
 }
 
 impl ClientState {
@@ -64,6 +125,7 @@ impl ClientState {
             security_context: None,
             compositor_state: CompositorClientState::default(),
             surfaces: AtomicUsize::new(0),
+            serials: InputSerials::default(),
         }
     }
 
@@ -102,11 +164,39 @@ impl ClientData for ClientState {
     }
 }
 
-/// The domain of a client (host for clients without our data, which cannot happen).
+/// The domain of a client: ours from its [`ClientState`]; the host for the Xwayland server
+/// that smithay inserts with its own data; an unprivileged unknown domain for anything else.
 pub fn client_domain(client: &Client) -> Domain {
-    client
-        .get_data::<ClientState>()
-        .map_or(Domain::Host, |c| c.domain.clone())
+    if let Some(c) = client.get_data::<ClientState>() {
+        c.domain.clone()
+    } else if client
+        .get_data::<smithay::xwayland::XWaylandClientData>()
+        .is_some()
+    {
+        Domain::Host
+    } else {
+        Domain::Unknown(Some(client.id()))
+    }
+}
+
+/// The domain of the client with `id`, as [`client_domain`] decides it (unknown once gone).
+pub fn client_id_domain(
+    dh: &smithay::reexports::wayland_server::DisplayHandle,
+    id: &ClientId,
+) -> Domain {
+    let Ok(data) = dh.backend_handle().get_client_data(id.clone()) else {
+        return Domain::Unknown(None);
+    };
+    if let Some(c) = data.downcast_ref::<ClientState>() {
+        c.domain.clone()
+    } else if data
+        .downcast_ref::<smithay::xwayland::XWaylandClientData>()
+        .is_some()
+    {
+        Domain::Host
+    } else {
+        Domain::Unknown(Some(id.clone()))
+    }
 }
 
 /// Global filter: only unsandboxed host clients see privileged globals.
@@ -310,6 +400,63 @@ mod tests {
             "{:?}",
             r.err()
         );
+    }
+
+    #[test]
+    fn only_the_latest_serials_are_honoured() {
+        let s = InputSerials::default();
+        assert!(
+            !s.allows(0, SerialUse::Input, Some(0)),
+            "0 is never a serial"
+        );
+        s.record_press(10);
+        s.record_key(12);
+        assert!(s.allows(10, SerialUse::Press, None));
+        assert!(
+            !s.allows(12, SerialUse::Press, None),
+            "a key cannot start a move"
+        );
+        assert!(s.allows(12, SerialUse::Input, None));
+        assert!(s.allows(14, SerialUse::Input, Some(14)));
+        s.record_press(20);
+        assert!(!s.allows(10, SerialUse::Press, None), "an older press");
+        s.clear();
+        assert!(
+            !s.allows(20, SerialUse::Input, None),
+            "forgotten when focus left"
+        );
+    }
+
+    /// Fail closed: a client that carries no data of ours is an unknown domain of its own,
+    /// never the host, and gets no privileged globals.
+    #[test]
+    fn a_client_without_our_data_is_unknown_not_host() {
+        struct Foreign;
+        impl ClientData for Foreign {}
+        let display = smithay::reexports::wayland_server::Display::<()>::new().unwrap();
+        let (a, _a) = UnixStream::pair().unwrap();
+        let (b, _b) = UnixStream::pair().unwrap();
+        let one = display
+            .handle()
+            .insert_client(a, Arc::new(Foreign))
+            .unwrap();
+        let two = display
+            .handle()
+            .insert_client(b, Arc::new(Foreign))
+            .unwrap();
+        let (d1, d2) = (client_domain(&one), client_domain(&two));
+        assert!(matches!(d1, Domain::Unknown(_)), "{d1:?}");
+        assert!(!d1.is_host());
+        assert_ne!(d1, d2, "two unknown clients share a domain");
+        assert!(!is_privileged(&one));
+        let ours = display
+            .handle()
+            .insert_client(
+                UnixStream::pair().unwrap().0,
+                Arc::new(ClientState::new(Domain::Host)),
+            )
+            .unwrap();
+        assert_eq!(client_domain(&ours), Domain::Host);
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Launcher {
                 Row::Search => (format!("Run: {}_", self.filter), BACKGROUND, None),
                 Row::Domain(d) => {
                     let state = match d {
-                        Domain::Host => String::new(),
+                        Domain::Host | Domain::Unknown(_) => String::new(),
                         Domain::Vm(n) => match self.states.get(&**n) {
                             Some(VmState::Running) => " running".into(),
                             Some(VmState::Starting) => " starting".into(),
@@ -339,6 +339,7 @@ impl State {
                     self.desk
                         .notify(&e.domain, format!("[{vm}] starting for {}", e.name));
                 }
+                self.grant_launch(vm);
                 let notices = self.desk.notices.clone();
                 let vm = vm.to_string();
                 std::thread::spawn(move || match m.run(&vm, &e.command, None) {
@@ -349,6 +350,8 @@ impl State {
                     }
                 });
             }
+            // Launcher entries come from the config: the host or a configured VM.
+            Domain::Unknown(_) => {}
         }
     }
 }

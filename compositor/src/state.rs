@@ -152,6 +152,11 @@ pub struct Desktop {
     pub foreign_toplevel_state: smithay::wayland::foreign_toplevel_list::ForeignToplevelListState,
     /// Surfaces that currently inhibit idling (kept for the idle logic of the DRM session).
     pub idle_inhibitors: Vec<WlSurface>,
+    /// The popup grab the compositor honoured last (ended by bindings, the lock and clicks
+    /// elsewhere: see `crate::focus`).
+    pub popup_grab: Option<smithay::desktop::PopupGrab<State>>,
+    /// Launches waiting for their first window: each may take keyboard focus once.
+    pub launch_grants: crate::focus::LaunchGrants,
     /// Xwayland and its window manager (host X11 apps).
     pub xwayland: crate::xwayland::Xwayland,
     /// Host tools' view of the outputs (wlr-output-management).
@@ -407,6 +412,8 @@ impl Desktop {
             session_lock_state,
             foreign_toplevel_state,
             idle_inhibitors: Vec::new(),
+            popup_grab: None,
+            launch_grants: Default::default(),
             xwayland: crate::xwayland::Xwayland::new(xwayland_shell),
             output_management: Default::default(),
         })
@@ -451,7 +458,7 @@ impl Desktop {
         }
     }
 
-    /// The frame colour of a domain.
+    /// The frame colour of a domain (a warning red for an unknown one).
     pub fn domain_color(&self, domain: &Domain) -> Color {
         match domain {
             Domain::Host => self.config.appearance.host_color,
@@ -459,15 +466,17 @@ impl Desktop {
                 .vms
                 .iter()
                 .find(|v| v.domain.name() == &**name)
-                .map_or(self.config.appearance.host_color, |v| v.color),
+                .map_or(UNKNOWN_COLOR, |v| v.color),
+            Domain::Unknown(_) => UNKNOWN_COLOR,
         }
     }
 
-    /// The domain of the client owning `surface`.
+    /// The domain of the client owning `surface`; unknown once that client is gone.
     pub fn surface_domain(&self, surface: &WlSurface) -> Domain {
-        self.display_handle
-            .get_client(surface.id())
-            .map_or(Domain::Host, |c| domain::client_domain(&c))
+        match self.display_handle.get_client(surface.id()) {
+            Ok(c) => domain::client_domain(&c),
+            Err(_) => Domain::Unknown(None),
+        }
     }
 
     /// Output geometries in the global space.
@@ -495,6 +504,9 @@ impl Desktop {
         self.dirty = true;
     }
 }
+
+/// The frame colour of windows whose domain is unknown (no configured VM, not the host).
+const UNKNOWN_COLOR: Color = Color::rgb(0xd0, 0x10, 0x10);
 
 /// The xkb keymap settings of `[keyboard]`.
 pub fn xkb_config(kb: &bulkhead_config::KeyboardConfig) -> smithay::input::keyboard::XkbConfig<'_> {

@@ -18,6 +18,10 @@ use crate::domain::ClientState;
 use crate::shell::{meta, root_surface, with_role_attributes};
 use crate::state::State;
 
+/// The compositor state of clients inserted by neither us nor smithay's Xwayland (none are).
+static UNKNOWN_CLIENT_STATE: std::sync::LazyLock<CompositorClientState> =
+    std::sync::LazyLock::new(CompositorClientState::default);
+
 impl CompositorHandler for State {
     fn compositor_state(&mut self) -> &mut CompositorState {
         &mut self.desk.compositor_state
@@ -29,7 +33,8 @@ impl CompositorHandler for State {
             // Every client is inserted with ClientState except Xwayland, which smithay inserts.
             None => match client.get_data::<smithay::xwayland::XWaylandClientData>() {
                 Some(x) => &x.compositor_state,
-                None => unreachable!("client without ClientState"),
+                // Fail closed, never panic: a client of an unknown domain shares this state.
+                None => &UNKNOWN_CLIENT_STATE,
             },
         }
     }
