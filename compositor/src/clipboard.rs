@@ -30,7 +30,7 @@ use smithay::wayland::selection::primary_selection::{
 };
 use smithay::wayland::selection::SelectionTarget;
 
-use crate::domain::{client_domain, Domain};
+use crate::domain::Domain;
 use crate::state::State;
 
 /// At most this many types of one selection are copied.
@@ -171,18 +171,9 @@ enum Failure {
 }
 
 impl State {
-    fn focused_domain(&self) -> Option<Domain> {
-        let dh = &self.desk.display_handle;
-        self.desk
-            .keyboard_focus
-            .as_ref()
-            .and_then(|s| dh.get_client(s.id()).ok())
-            .map(|c| client_domain(&c))
-    }
-
     /// clipboard-copy: the focused domain's clipboard into the global one.
     pub fn clipboard_copy(&mut self) -> Result<(), String> {
-        let Some(from) = self.focused_domain() else {
+        let Some(from) = self.desk.focused_domain() else {
             return Err("no window has focus".into());
         };
         if self.desk.clipboard.copying.is_some() {
@@ -369,7 +360,7 @@ impl State {
 
     /// clipboard-paste: the global clipboard becomes the focused domain's selection.
     pub fn clipboard_paste(&mut self) -> Result<(), String> {
-        let Some(to) = self.focused_domain() else {
+        let Some(to) = self.desk.focused_domain() else {
             return Err("no window has focus".into());
         };
         let Some(global) = self.desk.clipboard.global.clone() else {

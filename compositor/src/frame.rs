@@ -105,31 +105,54 @@ pub fn clamp_position(
     Point::from((x, y)) + offset
 }
 
-/// Where a new window of `size` goes: centred on `output`, cascaded away from `taken` (the
-/// content origins of windows already there), then clamped.
+/// Where a new window of `size` goes, as floating window managers place them: centred on
+/// `output` when that hides nothing, else at the position (cascade steps from the centre, or a
+/// grid over the output) that hides the least of the windows already there (`taken`: their
+/// outer frames) and of itself (off the output), never with its frame's corner on another's
+/// (so every title bar stays in sight), and the nearest to the centre among equals.
 pub fn place_new(
     size: Size<i32, Logical>,
     metrics: FrameMetrics,
     output: Rectangle<i32, Logical>,
-    taken: &[Point<i32, Logical>],
+    taken: &[Rectangle<i32, Logical>],
 ) -> Point<i32, Logical> {
-    let outer = metrics.outer(Rectangle::new((0, 0).into(), size), FrameKind::Full);
-    let x0 = output.loc.x + (output.size.w - outer.size.w).max(0) / 2 + metrics.border;
-    let y0 = output.loc.y + (output.size.h - outer.size.h).max(0) / 2 + metrics.title;
-    let step = metrics.title;
-    let mut p = Point::from((x0, y0));
-    for _ in 0..32 {
-        if !taken.contains(&p) {
-            break;
+    let outer_at = |p: Point<i32, Logical>| metrics.outer(Rectangle::new(p, size), FrameKind::Full);
+    let outer = outer_at((0, 0).into());
+    let centre = Point::from((
+        output.loc.x + (output.size.w - outer.size.w).max(0) / 2 + metrics.border,
+        output.loc.y + (output.size.h - outer.size.h).max(0) / 2 + metrics.title,
+    ));
+    let step = metrics.title.max(8);
+    let mut candidates = vec![centre];
+    candidates.extend((1..32).map(|k| centre + Point::from((k * step, k * step))));
+    let mut y = output.loc.y;
+    while y < output.loc.y + output.size.h {
+        let mut x = output.loc.x;
+        while x < output.loc.x + output.size.w {
+            candidates.push(Point::from((x + metrics.border, y + metrics.title)));
+            x += step;
         }
-        p += Point::from((step, step));
-        if p.x + size.w > output.loc.x + output.size.w
-            || p.y + size.h > output.loc.y + output.size.h
-        {
-            p = Point::from((output.loc.x + metrics.border, output.loc.y + metrics.title));
-        }
+        y += step;
     }
-    clamp_position(Rectangle::new(p, size), metrics, FrameKind::Full, &[output])
+    let area = |r: Rectangle<i32, Logical>| r.size.w as i64 * r.size.h as i64;
+    candidates
+        .into_iter()
+        .map(|p| clamp_position(Rectangle::new(p, size), metrics, FrameKind::Full, &[output]))
+        .min_by_key(|&p| {
+            let o = outer_at(p);
+            let corner_on_another = taken
+                .iter()
+                .any(|t| (t.loc.x - o.loc.x).abs() < step && (t.loc.y - o.loc.y).abs() < step);
+            let covered: i64 = taken
+                .iter()
+                .filter_map(|t| t.intersection(o))
+                .map(area)
+                .sum();
+            let off_output = area(o) - o.intersection(output).map_or(0, area);
+            let distance = (p.x - centre.x).abs() as i64 + (p.y - centre.y).abs() as i64;
+            (corner_on_another, covered + off_output, distance)
+        })
+        .unwrap_or(centre)
 }
 
 #[cfg(test)]
@@ -180,18 +203,64 @@ mod tests {
         assert_eq!(p, Point::from((1500, 300)));
     }
 
+    /// Places windows of `sizes` one after the other; their outer frames.
+    fn place_all(
+        out: Rectangle<i32, Logical>,
+        sizes: &[(i32, i32)],
+    ) -> Vec<Rectangle<i32, Logical>> {
+        let mut placed = Vec::new();
+        for &(w, h) in sizes {
+            let p = place_new((w, h).into(), M, out, &placed);
+            placed.push(M.outer(rect(p.x, p.y, w, h), FrameKind::Full));
+        }
+        placed
+    }
+
     #[test]
-    fn new_windows_cascade() {
+    fn new_windows_hide_no_other_window_while_there_is_room() {
         let out = rect(0, 0, 1280, 800);
-        let a = place_new((400, 300).into(), M, out, &[]);
-        let b = place_new((400, 300).into(), M, out, &[a]);
-        let c = place_new((400, 300).into(), M, out, &[a, b]);
-        assert_ne!(a, b);
-        assert_ne!(b, c);
-        assert!(out.contains(M.outer(rect(c.x, c.y, 400, 300), FrameKind::Full).loc));
+        // The first one centred.
+        let first = place_new((400, 300).into(), M, out, &[]);
+        assert_eq!(
+            M.outer(rect(first.x, first.y, 400, 300), FrameKind::Full),
+            rect(436, 236, 408, 328)
+        );
+        // Different sizes (today's bug: all centred on one point, the big one hiding the small).
+        let placed = place_all(out, &[(400, 300), (300, 200), (200, 150), (300, 200)]);
+        for (i, a) in placed.iter().enumerate() {
+            assert!(out.contains_rect(*a), "window {i} leaves the output: {a:?}");
+            for b in &placed[..i] {
+                assert!(a.intersection(*b).is_none(), "{a:?} overlaps {b:?}");
+            }
+        }
+        // No room left for a big one: it overlaps, but no title bar goes out of sight.
+        let placed = place_all(out, &[(400, 300), (600, 400), (640, 480)]);
+        for (i, later) in placed.iter().enumerate() {
+            for earlier in &placed[..i] {
+                let bar = rect(earlier.loc.x, earlier.loc.y, earlier.size.w, M.title);
+                assert!(
+                    !later.contains_rect(bar),
+                    "{later:?} hides the title bar of {earlier:?}"
+                );
+            }
+        }
         // Bigger than the output: still starts with its title bar on it.
         let big = place_new((5000, 5000).into(), M, out, &[]);
         assert_eq!(big, Point::from((4, 24)));
+    }
+
+    #[test]
+    fn windows_near_the_output_size_keep_every_title_bar_in_sight() {
+        let out = rect(0, 0, 1280, 800);
+        let placed = place_all(out, &[(1200, 700), (1200, 700), (1200, 700)]);
+        for (i, a) in placed.iter().enumerate() {
+            for b in &placed[..i] {
+                assert!(
+                    (a.loc.x - b.loc.x).abs() >= M.title || (a.loc.y - b.loc.y).abs() >= M.title,
+                    "{a:?} sits on {b:?}"
+                );
+            }
+        }
     }
 
     proptest::proptest! {

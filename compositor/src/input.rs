@@ -22,6 +22,7 @@ use smithay::utils::{Logical, Point, Rectangle, Serial, Size, SERIAL_COUNTER};
 use smithay::wayland::seat::WaylandFocus;
 use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
 
+use crate::domain::{client_domain, SerialUse};
 use crate::frame::{self, FrameKind};
 use crate::shell::meta;
 use crate::state::State;
@@ -398,8 +399,13 @@ impl State {
                 }
                 st.desk.super_tap = (is_super && !locked).then_some(keycode);
                 if locked {
-                    // While locked, bindings are off (the locker gets every key).
-                    return FilterResult::Forward;
+                    // While locked, bindings are off and the locker alone gets keys.
+                    return if st.desk.lock.has_surface(st.desk.keyboard_focus.as_ref()) {
+                        FilterResult::Forward
+                    } else {
+                        st.desk.suppressed_keys.push(keycode);
+                        FilterResult::Intercept(None)
+                    };
                 }
                 if st.desk.launcher.is_some() && !is_super {
                     // The open launcher takes every key (Super closes it on release).
@@ -428,10 +434,20 @@ impl State {
                 FilterResult::Forward
             },
         );
-        if let Some(Some(action)) = action {
-            if let Err(e) = self.run_action(&action) {
-                tracing::info!("{action}: {e}");
+        match action {
+            Some(Some(action)) => {
+                if let Err(e) = self.run_action(&action) {
+                    tracing::info!("{action}: {e}");
+                }
             }
+            // Forwarded: the serial the focused client may cite, and typing into a domain
+            // voids the launches that were waiting to take the keyboard from it.
+            None if pressed => {
+                let focus = kb.current_focus();
+                self.record_input_serial(focus.as_ref(), serial, SerialUse::Input);
+                self.desk.launch_grants.void();
+            }
+            _ => {}
         }
     }
 
@@ -508,7 +524,9 @@ impl State {
             return;
         };
         let focus = self.pointer_focus(pos);
+        self.desk.launch_grants.void();
         if let Some((surface, _)) = &focus {
+            self.end_grabs_of_others(surface);
             if let Some(w) = self.desk.window_for_any_surface(surface) {
                 if self.desk.focused_window().as_ref() != Some(&w) {
                     self.focus_window(&w);
@@ -516,6 +534,7 @@ impl State {
             }
         }
         let serial = SERIAL_COUNTER.next_serial();
+        self.record_input_serial(focus.as_ref().map(|(s, _)| s), serial, SerialUse::Press);
         touch.down(
             self,
             focus,
@@ -599,6 +618,20 @@ impl State {
             }
             return;
         }
+        if pressed {
+            // The user acts: launches still waiting lose their claim on the keyboard, and a
+            // click on another client's surface (or a frame, or nothing) ends every grab
+            // before it can hand the keyboard back to the grabbing client.
+            self.desk.launch_grants.void();
+            match self.hit(self.desk.pointer_location) {
+                Hit::Surface(surface, _) => self.end_grabs_of_others(&surface),
+                Hit::Frame(..) | Hit::Nothing => {
+                    if self.desk.popup_grab.is_some() {
+                        self.end_grabs();
+                    }
+                }
+            }
+        }
         if pressed && !pointer.is_grabbed() {
             let pos = self.desk.pointer_location;
             let super_held = self
@@ -651,6 +684,10 @@ impl State {
             },
         );
         pointer.frame(self);
+        if pressed {
+            let focus = pointer.current_focus();
+            self.record_input_serial(focus.as_ref(), serial, SerialUse::Press);
+        }
     }
 
     fn focus_layer_on_click(&mut self, surface: &WlSurface) {
@@ -692,6 +729,18 @@ impl State {
             return;
         };
         if !pointer.has_grab(serial) {
+            return;
+        }
+        // A VM client cites its own latest press, while its domain holds the keyboard.
+        let Some(client) = surface.client() else {
+            return;
+        };
+        if !client_domain(&client).is_host()
+            && !self.serial_allows(&client, serial, SerialUse::Press)
+        {
+            tracing::info!(
+                "refused a move/resize with a serial that is not the client's latest press"
+            );
             return;
         }
         let Some(start) = pointer.grab_start_data() else {
@@ -754,8 +803,17 @@ impl State {
 
     /// Runs a named action (key binding or IPC).
     pub fn run_action(&mut self, action: &Action) -> Result<(), String> {
+        // Every compositor binding wins over every client grab.
+        self.end_grabs();
         let focused = self.desk.focused_window();
         let need_focus = || "no window has focus".to_string();
+        if matches!(
+            action,
+            Action::FocusNext | Action::FocusPrev | Action::FocusWindow(_)
+        ) {
+            // The user switches windows: launches still waiting lose their claim.
+            self.desk.launch_grants.void();
+        }
         match action {
             Action::FocusNext => self.focus_cycle(true),
             Action::FocusPrev => self.focus_cycle(false),

@@ -300,10 +300,14 @@ impl State {
                         Ok(Reply::Done)
                     }
                 }
+                Request::VmRun { ref vm, .. } => {
+                    // A launch: its VM's first window may take the keyboard.
+                    self.grant_launch(vm);
+                    return Outcome::Vm(request);
+                }
                 Request::VmList
                 | Request::VmStart { .. }
                 | Request::VmStop { .. }
-                | Request::VmRun { .. }
                 | Request::VmConsole { .. }
                 | Request::SwitchCounters { .. } => return Outcome::Vm(request),
             };
@@ -349,6 +353,7 @@ impl State {
                 maximized: st.maximized,
                 fullscreen: st.fullscreen,
                 minimized: is_min,
+                attention: st.attention,
             });
         }
         out

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod clipboard;
 pub mod domain;
+pub mod focus;
 pub mod frame;
 pub mod handlers;
 pub mod input;

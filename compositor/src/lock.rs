@@ -19,6 +19,20 @@ impl LockState {
         matches!(self, LockState::Locked { .. })
     }
 
+    /// Whether `surface` is one of the locker's surfaces (the only ones that get input
+    /// while locked).
+    pub fn has_surface(
+        &self,
+        surface: Option<&smithay::reexports::wayland_server::protocol::wl_surface::WlSurface>,
+    ) -> bool {
+        match (self, surface) {
+            (LockState::Locked { surfaces }, Some(s)) => {
+                surfaces.iter().any(|(_, l)| l.wl_surface() == s)
+            }
+            _ => false,
+        }
+    }
+
     /// The lock surface shown on `output`, if the locker made one that is still alive.
     pub fn surface_for(&self, output: &Output) -> Option<&LockSurface> {
         match self {

@@ -58,6 +58,8 @@ struct TitleKey {
     size: (i32, i32),
     bg: Color,
     focused: bool,
+    /// Opened without focus: drawn inverted (domain-coloured text on the text colour).
+    attention: bool,
 }
 
 /// Per-popup frame buffers (in the popup surface's data map).
@@ -336,22 +338,29 @@ fn window_elements<R>(
         let bar = metrics.title_bar(content, kind);
         let (title, _) = title_and_app_id(window);
         let label = crate::shell::labelled_title(&m.domain, &title);
+        let attention = m.state.borrow().attention;
         let key = TitleKey {
             text: label,
             size: (bar.size.w.max(1), bar.size.h.max(1)),
             bg: color,
             focused,
+            attention,
         };
         let mut cached = buffers.title.borrow_mut();
         if cached.as_ref().map(|(k, _)| k) != Some(&key) {
+            let (fg, bg) = if attention {
+                (color, color.text_color())
+            } else {
+                (color.text_color(), color)
+            };
             let img = text::render_line(
                 &key.text,
                 key.size.0,
                 key.size.1,
                 8,
-                color.text_color(),
-                color,
-                !focused,
+                fg,
+                bg,
+                !focused && !attention,
             );
             let opaque = Rectangle::from_size((img.width, img.height).into());
             let buf = MemoryRenderBuffer::from_slice(

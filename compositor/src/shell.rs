@@ -49,6 +49,8 @@ pub struct WindowState {
     pub mapped: bool,
     /// Asked for fullscreen before it was mapped.
     pub wants_fullscreen: bool,
+    /// Opened without focus: its title bar asks for the user's attention until focused.
+    pub attention: bool,
 }
 
 pub fn meta(window: &Window) -> &WindowMeta {
@@ -243,7 +245,7 @@ impl Desktop {
                     .client()
                     .and_then(|c| out.client_outputs(&c).next());
             });
-            self.space.map_element(window.clone(), content.loc, true);
+            self.relocate(window, content.loc);
         } else {
             st.fullscreen = false;
             let maximized = st.maximized;
@@ -257,7 +259,7 @@ impl Desktop {
                 self.apply_maximized(window);
             } else if let Some(r) = restore {
                 toplevel.with_pending_state(|s| s.size = Some(r.size));
-                self.space.map_element(window.clone(), r.loc, true);
+                self.relocate(window, r.loc);
             } else {
                 toplevel.with_pending_state(|s| s.size = None);
             }
@@ -291,7 +293,7 @@ impl Desktop {
                 s.size = restore.map(|r| r.size);
             });
             if let Some(r) = restore {
-                self.space.map_element(window.clone(), r.loc, true);
+                self.relocate(window, r.loc);
             }
         }
         toplevel.send_pending_configure();
@@ -313,7 +315,28 @@ impl Desktop {
             s.states.set(xdg_toplevel::State::Maximized);
             s.size = Some(content.size);
         });
-        self.space.map_element(window.clone(), content.loc, true);
+        self.relocate(window, content.loc);
+    }
+
+    /// Moves `window` to `loc` for a maximize, fullscreen or restore. The window with the
+    /// keyboard is raised as before; any other keeps its place in the stack and nobody's
+    /// activation changes, so no client can put itself over the focused window this way.
+    fn relocate(&mut self, window: &Window, loc: Point<i32, Logical>) {
+        if self.focused_window().as_ref() == Some(window) {
+            self.space.map_element(window.clone(), loc, true);
+            return;
+        }
+        let above: Vec<Window> = self
+            .space
+            .elements()
+            .skip_while(|w| *w != window)
+            .skip(1)
+            .cloned()
+            .collect();
+        self.space.map_element(window.clone(), loc, false);
+        for w in &above {
+            self.space.raise_element(w, false);
+        }
     }
 
     /// Whether the keyboard is on a top/overlay layer surface that asked for exclusive focus.
@@ -371,7 +394,7 @@ impl Desktop {
             let kind = self.frame_kind(w);
             let fixed = frame::clamp_position(content, metrics, kind, &rects);
             if fixed != loc {
-                self.space.map_element(w.clone(), fixed, false);
+                self.relocate(w, fixed);
                 crate::xwayland::sync_position(self, w);
             }
         }
@@ -422,11 +445,16 @@ impl State {
             .active_output()
             .and_then(|o| self.desk.space.output_geometry(&o))
             .unwrap_or_else(|| Rectangle::new((0, 0).into(), (1280, 800).into()));
-        let taken: Vec<Point<i32, Logical>> = self
+        let metrics = self.desk.metrics();
+        let taken: Vec<Rectangle<i32, Logical>> = self
             .desk
             .space
             .elements()
-            .filter_map(|w| self.desk.space.element_location(w))
+            .filter_map(|w| {
+                let loc = self.desk.space.element_location(w)?;
+                let content = Rectangle::new(loc, frame::clamp_size(w.geometry().size));
+                Some(metrics.outer(content, self.desk.frame_kind(w)))
+            })
             .collect();
         let loc = frame::place_new(size, self.desk.metrics(), out, &taken);
         meta(&window).state.borrow_mut().mapped = true;
@@ -437,20 +465,38 @@ impl State {
             .foreign_toplevel_state
             .new_toplevel::<State>(labelled_title(&m.domain, &title), app_id);
         *m.foreign.borrow_mut() = Some(handle);
-        self.desk.space.map_element(window.clone(), loc, true);
-        crate::xwayland::sync_position(&self.desk, &window);
-        if meta(&window).state.borrow().wants_fullscreen {
-            self.desk.set_fullscreen(&window, true, None);
+        let domain = m.domain.clone();
+        if self.new_window_takes_focus(&domain) {
+            self.desk.space.map_element(window.clone(), loc, true);
+            crate::xwayland::sync_position(&self.desk, &window);
+            if meta(&window).state.borrow().wants_fullscreen {
+                self.desk.set_fullscreen(&window, true, None);
+            }
+            self.focus_window(&window);
+        } else {
+            // Behind the focused window, wanting attention; a fullscreen wish waits for the
+            // user to focus it.
+            self.open_unfocused(&window, loc);
+            crate::xwayland::sync_position(&self.desk, &window);
         }
-        self.focus_window(&window);
         self.desk.request_redraw();
     }
 
     /// Raises, activates and gives keyboard focus to `window` (restoring it if minimised).
     pub fn focus_window(&mut self, window: &Window) {
-        if self.desk.lock.is_locked() {
+        if self.desk.lock.is_locked() || !meta(window).state.borrow().mapped {
             return;
         }
+        // A grab of another window would keep the keyboard: it ends here.
+        if self.desk.popup_grab.is_some()
+            && self.desk.focused_root_window().as_ref() != Some(window)
+        {
+            self.end_grabs();
+        }
+        let wants_fullscreen = {
+            let mut st = meta(window).state.borrow_mut();
+            std::mem::take(&mut st.attention) && st.wants_fullscreen && !st.fullscreen
+        };
         if let Some(pos) = self.desk.minimized.iter().position(|(w, _)| w == window) {
             let (w, loc) = self.desk.minimized.remove(pos);
             self.desk.space.map_element(w, loc, false);
@@ -478,6 +524,9 @@ impl State {
         if let (Some(kb), Some(surface)) = (self.desk.keyboard(), window.wl_surface()) {
             let serial = self.desk.next_serial();
             kb.set_focus(self, Some(surface.into_owned()), serial);
+        }
+        if wants_fullscreen {
+            self.desk.set_fullscreen(window, true, None);
         }
         self.desk.request_redraw();
     }

@@ -73,6 +73,8 @@ fn shortcut(c: &Compositor, id: u64, key: u32) {
 fn paste(c: &Compositor, domain: &str, args: &str) -> Vec<u8> {
     let out = c.dir.path().join(format!("paste-{domain}.out"));
     let _ = std::fs::remove_file(&out);
+    // The user is in that domain when they paste there.
+    c.focus_domain(domain);
     c.run_for(
         6,
         domain,
@@ -85,6 +87,8 @@ fn paste(c: &Compositor, domain: &str, args: &str) -> Vec<u8> {
 /// Copies `args` (wl-copy arguments, data on stdin from `input`) in `domain` and waits until
 /// that domain owns the selection.
 fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> ChildGuard {
+    // The user is in that domain when they copy there.
+    c.focus_domain(domain);
     let g = c.spawn(
         domain,
         "sh",
@@ -173,6 +177,7 @@ fn binary_data_crosses_byte_for_byte_and_primary_stays_home() {
     // The primary selection has no global level: it never leaves its domain.
     let text = c.dir.path().join("primary.txt");
     std::fs::write(&text, "primary of work").unwrap();
+    c.focus(w.work);
     let _p = c.spawn(
         "work",
         "sh",

@@ -399,11 +399,11 @@ fn touch_reaches_only_the_window_under_the_finger() {
     let touch_b = b.seat.get_touch(&b.qh, ());
     let tb = b.toplevel("touch-b");
     b.map(&tb, 300, 200, WHITE);
-    let ws = c.wait_windows("touch-b focused", |ws| {
-        ws.iter().any(|w| w.title == "touch-b" && w.focused)
-    });
+    let wb = c.wait_window("banking", "touch-b");
+    c.focus(wb.id);
+    let ws = c.windows();
     let wb = ws.iter().find(|w| w.title == "touch-b").unwrap();
-    // A point of work's window that banking's (on top, cascaded) does not cover.
+    // A point of work's window that banking's (on top, placed beside it) does not cover.
     let (x, y) = (wa.geometry.x + 5, wa.geometry.y + 7);
     assert!(!wb.frame.contains(x, y));
     c.input(vec![

@@ -69,6 +69,7 @@ let
     (f "dependsOn" "strs" "VMs started before this one (a network's router, say).")
     (f "disposable" "bool" "No home and no writable disk: the VM forgets everything at stop.")
     (f "logLevel" { enum = [ "error" "warn" "info" "debug" "trace" ]; } "How much the VM's VMM and console log (default: info).")
+    (f "idleInhibit" "bool" "Let the VM's apps keep the screen awake while their window is visible (default true).")
     (f "extraArgs" "strs" "Arguments appended to the VMM's command line.")
     (f "gpu" { or = "bool"; table = [
         (f "enable" "bool" "Give the guest a virtio-gpu.")
@@ -152,6 +153,7 @@ in
         (f "dpms" "duration" "Blank the monitors after this long without input.")
         (f "xwayland" "bool" "Run Xwayland for host X11 apps (default: when it is installed).")
         (f "exportEnvironment" "bool" "Export WAYLAND_DISPLAY & co. to systemd and D-Bus (default: on the DRM backend).")
+        (f "launchFocus" "duration" "How long a launched VM app's first window may still take the keyboard (default 120s, at most 1h).")
       ]; } "What the session starts and when it locks ([session]).")
     (fk "outputs" "output" { tables = [
         (f "name" "str" "Connector name, e.g. \"DP-1\".")

@@ -35,6 +35,7 @@
       dependsOn = [ "router" ];
       disposable = false;
       logLevel = "debug";
+      idleInhibit = false;
       extraArgs = [ "--disable-sandbox" ];
       gpu = { enable = true; contextTypes = [ "cross-domain" "virgl2" ]; };
       sound = { playback = true; capture = false; };
@@ -106,6 +107,7 @@
     dpms = 900;
     xwayland = false;
     exportEnvironment = true;
+    launchFocus = "90s";
   };
   outputs = [
     { name = "DP-1"; mode = "2560x1440@143.97"; position = "0,0"; scale = 1.5; transform = "normal"; }

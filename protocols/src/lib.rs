@@ -285,6 +285,9 @@ pub struct WindowInfo {
     pub maximized: bool,
     pub fullscreen: bool,
     pub minimized: bool,
+    /// Opened without focus (its domain did not hold it): wants the user's attention.
+    #[serde(default)]
+    pub attention: bool,
 }
 
 /// One domain: the host or a VM.
@@ -452,6 +455,7 @@ mod tests {
             maximized: false,
             fullscreen: false,
             minimized: false,
+            attention: false,
         };
         let r = Response::Ok(Reply::Windows(vec![w]));
         let back: Response = serde_json::from_str(&to_line(&r).unwrap()).unwrap();

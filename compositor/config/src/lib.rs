@@ -250,6 +250,9 @@ pub struct SessionConfig {
     /// Export WAYLAND_DISPLAY, XDG_CURRENT_DESKTOP (and DISPLAY) to the systemd user manager
     /// and D-Bus (unset: only on the DRM backend, the real session).
     pub export_environment: Option<bool>,
+    /// How long after a launch (launcher, vm-run) its VM's first window may still take the
+    /// keyboard (unset: 120s). Other new VM windows open without focus.
+    pub launch_focus: Option<Duration>,
 }
 
 /// The two-level clipboard (`[clipboard]`).
@@ -518,6 +521,12 @@ impl Config {
                     return Err(err(
                         Some(span),
                         "[session] idle-lock must be at least 1s".into(),
+                    ));
+                }
+                if s.launch_focus.is_some_and(|d| d.0 > 3600) {
+                    return Err(err(
+                        Some(span),
+                        "[session] launch-focus must be at most 1h".into(),
                     ));
                 }
                 if s.dpms.is_some_and(|d| d.0 == 0) {

@@ -186,6 +186,9 @@ pub struct VmSpec {
     pub apps: Vec<AppConfig>,
     pub log_level: LogLevel,
     pub extra_args: Vec<String>,
+    /// Whether the VM's apps may keep the screen awake (an idle inhibitor on a visible,
+    /// unminimised window of an unlocked session); default true.
+    pub idle_inhibit: bool,
     /// The guest's vsock context id.
     pub cid: u32,
 }
@@ -259,6 +262,8 @@ pub(crate) struct RawVm {
     log_level: LogLevel,
     #[serde(default)]
     extra_args: Vec<String>,
+    #[serde(default = "yes")]
+    idle_inhibit: bool,
     cid: Option<Spanned<u32>>,
 }
 
@@ -903,6 +908,7 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
         apps,
         log_level: raw.log_level,
         extra_args: raw.extra_args,
+        idle_inhibit: raw.idle_inhibit,
         cid,
     })
 }

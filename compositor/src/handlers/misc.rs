@@ -21,7 +21,8 @@ use smithay::{
     delegate_virtual_keyboard_manager, delegate_xdg_activation,
 };
 
-use crate::domain::{ClientState, Domain};
+use crate::domain::{client_id_domain, ClientState, Domain, SerialUse};
+use crate::shell::meta;
 use crate::shell::root_surface;
 use crate::state::State;
 
@@ -59,10 +60,19 @@ impl XdgActivationHandler for State {
 
     fn token_created(&mut self, _token: XdgActivationToken, data: XdgActivationTokenData) -> bool {
         // Only a client that has keyboard focus (proved by a serial of ours) may mint tokens,
-        // so a background VM app cannot steal focus.
+        // so a background VM app cannot steal focus. A VM's must be its own latest input
+        // serial (or keyboard enter), exactly.
         let Some((serial, _seat)) = data.serial else {
             return false;
         };
+        let dh = &self.desk.display_handle;
+        let vm_client = data
+            .client_id
+            .as_ref()
+            .filter(|id| !client_id_domain(dh, id).is_host());
+        if let Some(id) = vm_client {
+            return self.serial_allows_id(id, serial, SerialUse::Input);
+        }
         let Some(kb) = self.desk.keyboard() else {
             return false;
         };
@@ -90,18 +100,7 @@ impl XdgActivationHandler for State {
         let token_domain = data
             .client_id
             .as_ref()
-            .and_then(|id| {
-                self.desk
-                    .display_handle
-                    .backend_handle()
-                    .get_client_data(id.clone())
-                    .ok()
-            })
-            .and_then(|d| {
-                d.downcast_arc::<ClientState>()
-                    .ok()
-                    .map(|c| c.domain.clone())
-            });
+            .map(|id| client_id_domain(&self.desk.display_handle, id));
         let surface_domain = self.desk.surface_domain(&surface);
         if token_domain.as_ref() != Some(&surface_domain) {
             tracing::info!(
@@ -111,8 +110,15 @@ impl XdgActivationHandler for State {
             );
             return;
         }
+        // A VM's token works only while its domain holds the keyboard (tokens of a domain
+        // also die when it loses it: `focus_changed`), and never on an unmapped window.
+        if !surface_domain.is_host() && self.desk.focused_domain() != Some(surface_domain) {
+            return;
+        }
         if let Some(w) = self.desk.window_for_surface(&surface) {
-            self.focus_window(&w);
+            if meta(&w).state.borrow().mapped {
+                self.focus_window(&w);
+            }
         }
     }
 }

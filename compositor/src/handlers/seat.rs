@@ -40,6 +40,25 @@ impl SeatHandler for State {
 
     fn focus_changed(&mut self, _seat: &Seat<Self>, focused: Option<&WlSurface>) {
         // Called with the keyboard's lock held: never query the keyboard from here.
+        let dh = self.desk.display_handle.clone();
+        let client_of = |s: Option<&WlSurface>| s.and_then(|s| dh.get_client(s.id()).ok());
+        let old = client_of(self.desk.keyboard_focus.as_ref());
+        let new = client_of(focused);
+        if let Some(old) = old.filter(|o| Some(o.id()) != new.as_ref().map(|n| n.id())) {
+            // The serials it was sent no longer prove anything: it lost the keyboard.
+            if let Some(data) = old.get_data::<crate::domain::ClientState>() {
+                data.serials.clear();
+            }
+        }
+        // Activation tokens die when their domain loses the keyboard.
+        let new_domain = new.as_ref().map(client_domain);
+        self.desk.xdg_activation_state.retain_tokens(|_, data| {
+            let token_domain = data
+                .client_id
+                .as_ref()
+                .map(|id| crate::domain::client_id_domain(&dh, id));
+            token_domain.is_some_and(|d| d.is_host() || Some(&d) == new_domain.as_ref())
+        });
         self.desk.keyboard_focus = focused.cloned();
         self.update_selection_focus();
         self.desk.request_redraw();
@@ -91,7 +110,7 @@ impl SelectionHandler for State {
                 .keyboard_focus
                 .as_ref()
                 .and_then(|s| self.desk.display_handle.get_client(s.id()).ok())
-                .map_or(Domain::Host, |c| client_domain(&c))
+                .map_or(Domain::Unknown(None), |c| client_domain(&c))
         });
         match ty {
             SelectionTarget::Clipboard => {
@@ -146,7 +165,7 @@ impl ClientDndGrabHandler for State {
         self.desk.dnd_domain = Some(
             source
                 .and_then(|s| dh.get_client(s.id()).ok())
-                .map_or(Domain::Host, |c| client_domain(&c)),
+                .map_or(Domain::Unknown(None), |c| client_domain(&c)),
         );
     }
 

@@ -22,6 +22,8 @@ impl SessionLockHandler for State {
                 surfaces: Vec::new(),
             };
         }
+        // No grab survives the lock: a menu left open must not read the password.
+        self.end_grabs();
         if let Some(kb) = self.desk.keyboard() {
             let serial = self.desk.next_serial();
             kb.set_focus(self, None, serial);

@@ -16,10 +16,11 @@ use smithay::reexports::wayland_protocols_misc::server_decoration::server::org_k
     Mode as KdeMode, OrgKdeKwinServerDecoration,
 };
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
-use smithay::reexports::wayland_server::WEnum;
+use smithay::reexports::wayland_server::{Resource, WEnum};
 use smithay::wayland::shell::kde::decoration::{KdeDecorationHandler, KdeDecorationState};
 use smithay::{delegate_kde_decoration, delegate_xdg_decoration, delegate_xdg_shell};
 
+use crate::domain::client_domain;
 use crate::input::GrabStart;
 use crate::shell::meta;
 use crate::state::State;
@@ -63,7 +64,21 @@ impl XdgShellHandler for State {
     }
 
     fn grab(&mut self, surface: PopupSurface, _seat: wl_seat::WlSeat, serial: Serial) {
-        let kind = PopupKind::Xdg(surface);
+        let kind = PopupKind::Xdg(surface.clone());
+        let Some(client) = surface.wl_surface().client() else {
+            return;
+        };
+        let domain = client_domain(&client);
+        // No grab while locked or while the launcher is open; a VM's only with its own latest
+        // input serial, while its domain holds the keyboard, from a focused, mapped parent.
+        let allowed = !self.desk.lock.is_locked()
+            && self.desk.launcher.is_none()
+            && (domain.is_host() || self.vm_popup_grab_allowed(&kind, &client, serial));
+        if !allowed {
+            tracing::info!(domain = domain.name(), "refused a popup grab");
+            surface.send_popup_done();
+            return;
+        }
         let Ok(root) = find_popup_root_surface(&kind) else {
             return;
         };
@@ -96,6 +111,7 @@ impl XdgShellHandler for State {
             }
             pointer.set_grab(self, PopupPointerGrab::new(&grab), serial, Focus::Keep);
         }
+        self.desk.popup_grab = Some(grab);
     }
 
     fn move_request(&mut self, surface: ToplevelSurface, _seat: wl_seat::WlSeat, serial: Serial) {

@@ -11,8 +11,8 @@ use std::path::Path;
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
 use wayland_client::protocol::{
     wl_buffer, wl_callback, wl_compositor, wl_data_device, wl_data_device_manager, wl_data_source,
-    wl_output, wl_pointer, wl_registry, wl_seat, wl_shm, wl_shm_pool, wl_subcompositor,
-    wl_subsurface, wl_surface,
+    wl_keyboard, wl_output, wl_pointer, wl_registry, wl_seat, wl_shm, wl_shm_pool,
+    wl_subcompositor, wl_subsurface, wl_surface,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, QueueHandle, WEnum};
 use wayland_protocols::xdg::shell::client::{
@@ -37,6 +37,16 @@ pub struct Events {
     /// Surface-local position of the last touch down.
     pub touch_down: Option<(f64, f64)>,
     pub closed: bool,
+    /// Keys this client was sent (evdev codes of presses), in order.
+    pub keys: Vec<u32>,
+    /// The serial of the latest key press it was sent.
+    pub key_serial: Option<u32>,
+    /// Whether this client holds the keyboard (between enter and leave), and the serial of
+    /// the latest enter.
+    pub has_keyboard: bool,
+    pub keyboard_enter: Option<u32>,
+    /// The compositor dismissed a popup of this client.
+    pub popup_done: bool,
     /// What this client's data sources do when asked for their data.
     pub source_mode: SourceMode,
     /// Pipes a `Hold` source was given and never writes to.
@@ -152,6 +162,44 @@ impl Client {
         }
     }
 
+    /// Listens to the keyboard (keys, enter, leave end up in `events`).
+    pub fn keyboard(&mut self) -> wl_keyboard::WlKeyboard {
+        let kb = self.seat.get_keyboard(&self.qh, ());
+        self.roundtrip();
+        kb
+    }
+
+    /// A `w`×`h` popup of `parent` at its top-left corner, configured and mapped in `rgb`;
+    /// `grab` asks for a grab with that serial before the first commit.
+    pub fn popup(
+        &mut self,
+        parent: &Toplevel,
+        w: i32,
+        h: i32,
+        rgb: [u8; 3],
+        grab: Option<u32>,
+    ) -> (wl_surface::WlSurface, xdg_popup::XdgPopup) {
+        let positioner = self.wm_base.create_positioner(&self.qh, ());
+        positioner.set_size(w, h);
+        positioner.set_anchor_rect(0, 0, 1, 1);
+        let surface = self.surface();
+        let xdg = self.wm_base.get_xdg_surface(&surface, &self.qh, ());
+        let popup = xdg.get_popup(Some(&parent.xdg), &positioner, &self.qh, ());
+        if let Some(serial) = grab {
+            popup.grab(&self.seat, serial);
+        }
+        surface.commit();
+        self.roundtrip();
+        if let Some(serial) = self.events.configure_serial.take() {
+            xdg.ack_configure(serial);
+        }
+        let buf = self.buffer(w, h, rgb);
+        surface.attach(Some(&buf), 0, 0);
+        surface.commit();
+        self.roundtrip();
+        (surface, popup)
+    }
+
     /// Sets this client's clipboard to a source offering `mime`, answering as `mode` says.
     pub fn set_selection(&mut self, mime: &str, mode: SourceMode) -> wl_data_source::WlDataSource {
         self.events.source_mode = mode;
@@ -254,14 +302,15 @@ impl Dispatch<xdg_popup::XdgPopup, ()> for Events {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let xdg_popup::Event::Configure {
-            x,
-            y,
-            width,
-            height,
-        } = event
-        {
-            state.popup_configured = Some((x, y, width, height));
+        match event {
+            xdg_popup::Event::Configure {
+                x,
+                y,
+                width,
+                height,
+            } => state.popup_configured = Some((x, y, width, height)),
+            xdg_popup::Event::PopupDone => state.popup_done = true,
+            _ => {}
         }
     }
 }
@@ -282,6 +331,35 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Events {
                 state: WEnum::Value(wl_pointer::ButtonState::Pressed),
                 ..
             } => state.button_serial = Some(serial),
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<wl_keyboard::WlKeyboard, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wl_keyboard::WlKeyboard,
+        event: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            wl_keyboard::Event::Enter { serial, .. } => {
+                state.has_keyboard = true;
+                state.keyboard_enter = Some(serial);
+            }
+            wl_keyboard::Event::Leave { .. } => state.has_keyboard = false,
+            wl_keyboard::Event::Key {
+                serial,
+                key,
+                state: WEnum::Value(wl_keyboard::KeyState::Pressed),
+                ..
+            } => {
+                state.keys.push(key);
+                state.key_serial = Some(serial);
+            }
             _ => {}
         }
     }

@@ -405,6 +405,26 @@ impl Compositor {
             .expect("window")
     }
 
+    /// The user focuses window `id` (as Alt-Tab or a click would) and it holds the keyboard.
+    pub fn focus(&self, id: u64) {
+        self.action("focus-window", Some(&id.to_string()));
+        self.wait_windows("the window focused", |ws| {
+            ws.iter().any(|w| w.id == id && w.focused)
+        });
+    }
+
+    /// The user focuses a window of `domain` (the oldest), unless one already has focus:
+    /// a new window of a VM takes the keyboard only when its domain holds it.
+    pub fn focus_domain(&self, domain: &str) {
+        let ws = self.windows();
+        if ws.iter().any(|w| w.focused && w.domain == domain) {
+            return;
+        }
+        if let Some(w) = ws.iter().find(|w| w.domain == domain && !w.minimized) {
+            self.focus(w.id);
+        }
+    }
+
     pub fn action(&self, name: &str, arg: Option<&str>) {
         self.request(&Request::Action {
             name: name.into(),

@@ -1,0 +1,309 @@
+//! Input and focus belong to the user (threat model, promise 1): raw-wire VM clients try to
+//! take the keyboard with popup grabs, stale or foreign serials, new windows, maximize and
+//! fullscreen, and a menu left open when the screen locks. Input goes through the
+//! compositor's own input path (the headless backend's synthetic events).
+
+mod common;
+
+use bulkhead_ipc::{InputEvent, Rect, WindowInfo};
+use common::client::{Client, Toplevel, MAGENTA, WHITE};
+use common::*;
+
+const KEY_A: u32 = 30;
+const KEY_B: u32 = 48;
+
+/// A point of `w` that no other window's frame covers.
+fn free_point(c: &Compositor, w: &WindowInfo) -> (f64, f64) {
+    let others: Vec<Rect> = c
+        .windows()
+        .into_iter()
+        .filter(|o| o.id != w.id && !o.minimized)
+        .map(|o| o.frame)
+        .collect();
+    let g = w.geometry;
+    for dy in (5..g.height).step_by(10) {
+        for dx in (5..g.width).step_by(10) {
+            let (x, y) = (g.x + dx, g.y + dy);
+            if !others.iter().any(|r| r.contains(x, y)) {
+                return (x as f64, y as f64);
+            }
+        }
+    }
+    panic!("window {} is covered everywhere", w.title);
+}
+
+fn click(c: &Compositor, (x, y): (f64, f64)) {
+    c.input(vec![
+        InputEvent::PointerMotion { x, y },
+        InputEvent::PointerButton {
+            button: 272,
+            pressed: true,
+        },
+        InputEvent::PointerButton {
+            button: 272,
+            pressed: false,
+        },
+    ]);
+}
+
+/// A mapped window of a raw client that listens to keys and the pointer.
+fn window(c: &Compositor, domain: &str, title: &str, size: (i32, i32)) -> (Client, Toplevel) {
+    let mut cl = Client::connect(&c.vm_socket(domain));
+    let _keyboard = cl.keyboard();
+    let _pointer = cl.seat.get_pointer(&cl.qh, ());
+    let t = cl.toplevel(title);
+    cl.map(&t, size.0, size.1, WHITE);
+    c.wait_window(domain, title);
+    (cl, t)
+}
+
+/// The user clicks `title`'s window and it holds the keyboard.
+fn user_clicks(c: &Compositor, cl: &mut Client, title: &str) {
+    let w = c
+        .windows()
+        .into_iter()
+        .find(|w| w.title == title)
+        .expect(title);
+    click(c, free_point(c, &w));
+    c.wait_windows(&format!("{title} focused"), |ws| {
+        ws.iter().any(|w| w.title == title && w.focused)
+    });
+    cl.roundtrip();
+    assert!(cl.events.has_keyboard, "{title} did not get the keyboard");
+}
+
+/// Types `key` and lets both clients read what they were sent.
+fn type_key(c: &Compositor, key: u32, clients: &mut [&mut Client]) {
+    c.input(chord(&[], key));
+    for cl in clients.iter_mut() {
+        cl.roundtrip();
+    }
+}
+
+fn focused_title(c: &Compositor) -> Option<String> {
+    c.windows().into_iter().find(|w| w.focused).map(|w| w.title)
+}
+
+#[test]
+fn a_vm_popup_grab_with_serial_zero_takes_no_key_from_another_domain() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    user_clicks(&c, &mut bank, "bank app");
+    // No input ever gave work this serial.
+    let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(0));
+    type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+    assert_eq!(bank.events.keys, vec![KEY_A], "banking lost its key");
+    assert!(
+        work.events.keys.is_empty(),
+        "work's popup read {:?}",
+        work.events.keys
+    );
+    assert!(
+        work.events.popup_done,
+        "the refused grab's popup was not dismissed"
+    );
+    assert_eq!(focused_title(&c).as_deref(), Some("bank app"));
+}
+
+#[test]
+fn a_vm_popup_grab_with_a_stale_or_foreign_serial_is_refused() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    // Work once had a real click; then the user moved on to banking.
+    user_clicks(&c, &mut work, "work app");
+    let stale = work.events.button_serial.expect("work's click serial");
+    user_clicks(&c, &mut bank, "bank app");
+    let foreign = bank.events.button_serial.expect("banking's click serial");
+    for serial in [stale, foreign] {
+        work.events.popup_done = false;
+        let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(serial));
+        type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+        assert!(
+            work.events.keys.is_empty(),
+            "work read {:?}",
+            work.events.keys
+        );
+        assert!(
+            work.events.popup_done,
+            "grab with serial {serial} was not refused"
+        );
+    }
+    assert_eq!(bank.events.keys, vec![KEY_A, KEY_A]);
+}
+
+#[test]
+fn a_legitimate_menu_gets_keys_until_the_user_clicks_another_domain() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    user_clicks(&c, &mut work, "work app");
+    let serial = work.events.button_serial.expect("work's click serial");
+    // The menu the user's click opened: honoured, it reads the keys.
+    let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(serial));
+    type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+    assert_eq!(
+        work.events.keys,
+        vec![KEY_A],
+        "the legitimate menu got no key"
+    );
+    assert!(!work.events.popup_done);
+    // A click on banking's window ends the grab and gives banking the keyboard, not work.
+    user_clicks(&c, &mut bank, "bank app");
+    work.roundtrip();
+    assert!(
+        work.events.popup_done,
+        "the click elsewhere did not dismiss the menu"
+    );
+    type_key(&c, KEY_B, &mut [&mut work, &mut bank]);
+    assert_eq!(
+        work.events.keys,
+        vec![KEY_A],
+        "work read a key after the click elsewhere"
+    );
+    assert_eq!(bank.events.keys, vec![KEY_B]);
+}
+
+#[test]
+fn compositor_bindings_end_a_vm_grab() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    user_clicks(&c, &mut bank, "bank app");
+    user_clicks(&c, &mut work, "work app");
+    let serial = work.events.button_serial.expect("work's click serial");
+    let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(serial));
+    // Alt-Tab wins over the menu's grab: the menu goes, banking gets the keyboard.
+    c.input(chord(&[KEY_LEFTALT], KEY_TAB));
+    c.wait_windows("banking focused by Alt-Tab", |ws| {
+        ws.iter().any(|w| w.title == "bank app" && w.focused)
+    });
+    type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+    assert!(work.events.popup_done, "Alt-Tab left the menu open");
+    // Work saw Alt go down (it had the keyboard then), never the Tab nor what followed.
+    assert_eq!(
+        work.events.keys,
+        vec![KEY_LEFTALT],
+        "work read {:?}",
+        work.events.keys
+    );
+    assert_eq!(bank.events.keys, vec![KEY_A]);
+}
+
+#[test]
+fn a_vm_menu_open_when_the_screen_locks_reads_none_of_the_password() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    user_clicks(&c, &mut work, "work app");
+    let serial = work.events.button_serial.expect("work's click serial");
+    let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(serial));
+    type_key(&c, KEY_A, &mut [&mut work]);
+    assert_eq!(
+        work.events.keys,
+        vec![KEY_A],
+        "the menu's grab was not honoured"
+    );
+    let _lock = c.spawn("host", "swaylock", &["--color", "00ff00"]);
+    let mut img = c.screenshot("focus-locked");
+    let green = [0x00, 0xff, 0x00];
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while img.pixel(10, 10) != green {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "swaylock never showed"
+        );
+        img = c.screenshot("focus-locked");
+    }
+    for key in [KEY_B, KEY_A, KEY_B] {
+        type_key(&c, key, &mut [&mut work]);
+    }
+    assert!(work.events.popup_done, "the lock left the menu open");
+    assert_eq!(
+        work.events.keys,
+        vec![KEY_A],
+        "the menu read keys typed into the locker"
+    );
+    assert!(
+        !work.events.has_keyboard,
+        "work kept the keyboard while locked"
+    );
+}
+
+#[test]
+fn a_new_vm_window_does_not_take_focus_from_another_domain() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    user_clicks(&c, &mut bank, "bank app");
+    // Work maps a window while the user types in banking.
+    let (mut work, _wt) = window(&c, "work", "intruder", (500, 400));
+    type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+    assert_eq!(bank.events.keys, vec![KEY_A], "banking lost the keyboard");
+    assert!(work.events.keys.is_empty() && !work.events.has_keyboard);
+    let ws = c.windows();
+    let intruder = ws.iter().find(|w| w.title == "intruder").expect("intruder");
+    let banking = ws.iter().find(|w| w.title == "bank app").expect("bank app");
+    assert!(banking.focused && !intruder.focused);
+    assert!(
+        intruder.attention,
+        "the unfocused window does not ask for attention"
+    );
+    // Stacked behind: the window list goes bottom to top.
+    let pos = |t: &str| ws.iter().position(|w| w.title == t).expect(t);
+    assert!(
+        pos("intruder") < pos("bank app"),
+        "the new window was raised over banking"
+    );
+    // Its title bar is drawn in the attention style (inverted: the domain colour on white),
+    // and a notification names the VM.
+    let img = c.screenshot("focus-attention");
+    let bar = (
+        intruder.frame.x + intruder.frame.width - 3,
+        intruder.frame.y + 4,
+    );
+    if !Rect::contains(&banking.frame, bar.0, bar.1) {
+        assert_eq!(
+            img.pixel(bar.0, bar.1),
+            [0xff, 0xff, 0xff],
+            "no attention style"
+        );
+    }
+    assert!(
+        notification_diff(&img, 0, WORK, "[work] intruder wants attention") < 50,
+        "no notification naming the VM"
+    );
+    // Alt-Tab offers it first; then it is focused and its style is back to normal.
+    c.input(chord(&[KEY_LEFTALT], KEY_TAB));
+    c.wait_windows("the intruder focused by Alt-Tab", |ws| {
+        ws.iter()
+            .any(|w| w.title == "intruder" && w.focused && !w.attention)
+    });
+}
+
+#[test]
+fn maximize_and_fullscreen_never_raise_a_vm_window_over_the_focused_domain() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    user_clicks(&c, &mut bank, "bank app");
+    wt.toplevel.set_maximized();
+    work.roundtrip();
+    c.wait_windows("work maximized", |ws| {
+        ws.iter().any(|w| w.title == "work app" && w.maximized)
+    });
+    wt.toplevel.set_fullscreen(None);
+    work.roundtrip();
+    c.wait_windows("work fullscreen", |ws| {
+        ws.iter().any(|w| w.title == "work app" && w.fullscreen)
+    });
+    let ws = c.windows();
+    let pos = |t: &str| ws.iter().position(|w| w.title == t).expect(t);
+    assert!(
+        pos("work app") < pos("bank app"),
+        "work was raised over banking"
+    );
+    assert!(ws[pos("bank app")].focused, "banking lost focus");
+    type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+    assert_eq!(bank.events.keys, vec![KEY_A]);
+    assert!(work.events.keys.is_empty());
+}
