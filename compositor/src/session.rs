@@ -102,12 +102,15 @@ impl State {
     }
 
     fn check_idle(&mut self, now: Instant) {
+        // What is visible changes without telling us (a window moved off every output):
+        // idle watchers hear the current answer every second.
+        self.update_idle_inhibit();
         let s = &self.desk.config.session;
         let (Some(after), Some(lock)) = (s.idle_lock, s.lock.clone()) else {
             return;
         };
         let idle = now.duration_since(self.desk.last_activity) >= Duration::from_secs(after.0);
-        let inhibited = !self.desk.idle_inhibitors.is_empty();
+        let inhibited = self.desk.idle_inhibited();
         if idle && !inhibited && !self.desk.idle_locked && !self.desk.lock.is_locked() {
             self.desk.idle_locked = true;
             tracing::info!("idle for {}s: locking", after.0);

@@ -479,6 +479,8 @@ impl State {
             self.open_unfocused(&window, loc);
             crate::xwayland::sync_position(&self.desk, &window);
         }
+        // An inhibitor set before the window showed counts from now on.
+        self.update_idle_inhibit();
         self.desk.request_redraw();
     }
 
@@ -611,6 +613,8 @@ impl State {
         if was_focused {
             self.focus_after_removal();
         }
+        // A minimised window's inhibitor no longer counts.
+        self.update_idle_inhibit();
         self.desk.request_redraw();
     }
 }

@@ -877,7 +877,7 @@ fn on_tick(state: &mut State, now: Instant) {
         .session
         .dpms
         .map(|d| Duration::from_secs(d.0));
-    let inhibited = !state.desk.idle_inhibitors.is_empty();
+    let inhibited = state.desk.idle_inhibited();
     let on = drm_policy::outputs_should_be_on(state.desk.last_activity, now, timeout, inhibited);
     if let Some((drm, desk)) = split(state) {
         if drm.phase.is_active() {

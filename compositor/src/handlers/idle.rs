@@ -12,8 +12,10 @@ use smithay::wayland::idle_notify::{
     IdleNotificationUserData, IdleNotifierHandler, IdleNotifierState,
 };
 
-use crate::domain::is_privileged;
-use crate::state::State;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+
+use crate::domain::{is_privileged, Domain};
+use crate::state::{Desktop, State};
 
 impl IdleNotifierHandler for State {
     fn idle_notifier_state(&mut self) -> &mut IdleNotifierState<Self> {
@@ -52,13 +54,57 @@ impl State {
         self.desk.idle_locked = false;
     }
 
-    /// Idle-inhibiting surfaces came or went.
+    /// Idle-inhibiting surfaces came or went, or what is shown changed (a window mapped,
+    /// minimised or closed, the session locked): tells idle watchers (swayidle).
     pub fn update_idle_inhibit(&mut self) {
         self.desk.idle_inhibitors.retain(|s| {
             use smithay::reexports::wayland_server::Resource;
             s.is_alive()
         });
-        let inhibited = !self.desk.idle_inhibitors.is_empty();
+        let inhibited = self.desk.idle_inhibited();
         self.desk.idle_notifier_state.set_is_inhibited(inhibited);
+    }
+}
+
+impl Desktop {
+    /// Whether an idle inhibitor holds off idling now. Never while locked (so it can never
+    /// delay a lock or keep a locked screen on). A host surface's counts while it lives; a
+    /// VM's only while its window is mapped, not minimised and on an output, and its VM
+    /// allows it (`idle-inhibit`); an unknown client's never.
+    pub fn idle_inhibited(&self) -> bool {
+        if self.lock.is_locked() {
+            return false;
+        }
+        self.idle_inhibitors.iter().any(|s| {
+            use smithay::reexports::wayland_server::Resource;
+            if !s.is_alive() {
+                return false;
+            }
+            match self.surface_domain(s) {
+                Domain::Host => true,
+                Domain::Unknown(_) => false,
+                Domain::Vm(name) => {
+                    let allowed = self
+                        .config
+                        .vms
+                        .iter()
+                        .find(|v| v.name == *name)
+                        .is_some_and(|v| v.spec.idle_inhibit);
+                    allowed && self.shown_on_an_output(s)
+                }
+            }
+        })
+    }
+
+    /// Whether `surface` belongs to a mapped, unminimised window that lies on an output.
+    fn shown_on_an_output(&self, surface: &WlSurface) -> bool {
+        let Some(window) = self.window_for_any_surface(surface) else {
+            return false;
+        };
+        let Some(geo) = self.space.element_geometry(&window) else {
+            // Pending or minimised: not in the space.
+            return false;
+        };
+        self.output_rects().iter().any(|o| o.overlaps(geo))
     }
 }

@@ -22,8 +22,10 @@ impl SessionLockHandler for State {
                 surfaces: Vec::new(),
             };
         }
-        // No grab survives the lock: a menu left open must not read the password.
+        // No grab survives the lock: a menu left open must not read the password; and no
+        // inhibitor keeps a locked screen awake.
         self.end_grabs();
+        self.update_idle_inhibit();
         if let Some(kb) = self.desk.keyboard() {
             let serial = self.desk.next_serial();
             kb.set_focus(self, None, serial);
@@ -34,6 +36,7 @@ impl SessionLockHandler for State {
 
     fn unlock(&mut self) {
         self.desk.lock = LockState::Unlocked;
+        self.update_idle_inhibit();
         if let Some(w) = self.desk.focus_order.first().cloned() {
             self.focus_window(&w);
         }
