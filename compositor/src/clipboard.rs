@@ -21,13 +21,6 @@ use smithay::reexports::calloop::generic::Generic;
 use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode, PostAction, RegistrationToken};
 use smithay::reexports::wayland_server::Resource;
-use smithay::wayland::selection::data_device::{
-    current_data_device_selection_userdata, request_data_device_client_selection,
-    set_data_device_selection,
-};
-use smithay::wayland::selection::primary_selection::{
-    current_primary_selection_userdata, request_primary_client_selection,
-};
 use smithay::wayland::selection::SelectionTarget;
 
 use crate::domain::Domain;
@@ -83,11 +76,16 @@ pub fn types_to_read(offered: &[String]) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// A selection the compositor itself holds: what a paste handed to a domain, or a host
-/// clipboard manager's data-control source.
+/// A selection the seat offers (always as the compositor's own: see `crate::selections`):
+/// what a paste handed to a domain, a host clipboard manager's data-control source, or an
+/// app's source kept as its domain's selection.
 #[derive(Debug, Clone)]
 pub enum SelectionData {
     Pasted(Arc<Contents>),
+    Client(smithay::reexports::wayland_server::protocol::wl_data_source::WlDataSource),
+    PrimaryClient(
+        smithay::reexports::wayland_protocols::wp::primary_selection::zv1::server::zwp_primary_selection_source_v1::ZwpPrimarySelectionSourceV1,
+    ),
     Control(
         smithay::reexports::wayland_protocols_wlr::data_control::v1::server::zwlr_data_control_source_v1::ZwlrDataControlSourceV1,
     ),
@@ -154,12 +152,6 @@ struct Copying {
 pub struct Clipboards {
     /// Only the compositor holds this; no client can read it.
     pub global: Option<Arc<Contents>>,
-    /// The types of the client selection currently in the seat (set by its domain).
-    pub client_types: Vec<String>,
-    /// The same for the primary selection.
-    pub primary_types: Vec<String>,
-    /// What a paste handed to a domain, while it is that domain's selection.
-    pub pasted: Option<Arc<Contents>>,
     copying: Option<Copying>,
 }
 
@@ -179,14 +171,19 @@ impl State {
         if self.desk.clipboard.copying.is_some() {
             return Err("a copy is already under way".into());
         }
-        if self.desk.clipboard_domain.as_ref() != Some(&from) {
+        let held = self
+            .desk
+            .selections
+            .get(&from, SelectionTarget::Clipboard)
+            .cloned();
+        let Some(held) = held else {
             self.desk.notify(
                 &from,
                 format!("Nothing copied: {} has no clipboard", label(&from)),
             );
             return Ok(());
-        }
-        if let Some(p) = self.desk.clipboard.pasted.clone() {
+        };
+        if let SelectionData::Pasted(p) = &held.data {
             // The domain's selection is what the compositor pasted there: copy it back.
             let c = Arc::new(Contents {
                 from: from.clone(),
@@ -195,7 +192,7 @@ impl State {
             self.finish_copy_with(c);
             return Ok(());
         }
-        let types = types_to_read(&self.selection_types(SelectionTarget::Clipboard));
+        let types = types_to_read(&held.types);
         if types.is_empty() {
             self.desk.notify(
                 &from,
@@ -255,8 +252,9 @@ impl State {
         let Ok((r, w)) = pipe else {
             return self.fail_copy(Failure::Gone);
         };
+        let from = c.from.clone();
         if self
-            .request_selection(SelectionTarget::Clipboard, mime.clone(), w)
+            .serve_domain_selection(&from, SelectionTarget::Clipboard, &mime, w)
             .is_err()
         {
             return self.fail_copy(Failure::Gone);
@@ -370,23 +368,14 @@ impl State {
             );
             return Ok(());
         };
-        let dh = self.desk.display_handle.clone();
-        let seat = self.desk.seat.clone();
-        self.data_control_replaced(SelectionTarget::Clipboard);
-        set_data_device_selection(
-            &dh,
-            &seat,
-            global.mime_types(),
-            SelectionData::Pasted(global.clone()),
+        self.set_domain_selection(
+            &to,
+            SelectionTarget::Clipboard,
+            Some((global.mime_types(), SelectionData::Pasted(global.clone()))),
         );
-        self.desk.clipboard_domain = Some(to.clone());
-        self.desk.clipboard.client_types.clear();
-        self.desk.clipboard.pasted = Some(global.clone());
         if !self.desk.config.clipboard.keep_after_paste {
             self.desk.clipboard.global = None;
         }
-        self.update_selection_focus();
-        self.data_control_broadcast(SelectionTarget::Clipboard);
         let text = format!(
             "Pasted {} from {} into {}",
             global.describe(),
@@ -399,45 +388,21 @@ impl State {
     }
 }
 
-impl State {
-    /// Has the current `target` selection write `mime` into `fd`, whoever holds it: an app's
-    /// source, a paste of the compositor, or a host clipboard manager.
-    pub fn request_selection(
-        &mut self,
-        target: SelectionTarget,
-        mime: String,
-        fd: OwnedFd,
-    ) -> Result<(), String> {
-        let seat = self.desk.seat.clone();
-        let ours = match target {
-            SelectionTarget::Clipboard => {
-                current_data_device_selection_userdata(&seat).map(|d| d.clone())
-            }
-            SelectionTarget::Primary => {
-                current_primary_selection_userdata(&seat).map(|d| d.clone())
-            }
-        };
-        if let Some(data) = ours {
-            serve_selection(&data, &mime, fd);
-            return Ok(());
-        }
-        match target {
-            SelectionTarget::Clipboard => request_data_device_client_selection(&seat, mime, fd),
-            SelectionTarget::Primary => {
-                request_primary_client_selection(&seat, mime, fd).map_err(|_| {
-                    smithay::wayland::selection::data_device::SelectionRequestError::NoSelection
-                })
-            }
-        }
-        .map_err(|e| e.to_string())
-    }
-}
-
 /// Serves a request for a selection the compositor holds.
 pub fn serve_selection(data: &SelectionData, mime: &str, fd: OwnedFd) {
     match data {
         SelectionData::Pasted(c) => serve_paste(c, mime, fd),
         SelectionData::Control(src) => {
+            if src.is_alive() {
+                src.send(mime.to_string(), std::os::fd::AsFd::as_fd(&fd));
+            }
+        }
+        SelectionData::Client(src) => {
+            if src.is_alive() {
+                src.send(mime.to_string(), std::os::fd::AsFd::as_fd(&fd));
+            }
+        }
+        SelectionData::PrimaryClient(src) => {
             if src.is_alive() {
                 src.send(mime.to_string(), std::os::fd::AsFd::as_fd(&fd));
             }

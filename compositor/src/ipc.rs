@@ -23,6 +23,7 @@ use crate::backend::Screenshot;
 use crate::domain::DomainSocket;
 use crate::shell::{meta, title_and_app_id};
 use crate::state::State;
+use smithay::wayland::selection::SelectionTarget;
 
 /// How long a reply may wait for a client that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -265,13 +266,13 @@ impl State {
                     }),
                     selection_domain: self
                         .desk
-                        .clipboard_domain
-                        .as_ref()
+                        .selections
+                        .installed_domain(SelectionTarget::Clipboard)
                         .map(|d| d.name().to_string()),
                     primary_domain: self
                         .desk
-                        .primary_domain
-                        .as_ref()
+                        .selections
+                        .installed_domain(SelectionTarget::Primary)
                         .map(|d| d.name().to_string()),
                 }),
                 Request::Screenshot { path } => {

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod reload;
 pub mod render;
 pub mod sanitize;
+pub mod selections;
 pub mod session;
 pub mod shell;
 pub mod state;

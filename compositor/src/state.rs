@@ -97,9 +97,8 @@ pub struct Desktop {
     pub default_cursor: smithay::backend::renderer::element::memory::MemoryRenderBuffer,
     /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
     pub dnd_domain: Option<Domain>,
-    /// Which domain owns the current clipboard and primary selection.
-    pub clipboard_domain: Option<Domain>,
-    pub primary_domain: Option<Domain>,
+    /// Every domain's own clipboard and primary selection.
+    pub selections: crate::selections::Selections,
     /// The global clipboard and copies under way.
     pub clipboard: crate::clipboard::Clipboards,
     /// Host clipboard managers (wlr-data-control), host domain only.
@@ -371,8 +370,7 @@ impl Desktop {
             pointer_focus_origin: None,
             default_cursor: crate::render::default_cursor_buffer(),
             dnd_domain: None,
-            clipboard_domain: None,
-            primary_domain: None,
+            selections: Default::default(),
             clipboard: Default::default(),
             launcher: None,
             reload_pending: false,

@@ -309,3 +309,74 @@ fn host_clipboard_managers_see_the_host_domain_only() {
     });
     assert_eq!(paste(&c, "host", "--no-newline"), b"host text");
 }
+
+#[test]
+fn a_host_clipboard_managers_selection_is_never_offered_to_a_vm() {
+    let c = Compositor::start(TWO_VMS);
+    // Work holds the keyboard and owns the clipboard, so smithay's selection focus is work's.
+    let mut work = Client::connect(&c.vm_socket("work"));
+    let t = work.toplevel("owner");
+    work.map(&t, 200, 100, common::client::WHITE);
+    c.wait_windows("work focused", |ws| {
+        ws.iter().any(|w| w.title == "owner" && w.focused)
+    });
+    let _own = work.set_selection("x-work/own", SourceMode::Close);
+    wait("work owns the clipboard", || {
+        clipboard(&c).1.as_deref() == Some("work")
+    });
+    work.roundtrip();
+    work.events.offered.clear();
+    // A host clipboard manager (wl-copy on the host socket uses wlr-data-control) sets its own
+    // (the host's) selection: host tools read it back through data-control.
+    let _host = c.spawn("host", "wl-copy", &["host secret"]);
+    wait("host tools read the host's selection", || {
+        let (_, out) = c.run("host", "wl-paste", &["--no-newline"]);
+        out == "host secret"
+    });
+    work.roundtrip();
+    assert!(
+        work.events.offered.is_empty(),
+        "work was offered the host's selection: {:?}",
+        work.events.offered
+    );
+}
+
+#[test]
+fn each_domain_keeps_its_own_clipboard_and_primary_while_others_copy() {
+    let c = Compositor::start(TWO_VMS);
+    let _w = windows(&c);
+    let file = |name: &str, text: &str| {
+        let p = c.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let _work = copy(&c, "work", &file("w.txt", "work text"), "");
+    let _work_primary = copy_primary(&c, "work", &file("wp.txt", "work primary"));
+    let _bank = copy(&c, "banking", &file("b.txt", "bank text"), "");
+    let _bank_primary = copy_primary(&c, "banking", &file("bp.txt", "bank primary"));
+    // Back in work: its own clipboard and primary selection, not banking's, not gone.
+    assert_eq!(paste(&c, "work", "--no-newline"), b"work text");
+    assert_eq!(paste(&c, "work", "--primary --no-newline"), b"work primary");
+    assert_eq!(paste(&c, "banking", "--no-newline"), b"bank text");
+    assert_eq!(
+        paste(&c, "banking", "--primary --no-newline"),
+        b"bank primary"
+    );
+}
+
+/// Sets `domain`'s primary selection from `input` (wl-copy --primary) and waits until it is.
+fn copy_primary(c: &Compositor, domain: &str, input: &std::path::Path) -> ChildGuard {
+    c.focus_domain(domain);
+    let g = c.spawn(
+        domain,
+        "sh",
+        &[
+            "-c",
+            &format!("exec wl-copy --primary --foreground < {}", input.display()),
+        ],
+    );
+    wait("the primary selection belongs to the domain", || {
+        primary_domain(c).as_deref() == Some(domain)
+    });
+    g
+}

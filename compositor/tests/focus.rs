@@ -87,8 +87,8 @@ fn focused_title(c: &Compositor) -> Option<String> {
 #[test]
 fn a_vm_popup_grab_with_serial_zero_takes_no_key_from_another_domain() {
     let c = Compositor::start(TWO_VMS);
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
     user_clicks(&c, &mut bank, "bank app");
     // No input ever gave work this serial.
     let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(0));
@@ -109,8 +109,8 @@ fn a_vm_popup_grab_with_serial_zero_takes_no_key_from_another_domain() {
 #[test]
 fn a_vm_popup_grab_with_a_stale_or_foreign_serial_is_refused() {
     let c = Compositor::start(TWO_VMS);
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
     // Work once had a real click; then the user moved on to banking.
     user_clicks(&c, &mut work, "work app");
     let stale = work.events.button_serial.expect("work's click serial");
@@ -136,8 +136,8 @@ fn a_vm_popup_grab_with_a_stale_or_foreign_serial_is_refused() {
 #[test]
 fn a_legitimate_menu_gets_keys_until_the_user_clicks_another_domain() {
     let c = Compositor::start(TWO_VMS);
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
     user_clicks(&c, &mut work, "work app");
     let serial = work.events.button_serial.expect("work's click serial");
     // The menu the user's click opened: honoured, it reads the keys.
@@ -168,8 +168,8 @@ fn a_legitimate_menu_gets_keys_until_the_user_clicks_another_domain() {
 #[test]
 fn compositor_bindings_end_a_vm_grab() {
     let c = Compositor::start(TWO_VMS);
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
     user_clicks(&c, &mut bank, "bank app");
     user_clicks(&c, &mut work, "work app");
     let serial = work.events.button_serial.expect("work's click serial");
@@ -194,7 +194,7 @@ fn compositor_bindings_end_a_vm_grab() {
 #[test]
 fn a_vm_menu_open_when_the_screen_locks_reads_none_of_the_password() {
     let c = Compositor::start(TWO_VMS);
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
     user_clicks(&c, &mut work, "work app");
     let serial = work.events.button_serial.expect("work's click serial");
     let _popup = work.popup(&wt, 120, 80, MAGENTA, Some(serial));
@@ -233,7 +233,7 @@ fn a_vm_menu_open_when_the_screen_locks_reads_none_of_the_password() {
 #[test]
 fn a_new_vm_window_does_not_take_focus_from_another_domain() {
     let c = Compositor::start(TWO_VMS);
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
     user_clicks(&c, &mut bank, "bank app");
     // Work maps a window while the user types in banking.
     let (mut work, _wt) = window(&c, "work", "intruder", (500, 400));
@@ -283,8 +283,8 @@ fn a_new_vm_window_does_not_take_focus_from_another_domain() {
 #[test]
 fn maximize_and_fullscreen_never_raise_a_vm_window_over_the_focused_domain() {
     let c = Compositor::start(TWO_VMS);
-    let (mut work, wt) = window(&c, "work", "work app", (300, 200));
-    let (mut bank, _bt) = window(&c, "banking", "bank app", (320, 220));
+    let (mut work, wt) = window(&c, "work", "work app", (420, 160));
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
     user_clicks(&c, &mut bank, "bank app");
     wt.toplevel.set_maximized();
     work.roundtrip();

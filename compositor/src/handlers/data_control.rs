@@ -18,32 +18,18 @@ use smithay::reexports::wayland_protocols_wlr::data_control::v1::server::{
 use smithay::reexports::wayland_server::{
     Client, DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource,
 };
-use smithay::wayland::selection::data_device::{
-    clear_data_device_selection, set_data_device_selection,
-};
-use smithay::wayland::selection::primary_selection::{
-    clear_primary_selection, set_primary_selection,
-};
 use smithay::wayland::selection::SelectionTarget;
 
 use crate::domain::{client_domain, is_privileged, Domain};
+use crate::selections::slot;
 use crate::state::State;
 
 /// The data-control devices of host clients and the selections clipboard managers set.
 #[derive(Default)]
 pub struct DataControl {
     devices: Vec<ZwlrDataControlDeviceV1>,
-    /// A clipboard manager's source that is the current clipboard / primary selection.
-    current: [Option<ZwlrDataControlSourceV1>; 2],
     /// Bumped at every change of each selection: offers of an older one read nothing.
     generation: [u64; 2],
-}
-
-fn slot(t: SelectionTarget) -> usize {
-    match t {
-        SelectionTarget::Clipboard => 0,
-        SelectionTarget::Primary => 1,
-    }
 }
 
 /// What a clipboard manager's source offers.
@@ -71,33 +57,12 @@ pub fn init(dh: &DisplayHandle) {
 }
 
 impl State {
-    /// The types the host domain's `target` selection offers, if the host owns one.
+    /// The types the host domain's `target` selection offers, if it has one.
     fn host_selection_types(&self, target: SelectionTarget) -> Option<Vec<String>> {
-        let owner = match target {
-            SelectionTarget::Clipboard => &self.desk.clipboard_domain,
-            SelectionTarget::Primary => &self.desk.primary_domain,
-        };
-        if owner.as_ref() != Some(&Domain::Host) {
-            return None;
-        }
-        Some(self.selection_types(target))
-    }
-
-    /// The types the current `target` selection offers, whoever set it.
-    pub fn selection_types(&self, target: SelectionTarget) -> Vec<String> {
-        if let Some(src) = &self.desk.data_control.current[slot(target)] {
-            return src
-                .data::<SourceData>()
-                .map(SourceData::mime_types)
-                .unwrap_or_default();
-        }
-        match target {
-            SelectionTarget::Clipboard => match &self.desk.clipboard.pasted {
-                Some(p) => p.mime_types(),
-                None => self.desk.clipboard.client_types.clone(),
-            },
-            SelectionTarget::Primary => self.desk.clipboard.primary_types.clone(),
-        }
+        self.desk
+            .selections
+            .get(&Domain::Host, target)
+            .map(|h| h.types.clone())
     }
 
     /// Tells every host data-control device what the `target` selection is now.
@@ -134,59 +99,21 @@ impl State {
         }
     }
 
-    /// A selection replaced a clipboard manager's source: that source is told.
-    pub fn data_control_replaced(&mut self, target: SelectionTarget) {
-        if let Some(old) = self.desk.data_control.current[slot(target)].take() {
-            old.cancelled();
-        }
-    }
-
+    /// A host clipboard manager sets (or clears) the host domain's `target` selection; the
+    /// source it replaces is told (`crate::selections`).
     fn data_control_set(
         &mut self,
         target: SelectionTarget,
         source: Option<ZwlrDataControlSourceV1>,
     ) {
-        let dh = self.desk.display_handle.clone();
-        let seat = self.desk.seat.clone();
-        let previous = self.desk.data_control.current[slot(target)].take();
-        if let Some(old) = previous.filter(|o| Some(o) != source.as_ref()) {
-            old.cancelled();
-        }
-        match &source {
-            Some(src) => {
-                let types = src
-                    .data::<SourceData>()
-                    .map(SourceData::mime_types)
-                    .unwrap_or_default();
-                let data = crate::clipboard::SelectionData::Control(src.clone());
-                match target {
-                    SelectionTarget::Clipboard => {
-                        set_data_device_selection(&dh, &seat, types, data);
-                        self.desk.clipboard_domain = Some(Domain::Host);
-                        self.desk.clipboard.pasted = None;
-                        self.desk.clipboard.client_types.clear();
-                    }
-                    SelectionTarget::Primary => {
-                        set_primary_selection(&dh, &seat, types, data);
-                        self.desk.primary_domain = Some(Domain::Host);
-                    }
-                }
-            }
-            None => match target {
-                SelectionTarget::Clipboard => {
-                    clear_data_device_selection(&dh, &seat);
-                    self.desk.clipboard_domain = None;
-                    self.desk.clipboard.pasted = None;
-                }
-                SelectionTarget::Primary => {
-                    clear_primary_selection(&dh, &seat);
-                    self.desk.primary_domain = None;
-                }
-            },
-        }
-        self.desk.data_control.current[slot(target)] = source;
-        self.update_selection_focus();
-        self.data_control_broadcast(target);
+        let new = source.map(|src| {
+            let types = src
+                .data::<SourceData>()
+                .map(SourceData::mime_types)
+                .unwrap_or_default();
+            (types, crate::clipboard::SelectionData::Control(src))
+        });
+        self.set_domain_selection(&Domain::Host, target, new);
     }
 }
 
@@ -318,11 +245,12 @@ impl Dispatch<ZwlrDataControlSourceV1, SourceData> for State {
     }
 }
 
-/// A clipboard manager's source went away: if it was a current selection, that is cleared.
+/// A clipboard manager's source went away: if it was a host selection, that is cleared.
 fn source_gone(state: &mut State, source: &ZwlrDataControlSourceV1) {
     for target in [SelectionTarget::Clipboard, SelectionTarget::Primary] {
-        if state.desk.data_control.current[slot(target)].as_ref() == Some(source) {
-            state.desk.data_control.current[slot(target)] = None;
+        let held = state.desk.selections.get(&Domain::Host, target);
+        if matches!(held.map(|h| &h.data), Some(crate::clipboard::SelectionData::Control(s)) if s == source)
+        {
             state.data_control_set(target, None);
         }
     }
@@ -344,7 +272,9 @@ impl Dispatch<ZwlrDataControlOfferV1, OfferData> for State {
             let current = state.desk.data_control.generation[slot(data.target)] == data.generation;
             let types = state.host_selection_types(data.target);
             if current && types.is_some_and(|t| t.contains(&mime_type)) {
-                if let Err(e) = state.request_selection(data.target, mime_type, fd) {
+                if let Err(e) =
+                    state.serve_domain_selection(&Domain::Host, data.target, &mime_type, fd)
+                {
                     tracing::debug!("data-control receive: {e}");
                 }
             }

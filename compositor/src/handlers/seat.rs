@@ -1,24 +1,33 @@
-//! The seat, and selections kept inside their domain.
-//!
-//! smithay keeps one clipboard and one primary selection per seat. Until the two-level
-//! clipboard, the rule is enforced here: a selection is only ever offered to clients of the
-//! domain that set it. When keyboard focus moves to a client of another domain, that client's
-//! data devices get no focus (so no offer); a client can still set its own selection (it has
-//! keyboard focus), which then becomes the selection of its domain.
+//! The seat, and selections kept inside their domain: an app's `set_selection` makes its
+//! source the selection of its own domain (`crate::selections`), and the seat offers only the
+//! focused domain's selections, only to clients of that domain.
 
+use smithay::delegate_seat;
 use smithay::input::pointer::CursorImageStatus;
 use smithay::input::{Seat, SeatHandler, SeatState};
+use smithay::reexports::wayland_protocols::wp::primary_selection::zv1::server::{
+    zwp_primary_selection_device_manager_v1::ZwpPrimarySelectionDeviceManagerV1,
+    zwp_primary_selection_device_v1::{self as primary_device, ZwpPrimarySelectionDeviceV1},
+    zwp_primary_selection_source_v1::{self as primary_source, ZwpPrimarySelectionSourceV1},
+};
+use smithay::reexports::wayland_server::backend::ClientId;
+use smithay::reexports::wayland_server::protocol::wl_data_device::{self, WlDataDevice};
+use smithay::reexports::wayland_server::protocol::wl_data_device_manager::WlDataDeviceManager;
+use smithay::reexports::wayland_server::protocol::wl_data_source::WlDataSource;
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::reexports::wayland_server::Resource;
+use smithay::reexports::wayland_server::{
+    delegate_dispatch, delegate_global_dispatch, Client, DataInit, Dispatch, DisplayHandle,
+};
 use smithay::wayland::selection::data_device::{
-    set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
-    ServerDndGrabHandler,
+    set_data_device_focus, with_source_metadata, ClientDndGrabHandler, DataDeviceHandler,
+    DataDeviceState, DataDeviceUserData, DataSourceUserData, ServerDndGrabHandler,
 };
 use smithay::wayland::selection::primary_selection::{
-    set_primary_focus, PrimarySelectionHandler, PrimarySelectionState,
+    set_primary_focus, PrimaryDeviceManagerGlobalData, PrimaryDeviceUserData,
+    PrimarySelectionHandler, PrimarySelectionState, PrimarySourceUserData,
 };
-use smithay::wayland::selection::{SelectionHandler, SelectionSource, SelectionTarget};
-use smithay::{delegate_data_device, delegate_primary_selection, delegate_seat};
+use smithay::wayland::selection::{SelectionHandler, SelectionTarget};
 
 use crate::clipboard::SelectionData;
 use crate::domain::{client_domain, Domain};
@@ -60,79 +69,83 @@ impl SeatHandler for State {
             token_domain.is_some_and(|d| d.is_host() || Some(&d) == new_domain.as_ref())
         });
         self.desk.keyboard_focus = focused.cloned();
-        self.update_selection_focus();
+        // The seat offers the newly focused domain's own selections, to it alone.
+        self.install_selections();
         self.desk.request_redraw();
     }
 }
 
 impl State {
-    /// Offers the clipboard and primary selection to the focused client only when it is of
-    /// the domain that owns them.
+    /// Gives selection focus to the keyboard's client when the seat offers its domain's
+    /// selections (`crate::selections`), to nobody otherwise.
     pub fn update_selection_focus(&mut self) {
         let dh = self.desk.display_handle.clone();
         let focused = self.desk.keyboard_focus.clone();
         let client = focused.as_ref().and_then(|s| dh.get_client(s.id()).ok());
         let domain = client.as_ref().map(client_domain);
-        let allowed = |owner: &Option<Domain>| match (owner, &domain) {
+        let sel = &self.desk.selections;
+        let allowed = |target| match (sel.installed_domain(target), &domain) {
             (None, _) => true,
             (Some(o), Some(d)) => o == d,
             (Some(_), None) => false,
         };
-        let clip = if allowed(&self.desk.clipboard_domain) {
-            client.clone()
-        } else {
-            None
-        };
-        let primary = if allowed(&self.desk.primary_domain) {
-            client
-        } else {
-            None
-        };
+        let clip = allowed(SelectionTarget::Clipboard)
+            .then(|| client.clone())
+            .flatten();
+        let primary = allowed(SelectionTarget::Primary)
+            .then_some(client)
+            .flatten();
         let seat = self.desk.seat.clone();
         set_data_device_focus(&dh, &seat, clip);
         set_primary_focus(&dh, &seat, primary);
     }
+
+    /// No client has selection focus (so none is offered a selection being replaced).
+    pub fn hide_selections(&mut self) {
+        let dh = self.desk.display_handle.clone();
+        let seat = self.desk.seat.clone();
+        set_data_device_focus(&dh, &seat, None);
+        set_primary_focus(&dh, &seat, None);
+    }
+
+    /// An app sets its clipboard or primary selection (`set_selection` on its device). As
+    /// smithay would, only the client with the keyboard may; the source becomes the selection
+    /// of that client's domain (never of whoever has focus later).
+    fn client_sets_selection(
+        &mut self,
+        client: &Client,
+        device: &smithay::reexports::wayland_server::backend::ObjectId,
+        target: SelectionTarget,
+        source: Option<SelectionData>,
+    ) {
+        let focused = self
+            .desk
+            .keyboard()
+            .is_some_and(|k| k.client_of_object_has_focus(device));
+        if !focused {
+            tracing::debug!("refused a selection from a client without the keyboard");
+            return;
+        }
+        let new = source.map(|data| {
+            let types = match &data {
+                SelectionData::Client(src) => {
+                    with_source_metadata(src, |m| m.mime_types.clone()).unwrap_or_default()
+                }
+                SelectionData::PrimaryClient(src) => self.desk.selections.primary_types(&src.id()),
+                SelectionData::Pasted(_) | SelectionData::Control(_) => Vec::new(),
+            };
+            let mut types = types;
+            types.truncate(crate::clipboard::MAX_TYPES);
+            (types, data)
+        });
+        let domain = client_domain(client);
+        self.set_domain_selection(&domain, target, new);
+    }
 }
 
 impl SelectionHandler for State {
-    /// Selections the compositor holds: pastes, and host clipboard managers' sources.
+    /// What the seat offers: always the compositor's own (`crate::selections`).
     type SelectionUserData = SelectionData;
-
-    fn new_selection(
-        &mut self,
-        ty: SelectionTarget,
-        source: Option<SelectionSource>,
-        _seat: Seat<Self>,
-    ) {
-        // Only the focused client can set a selection, so the owner is the focused domain.
-        let owner = source.is_some().then(|| {
-            self.desk
-                .keyboard_focus
-                .as_ref()
-                .and_then(|s| self.desk.display_handle.get_client(s.id()).ok())
-                .map_or(Domain::Unknown(None), |c| client_domain(&c))
-        });
-        match ty {
-            SelectionTarget::Clipboard => {
-                self.desk.clipboard_domain = owner;
-                self.desk.clipboard.pasted = None;
-                self.desk.clipboard.client_types =
-                    source.map(|s| s.mime_types()).unwrap_or_default();
-            }
-            SelectionTarget::Primary => {
-                self.desk.primary_domain = owner;
-                self.desk.clipboard.primary_types =
-                    source.map(|s| s.mime_types()).unwrap_or_default();
-            }
-        }
-        self.data_control_replaced(ty);
-        // smithay stores the new selection right after this call; re-evaluate the offer
-        // focus once it has, so the old domain's data is never sent to the new one.
-        self.desk.loop_handle.insert_idle(move |state| {
-            state.update_selection_focus();
-            state.data_control_broadcast(ty);
-        });
-    }
 
     fn send_selection(
         &mut self,
@@ -142,8 +155,7 @@ impl SelectionHandler for State {
         _seat: Seat<Self>,
         user_data: &SelectionData,
     ) {
-        // Only offered to the focused client, and only when its domain owns the selection
-        // (update_selection_focus): the domain the user pasted into, or the host.
+        // Only offered to clients of the domain whose selection it is (update_selection_focus).
         crate::clipboard::serve_selection(user_data, &mime_type, fd);
     }
 }
@@ -183,5 +195,119 @@ impl PrimarySelectionHandler for State {
 }
 
 delegate_seat!(State);
-delegate_data_device!(State);
-delegate_primary_selection!(State);
+
+// The data device and primary selection as smithay implements them, except `set_selection`,
+// which `client_sets_selection` takes (so the seat never holds an app's source, which smithay
+// would cancel when another domain copies), and the primary sources' offered types, which
+// smithay keeps private.
+delegate_global_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
+delegate_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
+delegate_dispatch!(State: [WlDataSource: DataSourceUserData] => DataDeviceState);
+delegate_global_dispatch!(State: [ZwpPrimarySelectionDeviceManagerV1: PrimaryDeviceManagerGlobalData] => PrimarySelectionState);
+delegate_dispatch!(State: [ZwpPrimarySelectionDeviceManagerV1: ()] => PrimarySelectionState);
+
+impl Dispatch<WlDataDevice, DataDeviceUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &WlDataDevice,
+        request: wl_data_device::Request,
+        data: &DataDeviceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        if let wl_data_device::Request::SetSelection { source, .. } = request {
+            let source = source.map(SelectionData::Client);
+            state.client_sets_selection(client, &resource.id(), SelectionTarget::Clipboard, source);
+            return;
+        }
+        <DataDeviceState as Dispatch<WlDataDevice, DataDeviceUserData, State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        client: ClientId,
+        resource: &WlDataDevice,
+        data: &DataDeviceUserData,
+    ) {
+        <DataDeviceState as Dispatch<WlDataDevice, DataDeviceUserData, State>>::destroyed(
+            state, client, resource, data,
+        );
+    }
+}
+
+impl Dispatch<ZwpPrimarySelectionDeviceV1, PrimaryDeviceUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &ZwpPrimarySelectionDeviceV1,
+        request: primary_device::Request,
+        data: &PrimaryDeviceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        if let primary_device::Request::SetSelection { source, .. } = request {
+            let source = source.map(SelectionData::PrimaryClient);
+            state.client_sets_selection(client, &resource.id(), SelectionTarget::Primary, source);
+            return;
+        }
+        <PrimarySelectionState as Dispatch<
+            ZwpPrimarySelectionDeviceV1,
+            PrimaryDeviceUserData,
+            State,
+        >>::request(state, client, resource, request, data, dh, init);
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        client: ClientId,
+        resource: &ZwpPrimarySelectionDeviceV1,
+        data: &PrimaryDeviceUserData,
+    ) {
+        <PrimarySelectionState as Dispatch<
+            ZwpPrimarySelectionDeviceV1,
+            PrimaryDeviceUserData,
+            State,
+        >>::destroyed(state, client, resource, data);
+    }
+}
+
+impl Dispatch<ZwpPrimarySelectionSourceV1, PrimarySourceUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &ZwpPrimarySelectionSourceV1,
+        request: primary_source::Request,
+        data: &PrimarySourceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        if let primary_source::Request::Offer { mime_type } = &request {
+            state
+                .desk
+                .selections
+                .primary_offered(resource.id(), mime_type.clone());
+        }
+        <PrimarySelectionState as Dispatch<
+            ZwpPrimarySelectionSourceV1,
+            PrimarySourceUserData,
+            State,
+        >>::request(state, client, resource, request, data, dh, init);
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        client: ClientId,
+        resource: &ZwpPrimarySelectionSourceV1,
+        data: &PrimarySourceUserData,
+    ) {
+        state.desk.selections.primary_source_gone(&resource.id());
+        <PrimarySelectionState as Dispatch<
+            ZwpPrimarySelectionSourceV1,
+            PrimarySourceUserData,
+            State,
+        >>::destroyed(state, client, resource, data);
+    }
+}

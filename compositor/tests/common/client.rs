@@ -47,6 +47,8 @@ pub struct Events {
     pub keyboard_enter: Option<u32>,
     /// The compositor dismissed a popup of this client.
     pub popup_done: bool,
+    /// MIME types of every data offer this client was given (selections and drags).
+    pub offered: Vec<String>,
     /// What this client's data sources do when asked for their data.
     pub source_mode: SourceMode,
     /// Pipes a `Hold` source was given and never writes to.
@@ -447,7 +449,20 @@ impl Dispatch<wl_data_source::WlDataSource, ()> for Events {
         }
     }
 }
-delegate_noop!(Events: ignore wayland_client::protocol::wl_data_offer::WlDataOffer);
+impl Dispatch<wayland_client::protocol::wl_data_offer::WlDataOffer, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_client::protocol::wl_data_offer::WlDataOffer,
+        event: wayland_client::protocol::wl_data_offer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wayland_client::protocol::wl_data_offer::Event::Offer { mime_type } = event {
+            state.offered.push(mime_type);
+        }
+    }
+}
 
 /// What a host taskbar sees through ext-foreign-toplevel-list: (title, app id) of each window.
 pub fn foreign_toplevels(socket: &Path) -> Result<Vec<(String, String)>, String> {
