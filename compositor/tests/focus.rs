@@ -307,3 +307,63 @@ fn maximize_and_fullscreen_never_raise_a_vm_window_over_the_focused_domain() {
     assert_eq!(bank.events.keys, vec![KEY_A]);
     assert!(work.events.keys.is_empty());
 }
+
+mod activation {
+    use super::*;
+    use wayland_client::globals::registry_queue_init;
+    use wayland_protocols::xdg::activation::v1::client::{
+        xdg_activation_token_v1::{self, XdgActivationTokenV1},
+        xdg_activation_v1::XdgActivationV1,
+    };
+
+    wayland_client::delegate_noop!(common::client::Events: ignore XdgActivationV1);
+
+    /// Tokens as they arrive (`done`), kept in a global list: the client's event state is
+    /// shared with the other tests' fixture.
+    static TOKENS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    impl wayland_client::Dispatch<XdgActivationTokenV1, ()> for common::client::Events {
+        fn event(
+            _: &mut Self,
+            _: &XdgActivationTokenV1,
+            event: xdg_activation_token_v1::Event,
+            _: &(),
+            _: &wayland_client::Connection,
+            _: &wayland_client::QueueHandle<Self>,
+        ) {
+            if let xdg_activation_token_v1::Event::Done { token } = event {
+                TOKENS.lock().unwrap().push(token);
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_dies_when_its_domain_loses_the_keyboard() {
+        let c = Compositor::start(TWO_VMS);
+        let (mut work, wt) = window(&c, "work", "work app", (420, 160));
+        let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
+        // A token minted honestly: with the serial of the keyboard enter the user's click
+        // into work caused.
+        user_clicks(&c, &mut work, "work app");
+        let serial = work.events.keyboard_enter.expect("work's keyboard enter");
+        let (globals, _q) = registry_queue_init::<common::client::Events>(&work.conn).unwrap();
+        let activation: XdgActivationV1 = globals.bind(&work.qh, 1..=1, ()).unwrap();
+        let token = activation.get_activation_token(&work.qh, ());
+        token.set_serial(serial, &work.seat);
+        token.set_surface(&wt.surface);
+        token.commit();
+        work.roundtrip();
+        let minted = TOKENS.lock().unwrap().pop().expect("a token");
+        // The user moves on to banking; work then uses its token on its own window.
+        user_clicks(&c, &mut bank, "bank app");
+        activation.activate(minted, &wt.surface);
+        work.roundtrip();
+        type_key(&c, KEY_A, &mut [&mut work, &mut bank]);
+        assert_eq!(
+            bank.events.keys,
+            vec![KEY_A],
+            "the old token took the keyboard"
+        );
+        assert_eq!(focused_title(&c).as_deref(), Some("bank app"));
+    }
+}
