@@ -120,7 +120,10 @@ impl Compositor {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("config");
         let log = dir.path().join("bulkhead.log");
-        let mut exe = PathBuf::from(env!("CARGO_BIN_EXE_bulkhead"));
+        // BULKHEAD_TEST_BINARY runs the same tests against another build (a release build).
+        let mut exe = std::env::var_os("BULKHEAD_TEST_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bulkhead")));
         if let Some((uid, gid)) = user {
             // The build tree may not be reachable for another user: run a copy.
             let copy = dir.path().join("bulkhead");
