@@ -167,16 +167,13 @@ impl ClientData for ClientState {
 /// The domain of a client: ours from its [`ClientState`]; the host for the Xwayland server
 /// that smithay inserts with its own data; an unprivileged unknown domain for anything else.
 pub fn client_domain(client: &Client) -> Domain {
-    if let Some(c) = client.get_data::<ClientState>() {
-        c.domain.clone()
-    } else if client
-        .get_data::<smithay::xwayland::XWaylandClientData>()
-        .is_some()
-    {
-        Domain::Host
-    } else {
-        Domain::Unknown(Some(client.id()))
-    }
+    classify(
+        client.get_data::<ClientState>(),
+        client
+            .get_data::<smithay::xwayland::XWaylandClientData>()
+            .is_some(),
+        client.id(),
+    )
 }
 
 /// The domain of the client with `id`, as [`client_domain`] decides it (unknown once gone).
@@ -184,18 +181,22 @@ pub fn client_id_domain(
     dh: &smithay::reexports::wayland_server::DisplayHandle,
     id: &ClientId,
 ) -> Domain {
-    let Ok(data) = dh.backend_handle().get_client_data(id.clone()) else {
-        return Domain::Unknown(None);
-    };
-    if let Some(c) = data.downcast_ref::<ClientState>() {
-        c.domain.clone()
-    } else if data
-        .downcast_ref::<smithay::xwayland::XWaylandClientData>()
-        .is_some()
-    {
-        Domain::Host
-    } else {
-        Domain::Unknown(Some(id.clone()))
+    match dh.backend_handle().get_client_data(id.clone()) {
+        Ok(data) => classify(
+            data.downcast_ref::<ClientState>(),
+            data.downcast_ref::<smithay::xwayland::XWaylandClientData>()
+                .is_some(),
+            id.clone(),
+        ),
+        Err(_) => Domain::Unknown(None),
+    }
+}
+
+fn classify(ours: Option<&ClientState>, xwayland: bool, id: ClientId) -> Domain {
+    match ours {
+        Some(c) => c.domain.clone(),
+        None if xwayland => Domain::Host,
+        None => Domain::Unknown(Some(id)),
     }
 }
 

@@ -97,8 +97,14 @@ fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> Ch
             &format!("exec wl-copy --foreground {args} < {}", input.display()),
         ],
     );
+    let primary = args.contains("--primary");
     wait("the selection belongs to the domain", || {
-        clipboard(c).1.as_deref() == Some(domain)
+        let owner = if primary {
+            primary_domain(c)
+        } else {
+            clipboard(c).1
+        };
+        owner.as_deref() == Some(domain)
     });
     g
 }
@@ -351,9 +357,9 @@ fn each_domain_keeps_its_own_clipboard_and_primary_while_others_copy() {
         p
     };
     let _work = copy(&c, "work", &file("w.txt", "work text"), "");
-    let _work_primary = copy_primary(&c, "work", &file("wp.txt", "work primary"));
+    let _work_primary = copy(&c, "work", &file("wp.txt", "work primary"), "--primary");
     let _bank = copy(&c, "banking", &file("b.txt", "bank text"), "");
-    let _bank_primary = copy_primary(&c, "banking", &file("bp.txt", "bank primary"));
+    let _bank_primary = copy(&c, "banking", &file("bp.txt", "bank primary"), "--primary");
     // Back in work: its own clipboard and primary selection, not banking's, not gone.
     assert_eq!(paste(&c, "work", "--no-newline"), b"work text");
     assert_eq!(paste(&c, "work", "--primary --no-newline"), b"work primary");
@@ -362,21 +368,4 @@ fn each_domain_keeps_its_own_clipboard_and_primary_while_others_copy() {
         paste(&c, "banking", "--primary --no-newline"),
         b"bank primary"
     );
-}
-
-/// Sets `domain`'s primary selection from `input` (wl-copy --primary) and waits until it is.
-fn copy_primary(c: &Compositor, domain: &str, input: &std::path::Path) -> ChildGuard {
-    c.focus_domain(domain);
-    let g = c.spawn(
-        domain,
-        "sh",
-        &[
-            "-c",
-            &format!("exec wl-copy --primary --foreground < {}", input.display()),
-        ],
-    );
-    wait("the primary selection belongs to the domain", || {
-        primary_domain(c).as_deref() == Some(domain)
-    });
-    g
 }

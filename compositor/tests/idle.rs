@@ -33,6 +33,16 @@ fn inhibit(
     inhibitor
 }
 
+/// A shown window "video" of a raw `work` client, holding an idle inhibitor.
+fn inhibiting_window(c: &Compositor) -> (Client, ZwpIdleInhibitorV1, u64) {
+    let mut work = Client::connect(&c.vm_socket("work"));
+    let t = work.toplevel("video");
+    work.map(&t, 320, 200, WHITE);
+    let id = c.wait_window("work", "video").id;
+    let inhibitor = inhibit(&mut work, &t.surface);
+    (work, inhibitor, id)
+}
+
 /// swayidle on the host with a 1 s timeout that touches `file`.
 fn swayidle(c: &Compositor, file: &Path) -> ChildGuard {
     c.spawn(
@@ -65,15 +75,11 @@ fn a_vm_inhibitor_on_a_surface_nobody_sees_does_not_keep_the_host_awake() {
 #[test]
 fn a_minimised_vm_window_does_not_keep_the_host_awake() {
     let c = Compositor::start(TWO_VMS);
-    let mut work = Client::connect(&c.vm_socket("work"));
-    let t = work.toplevel("video");
-    work.map(&t, 320, 200, WHITE);
-    let w = c.wait_window("work", "video");
-    let _i = inhibit(&mut work, &t.surface);
-    c.focus(w.id);
+    let (_work, _i, id) = inhibiting_window(&c);
+    c.focus(id);
     c.action("minimize", None);
     c.wait_windows("the window minimised", |ws| {
-        ws.iter().any(|x| x.id == w.id && x.minimized)
+        ws.iter().any(|x| x.id == id && x.minimized)
     });
     let idle = c.dir.path().join("idle");
     let _swayidle = swayidle(&c, &idle);
@@ -88,11 +94,7 @@ fn a_vm_that_may_not_inhibit_idle_does_not_keep_the_host_awake() {
     );
     assert!(config.contains("idle-inhibit = false"));
     let c = Compositor::start(&config);
-    let mut work = Client::connect(&c.vm_socket("work"));
-    let t = work.toplevel("video");
-    work.map(&t, 320, 200, WHITE);
-    c.wait_window("work", "video");
-    let _i = inhibit(&mut work, &t.surface);
+    let (_work, _i, _) = inhibiting_window(&c);
     let idle = c.dir.path().join("idle");
     let _swayidle = swayidle(&c, &idle);
     wait_for(
@@ -104,11 +106,7 @@ fn a_vm_that_may_not_inhibit_idle_does_not_keep_the_host_awake() {
 #[test]
 fn a_visible_vm_inhibitor_never_delays_the_lock_nor_keeps_a_locked_screen_awake() {
     let c = Compositor::start(TWO_VMS);
-    let mut work = Client::connect(&c.vm_socket("work"));
-    let t = work.toplevel("video");
-    work.map(&t, 320, 200, WHITE);
-    c.wait_window("work", "video");
-    let _i = inhibit(&mut work, &t.surface);
+    let (_work, _i, _) = inhibiting_window(&c);
     // An explicit lock with the inhibitor active: it locks.
     let _lock = c.spawn("host", "swaylock", &["--color", "00ff00"]);
     let deadline = Instant::now() + TIMEOUT;
