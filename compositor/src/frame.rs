@@ -155,6 +155,22 @@ pub fn place_new(
         .unwrap_or(centre)
 }
 
+/// The size an interactive resize asks for: `want`, within the client's min and max sizes
+/// (0 = no bound) and the compositor's own limits. The client's values are its own to choose,
+/// so nonsense (negative, min above max) is tolerated: min is cut to the limits first, then
+/// max to no less than min.
+pub fn resize_to(want: (i32, i32), min: (i32, i32), max: (i32, i32)) -> Size<i32, Logical> {
+    let axis = |want: i32, min: i32, max: i32, limit: i32| {
+        let lo = min.clamp(1, limit);
+        let hi = if max > 0 { max.clamp(lo, limit) } else { limit };
+        want.clamp(lo, hi)
+    };
+    Size::from((
+        axis(want.0, min.0, max.0, MAX_WINDOW_SIZE.0),
+        axis(want.1, min.1, max.1, MAX_WINDOW_SIZE.1),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +277,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn resizes_respect_sane_bounds_and_survive_nonsense() {
+        assert_eq!(
+            resize_to((500, 400), (100, 100), (600, 300)),
+            Size::from((500, 300))
+        );
+        assert_eq!(
+            resize_to((500, 400), (0, 0), (0, 0)),
+            Size::from((500, 400))
+        );
+        // min above max (the crash of a hostile client): min wins, within the limits.
+        assert_eq!(
+            resize_to((150, 100), (20_000, 20_000), (100, 100)),
+            Size::from((16384, 6144))
+        );
+        assert_eq!(
+            resize_to((-5, i32::MIN), (-1, -1), (-1, -1)),
+            Size::from((1, 1))
+        );
     }
 
     proptest::proptest! {

@@ -906,20 +906,7 @@ impl WindowGrab {
                 } else if edges.bottom {
                     h += delta.y;
                 }
-                let max_w = if max.w > 0 {
-                    max.w
-                } else {
-                    frame::MAX_WINDOW_SIZE.0
-                };
-                let max_h = if max.h > 0 {
-                    max.h
-                } else {
-                    frame::MAX_WINDOW_SIZE.1
-                };
-                let size = Size::from((
-                    w.clamp(min.w.max(1), max_w.max(1)),
-                    h.clamp(min.h.max(1), max_h.max(1)),
-                ));
+                let size = frame::resize_to((w, h), (min.w, min.h), (max.w, max.h));
                 let mut loc = self.initial.loc;
                 if edges.left {
                     loc.x = self.initial.loc.x + self.initial.size.w - size.w;

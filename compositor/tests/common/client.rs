@@ -417,6 +417,7 @@ delegate_noop!(Events: ignore wl_compositor::WlCompositor);
 delegate_noop!(Events: ignore wl_subcompositor::WlSubcompositor);
 delegate_noop!(Events: ignore wl_subsurface::WlSubsurface);
 delegate_noop!(Events: ignore wl_surface::WlSurface);
+delegate_noop!(Events: ignore wayland_client::protocol::wl_region::WlRegion);
 delegate_noop!(Events: ignore wl_shm::WlShm);
 delegate_noop!(Events: ignore wl_shm_pool::WlShmPool);
 delegate_noop!(Events: ignore wl_buffer::WlBuffer);
