@@ -274,9 +274,18 @@ impl State {
         let at = 1.min(self.desk.focus_order.len());
         self.desk.focus_order.insert(at, window.clone());
         let (title, _) = title_and_app_id(window);
-        let text = format!("[{}] {} wants attention", m.domain.name(), title);
         let domain = m.domain.clone();
-        self.desk.notify(&domain, text);
+        let name = domain.name().to_string();
+        // One notice per domain however many windows it opens: a VM cannot flood the others
+        // off the screen.
+        let color = self.desk.domain_color(&domain);
+        self.desk
+            .notifications
+            .push_counted(format!("attention:{name}"), color, |n| match n {
+                1 => format!("[{name}] {title} wants attention"),
+                n => format!("[{name}] {n} windows want attention"),
+            });
+        self.desk.request_redraw();
         tracing::info!(domain = domain.name(), "a new window opened without focus");
     }
 }

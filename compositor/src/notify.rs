@@ -26,6 +26,10 @@ pub struct Notice {
     pub text: String,
     pub color: Color,
     pub created: Instant,
+    /// Notices of one kind and source share a key and one place on screen (see
+    /// [`Notifications::push_counted`]); how many events it stands for.
+    key: Option<String>,
+    count: usize,
     /// The rendered notice: strip + text, ARGB8888.
     pub buffer: MemoryRenderBuffer,
 }
@@ -37,6 +41,25 @@ pub struct Notifications {
 
 impl Notifications {
     pub fn push(&mut self, text: String, color: Color) {
+        self.push_notice(text, color, None, 1);
+    }
+
+    /// A notice that a source may cause again and again (a VM opening windows): while one of
+    /// the same `key` is shown, it is replaced in place, its text made by `text` from how many
+    /// events it now stands for, so one source can never push the others off the screen.
+    pub fn push_counted(&mut self, key: String, color: Color, text: impl Fn(usize) -> String) {
+        let count = match self
+            .shown
+            .iter()
+            .position(|n| n.key.as_deref() == Some(&key))
+        {
+            Some(i) => self.shown.remove(i).count + 1,
+            None => 1,
+        };
+        self.push_notice(text(count), color, Some(key), count);
+    }
+
+    fn push_notice(&mut self, text: String, color: Color, key: Option<String>, count: usize) {
         let img = render(&text, color);
         let buffer = MemoryRenderBuffer::from_slice(
             &img.pixels,
@@ -52,6 +75,8 @@ impl Notifications {
             text,
             color,
             created: Instant::now(),
+            key,
+            count,
             buffer,
         });
         if self.shown.len() > MAX_SHOWN {

@@ -367,3 +367,37 @@ mod activation {
         assert_eq!(focused_title(&c).as_deref(), Some("bank app"));
     }
 }
+
+#[test]
+fn a_vm_opening_many_windows_takes_one_notification_place() {
+    let c = Compositor::start(TWO_VMS);
+    let (mut bank, _bt) = window(&c, "banking", "bank app", (300, 240));
+    user_clicks(&c, &mut bank, "bank app");
+    // Something the user should still see: banking's own notice.
+    c.action("clipboard-copy", None);
+    // Work opens window after window while banking has the keyboard.
+    let mut work = Client::connect(&c.vm_socket("work"));
+    let mut windows = Vec::new();
+    for i in 0..6 {
+        let t = work.toplevel(&format!("popup ad {i}"));
+        work.map(&t, 120, 90, WHITE);
+        windows.push(t);
+    }
+    c.wait_windows("six work windows", |ws| {
+        ws.iter().filter(|w| w.domain == "work").count() == 6
+    });
+    let img = c.screenshot("focus-attention-flood");
+    assert!(
+        notification_diff(&img, 0, WORK, "[work] 6 windows want attention") < 50,
+        "work's windows are not counted in one notice"
+    );
+    assert!(
+        notification_diff(
+            &img,
+            1,
+            BANKING,
+            "Nothing copied: [banking] has no clipboard"
+        ) < 50,
+        "work's windows pushed banking's notice off the screen"
+    );
+}
