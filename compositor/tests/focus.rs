@@ -401,3 +401,26 @@ fn a_vm_opening_many_windows_takes_one_notification_place() {
         "work's windows pushed banking's notice off the screen"
     );
 }
+
+#[test]
+fn new_windows_of_different_sizes_do_not_hide_each_other() {
+    let c = Compositor::start(TWO_VMS);
+    let (_small, _s) = window(&c, "work", "small", (200, 150));
+    let (_big, _b) = window(&c, "work", "big", (500, 400));
+    let (_wide, _w) = window(&c, "work", "wide", (700, 120));
+    let ws = c.windows();
+    for (i, a) in ws.iter().enumerate() {
+        for b in &ws[..i] {
+            let (ra, rb) = (a.frame, b.frame);
+            let overlap = ra.x < rb.x + rb.width
+                && rb.x < ra.x + ra.width
+                && ra.y < rb.y + rb.height
+                && rb.y < ra.y + ra.height;
+            assert!(
+                !overlap,
+                "{} covers part of {}: {ra:?} {rb:?}",
+                a.title, b.title
+            );
+        }
+    }
+}
