@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 
 use smithay::reexports::wayland_server::backend::ObjectId;
+use smithay::reexports::wayland_server::Resource;
 use smithay::wayland::selection::data_device::{
     clear_data_device_selection, set_data_device_focus, set_data_device_selection,
 };
@@ -140,10 +141,10 @@ impl State {
         let old = self.desk.selections.set(domain, target, new);
         if let Some(old) = old.filter(|o| !same_source(&o.data, new_data.as_ref())) {
             match old.data {
-                SelectionData::Client(src) => src.cancelled(),
-                SelectionData::PrimaryClient(src) => src.cancelled(),
-                SelectionData::Control(src) => src.cancelled(),
-                SelectionData::Pasted(_) => {}
+                SelectionData::Client(src) if src.is_alive() => src.cancelled(),
+                SelectionData::PrimaryClient(src) if src.is_alive() => src.cancelled(),
+                SelectionData::Control(src) if src.is_alive() => src.cancelled(),
+                _ => {}
             }
         }
         self.install_selections();
@@ -186,6 +187,30 @@ impl State {
             self.desk.selections.installed[slot(target)] = want;
         }
         self.update_selection_focus();
+    }
+
+    /// An app's source is gone (destroyed, or its client disconnected): the selection it was
+    /// of its domain is cleared.
+    pub fn selection_source_gone(&mut self, source: &SelectionData) {
+        let held: Vec<(Domain, SelectionTarget)> = self
+            .desk
+            .selections
+            .held
+            .iter()
+            .flat_map(|(d, pair)| {
+                [SelectionTarget::Clipboard, SelectionTarget::Primary]
+                    .into_iter()
+                    .filter(|t| {
+                        pair[slot(*t)]
+                            .as_ref()
+                            .is_some_and(|h| same_source(&h.data, Some(source)))
+                    })
+                    .map(move |t| (d.clone(), t))
+            })
+            .collect();
+        for (domain, target) in held {
+            self.set_domain_selection(&domain, target, None);
+        }
     }
 
     /// Has `domain`'s `target` selection write `mime` into `fd`.

@@ -369,3 +369,17 @@ fn each_domain_keeps_its_own_clipboard_and_primary_while_others_copy() {
         b"bank primary"
     );
 }
+
+#[test]
+fn a_domains_clipboard_goes_with_the_app_that_held_it() {
+    let c = Compositor::start(TWO_VMS);
+    let _w = windows(&c);
+    let text = c.dir.path().join("w.txt");
+    std::fs::write(&text, "soon gone").unwrap();
+    let copier = copy(&c, "work", &text, "");
+    drop(copier);
+    wait("work's clipboard is gone with its app", || {
+        clipboard(&c).1.is_none()
+    });
+    assert_ne!(paste(&c, "work", "--no-newline"), b"soon gone");
+}

@@ -202,7 +202,35 @@ delegate_seat!(State);
 // smithay keeps private.
 delegate_global_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
 delegate_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
-delegate_dispatch!(State: [WlDataSource: DataSourceUserData] => DataDeviceState);
+
+impl Dispatch<WlDataSource, DataSourceUserData> for State {
+    fn request(
+        state: &mut Self,
+        client: &Client,
+        resource: &WlDataSource,
+        request: <WlDataSource as smithay::reexports::wayland_server::Resource>::Request,
+        data: &DataSourceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, Self>,
+    ) {
+        <DataDeviceState as Dispatch<WlDataSource, DataSourceUserData, State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+    }
+
+    fn destroyed(
+        state: &mut Self,
+        client: ClientId,
+        resource: &WlDataSource,
+        data: &DataSourceUserData,
+    ) {
+        // A domain whose selection this was has none now (as smithay does for the seat's).
+        state.selection_source_gone(&SelectionData::Client(resource.clone()));
+        <DataDeviceState as Dispatch<WlDataSource, DataSourceUserData, State>>::destroyed(
+            state, client, resource, data,
+        );
+    }
+}
 delegate_global_dispatch!(State: [ZwpPrimarySelectionDeviceManagerV1: PrimaryDeviceManagerGlobalData] => PrimarySelectionState);
 delegate_dispatch!(State: [ZwpPrimarySelectionDeviceManagerV1: ()] => PrimarySelectionState);
 
@@ -304,6 +332,7 @@ impl Dispatch<ZwpPrimarySelectionSourceV1, PrimarySourceUserData> for State {
         data: &PrimarySourceUserData,
     ) {
         state.desk.selections.primary_source_gone(&resource.id());
+        state.selection_source_gone(&SelectionData::PrimaryClient(resource.clone()));
         <PrimarySelectionState as Dispatch<
             ZwpPrimarySelectionSourceV1,
             PrimarySourceUserData,
