@@ -268,32 +268,7 @@ fn title_bar_drag_moves_and_super_right_drag_resizes() {
         m.geometry.x + m.geometry.width - 10,
         m.geometry.y + m.geometry.height - 10,
     );
-    c.input(vec![
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: true,
-        },
-        InputEvent::PointerMotion {
-            x: px as f64,
-            y: py as f64,
-        },
-        InputEvent::PointerButton {
-            button: 273,
-            pressed: true,
-        },
-        InputEvent::PointerMotion {
-            x: (px - 200) as f64,
-            y: (py - 100) as f64,
-        },
-        InputEvent::PointerButton {
-            button: 273,
-            pressed: false,
-        },
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: false,
-        },
-    ]);
+    c.input(super_right_drag((px, py), (px - 200, py - 100)));
     let resized = c.wait_windows("resized", |ws| {
         ws.iter()
             .any(|r| r.id == w.id && r.geometry.width < m.geometry.width - 100)

@@ -4,7 +4,6 @@
 
 mod common;
 
-use bulkhead_ipc::InputEvent;
 use common::client::{Client, WHITE};
 use common::*;
 
@@ -56,32 +55,7 @@ fn a_window_whose_min_size_exceeds_its_max_survives_a_super_right_drag_resize() 
         w.geometry.x + w.geometry.width - 10,
         w.geometry.y + w.geometry.height - 10,
     );
-    c.input(vec![
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: true,
-        },
-        InputEvent::PointerMotion {
-            x: px as f64,
-            y: py as f64,
-        },
-        InputEvent::PointerButton {
-            button: 273,
-            pressed: true,
-        },
-        InputEvent::PointerMotion {
-            x: (px - 150) as f64,
-            y: (py - 100) as f64,
-        },
-        InputEvent::PointerButton {
-            button: 273,
-            pressed: false,
-        },
-        InputEvent::Key {
-            code: KEY_LEFTMETA,
-            pressed: false,
-        },
-    ]);
+    c.input(super_right_drag((px, py), (px - 150, py - 100)));
     // The resize went through the grab: the client is asked for a size, within the bounds
     // the compositor can honour (never above its maximum window size).
     let deadline = std::time::Instant::now() + TIMEOUT;

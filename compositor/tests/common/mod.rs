@@ -771,6 +771,36 @@ pub const KEY_TAB: u32 = 15;
 pub const KEY_LEFTALT: u32 = 56;
 pub const KEY_LEFTMETA: u32 = 125;
 
+/// Super held, the right button pressed at `from`, dragged to `to`, released: the resize a
+/// person does with Super+right-drag.
+pub fn super_right_drag(from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::InputEvent> {
+    use bulkhead_ipc::InputEvent::{Key, PointerButton, PointerMotion};
+    let motion = |(x, y): (i32, i32)| PointerMotion {
+        x: x as f64,
+        y: y as f64,
+    };
+    vec![
+        Key {
+            code: KEY_LEFTMETA,
+            pressed: true,
+        },
+        motion(from),
+        PointerButton {
+            button: 273,
+            pressed: true,
+        },
+        motion(to),
+        PointerButton {
+            button: 273,
+            pressed: false,
+        },
+        Key {
+            code: KEY_LEFTMETA,
+            pressed: false,
+        },
+    ]
+}
+
 /// A key chord as a person types it: modifiers down, the key down and up, modifiers up.
 pub fn chord(mods: &[u32], key: u32) -> Vec<bulkhead_ipc::InputEvent> {
     use bulkhead_ipc::InputEvent::Key;
