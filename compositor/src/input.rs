@@ -633,6 +633,8 @@ impl State {
             }
         }
         if pressed && !pointer.is_grabbed() {
+            // Hit-tested again: ending a grab above may have dismissed the popup that was
+            // under the pointer.
             let pos = self.desk.pointer_location;
             let super_held = self
                 .desk
