@@ -153,7 +153,15 @@ pub struct Clipboards {
     /// Only the compositor holds this; no client can read it.
     pub global: Option<Arc<Contents>>,
     copying: Option<Copying>,
+    /// Pastes being written, by id: the pipe's source and its deadline's.
+    writers: std::collections::HashMap<u64, (RegistrationToken, RegistrationToken)>,
+    next_writer: u64,
 }
+
+/// Pastes the compositor writes at once; a request beyond gets an empty paste.
+pub const MAX_PASTE_WRITERS: usize = 16;
+/// A paste not written within this is cut off (a reader that never reads).
+pub const PASTE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why a copy ended without data.
 enum Failure {
@@ -389,9 +397,9 @@ impl State {
 }
 
 /// Serves a request for a selection the compositor holds.
-pub fn serve_selection(data: &SelectionData, mime: &str, fd: OwnedFd) {
+pub fn serve_selection(state: &mut State, data: &SelectionData, mime: &str, fd: OwnedFd) {
     match data {
-        SelectionData::Pasted(c) => serve_paste(c, mime, fd),
+        SelectionData::Pasted(c) => state.serve_paste(c, mime, fd),
         SelectionData::Control(src) => {
             if src.is_alive() {
                 src.send(mime.to_string(), std::os::fd::AsFd::as_fd(&fd));
@@ -415,28 +423,100 @@ fn label(d: &Domain) -> String {
     format!("[{}]", d.name())
 }
 
-/// Writes a pasted item into the pipe an app gave, off the event loop (a reader that never
-/// reads holds only this thread, which ends when it closes its end).
-pub fn serve_paste(contents: &Contents, mime: &str, fd: OwnedFd) {
-    let Some(item) = contents
-        .items
-        .iter()
-        .find(|i| i.mime == mime || i.aliases.iter().any(|a| a == mime))
-    else {
-        return;
-    };
-    let data = item.data.clone();
-    let mut f = std::fs::File::from(fd);
-    // The app's pipe may be non-blocking; the thread may block.
-    let _ = nix::fcntl::fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&f),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-    );
-    let _ = std::thread::Builder::new()
-        .name("paste".into())
-        .spawn(move || {
-            let _ = f.write_all(&data);
-        });
+impl State {
+    /// Writes a pasted item into the pipe an app gave, from the event loop as the pipe takes
+    /// it: the data is shared, not copied, at most [`MAX_PASTE_WRITERS`] pastes are written
+    /// at once, and each is cut off after [`PASTE_DEADLINE`].
+    pub fn serve_paste(&mut self, contents: &Arc<Contents>, mime: &str, fd: OwnedFd) {
+        let Some(index) = contents
+            .items
+            .iter()
+            .position(|i| i.mime == mime || i.aliases.iter().any(|a| a == mime))
+        else {
+            return;
+        };
+        let clipboard = &mut self.desk.clipboard;
+        if clipboard.writers.len() >= MAX_PASTE_WRITERS {
+            tracing::warn!("{MAX_PASTE_WRITERS} pastes are being written; refusing one more");
+            return;
+        }
+        if let Err(e) = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        ) {
+            tracing::warn!("cannot paste: {e}");
+            return;
+        }
+        let id = clipboard.next_writer;
+        clipboard.next_writer += 1;
+        let contents = contents.clone();
+        let mut written = 0;
+        let pipe = Generic::new(std::fs::File::from(fd), Interest::WRITE, Mode::Level);
+        let source = self
+            .desk
+            .loop_handle
+            .insert_source(pipe, move |_, pipe, state| {
+                let data = &contents.items[index].data;
+                // SAFETY: the file is not dropped or replaced while the source runs.
+                let file = unsafe { pipe.get_mut() };
+                loop {
+                    if written >= data.len() {
+                        break;
+                    }
+                    match file.write(&data[written..]) {
+                        Ok(0) => break,
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            return Ok(PostAction::Continue);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                state.paste_written(id, false);
+                Ok(PostAction::Remove)
+            });
+        let source = match source {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot paste: {e}");
+                return;
+            }
+        };
+        let deadline = self.desk.loop_handle.insert_source(
+            Timer::from_duration(PASTE_DEADLINE),
+            move |_, _, state| {
+                tracing::warn!("a paste was not read within {PASTE_DEADLINE:?}; cut off");
+                state.paste_written(id, true);
+                TimeoutAction::Drop
+            },
+        );
+        match deadline {
+            Ok(t) => {
+                self.desk.clipboard.writers.insert(id, (source, t));
+            }
+            Err(e) => {
+                tracing::warn!("cannot paste: {e}");
+                self.desk.loop_handle.remove(source);
+            }
+        }
+    }
+
+    /// Paste `id` ended: written, failed, or (`timed_out`) cut off at its deadline.
+    fn paste_written(&mut self, id: u64, timed_out: bool) {
+        if let Some((pipe, deadline)) = self.desk.clipboard.writers.remove(&id) {
+            if timed_out {
+                self.desk.loop_handle.remove(pipe);
+            } else {
+                self.desk.loop_handle.remove(deadline);
+            }
+        }
+    }
+
+    /// Pastes being written now.
+    pub fn pastes_in_flight(&self) -> usize {
+        self.desk.clipboard.writers.len()
+    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,21 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
-use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason};
+use smithay::reexports::wayland_server::backend::{
+    ClientData, ClientId, DisconnectReason, ObjectId,
+};
 use smithay::reexports::wayland_server::Client;
 use smithay::wayland::compositor::CompositorClientState;
 use smithay::wayland::security_context::SecurityContext;
+
+use crate::limits::{ClientUsage, Exceeded};
+
+/// The objects that map a client's shared memory (charged by the bytes they map).
+const SHM_INTERFACES: &[&str] = &["wl_shm_pool", "wl_buffer"];
 
 /// Where a client came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,20 +54,21 @@ impl Domain {
     }
 }
 
-/// Most surfaces one VM client may have alive at once; more is a flood and disconnects it.
-pub const MAX_SURFACES_PER_VM_CLIENT: usize = 2_000;
-
 /// Per-client data: the domain (immutable), and what we count to cap hostile clients.
 pub struct ClientState {
     pub domain: Domain,
     /// Where to report this client's end, so the compositor can tell the user when a VM app
     /// was disconnected for misbehaving.
     pub on_disconnect: Option<smithay::reexports::calloop::channel::Sender<(Domain, String)>>,
+    /// What this client holds, counted against its own and its domain's limits (VM clients
+    /// only: the host is trusted).
+    pub usage: Option<Arc<ClientUsage>>,
+    /// See [`ClientState::take_last_shm_object`].
+    last_shm_object: std::sync::Mutex<Option<ObjectId>>,
     /// Set for host clients that came through a wp_security_context_v1 listener: sandboxed
     /// host apps, which get no privileged globals either.
     pub security_context: Option<SecurityContext>,
     pub compositor_state: CompositorClientState,
-    pub surfaces: AtomicUsize,
     /// The latest input serials the compositor sent to this client while it held focus.
     pub serials: InputSerials,
 }
@@ -124,7 +132,8 @@ impl ClientState {
             on_disconnect: None,
             security_context: None,
             compositor_state: CompositorClientState::default(),
-            surfaces: AtomicUsize::new(0),
+            usage: None,
+            last_shm_object: Default::default(),
             serials: InputSerials::default(),
         }
     }
@@ -134,26 +143,70 @@ impl ClientState {
         self.domain.is_host() && self.security_context.is_none()
     }
 
-    /// Counts one more surface; false when the client is over its cap.
-    pub fn add_surface(&self) -> bool {
-        let n = self.surfaces.fetch_add(1, Ordering::Relaxed) + 1;
-        self.domain.is_host() || n <= MAX_SURFACES_PER_VM_CLIENT
+    /// Counts one more object of `interface`; false when that takes this VM client or its
+    /// domain over a limit (host clients are not counted).
+    pub fn admit(&self, interface: &'static str) -> bool {
+        match &self.usage {
+            Some(u) => u.add_object(interface).is_ok(),
+            None => true,
+        }
     }
 
-    pub fn remove_surface(&self) {
-        // Saturating: a destruction hook can never run more often than creation, but a
-        // miscount must not wrap around and lift the cap.
-        let _ = self
-            .surfaces
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    /// The shm pool or buffer this client made last (the one a `create_pool` or
+    /// `create_buffer` request just made, right after it is dispatched).
+    pub fn take_last_shm_object(&self) -> Option<ObjectId> {
+        crate::limits::lock(&self.last_shm_object).take()
+    }
+
+    /// Notes that the client went over a limit that is not an object count (it is then
+    /// disconnected, and the notification says which).
+    pub fn exceeded(&self, e: Exceeded) -> Exceeded {
+        match &self.usage {
+            Some(u) => u.refuse(e),
+            None => e,
+        }
     }
 }
 
 impl ClientData for ClientState {
     fn initialized(&self, _client_id: ClientId) {}
+
+    fn object_created(&self, _client_id: ClientId, object: &ObjectId) -> bool {
+        let interface = object.interface().name;
+        if SHM_INTERFACES.contains(&interface) {
+            *crate::limits::lock(&self.last_shm_object) = Some(object.clone());
+        }
+        self.admit(interface)
+    }
+
+    fn object_destroyed(&self, _client_id: ClientId, object: &ObjectId) {
+        if let Some(u) = &self.usage {
+            u.remove_object(object.interface().name);
+        }
+    }
+
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        if let Some(u) = &self.usage {
+            u.disconnected();
+        }
         if let (DisconnectReason::ProtocolError(err), Some(tx)) = (&reason, &self.on_disconnect) {
-            let _ = tx.send((self.domain.clone(), err.object_interface.clone()));
+            // The limit it went over, else the protocol error (its interface: the message
+            // may carry client text).
+            let why = match self.usage.as_ref().and_then(|u| u.exceeded()) {
+                Some(e) => e.to_string(),
+                // wl_display.no_memory: wayland-backend's own bounds (queued fds), in its
+                // words ("More than 1024 file descriptors queued.").
+                None if err.object_interface == "wl_display" && err.code == 2 => {
+                    let m = err.message.trim_end_matches('.');
+                    let mut chars = m.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_lowercase().chain(chars).collect())
+                        .unwrap_or_else(|| "out of memory".into())
+                }
+                None => format!("protocol error ({})", err.object_interface),
+            };
+            let _ = tx.send((self.domain.clone(), why));
         }
         tracing::debug!(
             domain = self.domain.name(),
@@ -337,21 +390,13 @@ impl DomainSocket {
         &self.listener
     }
 
-    /// Accepts every pending connection.
-    pub fn accept_all(&self) -> Vec<UnixStream> {
-        let mut out = Vec::new();
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => out.push(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("accept on {} failed: {e}", self.path.display());
-                    break;
-                }
-            }
+    /// Takes one pending connection (`None`: none is waiting).
+    pub fn accept(&self) -> io::Result<Option<UnixStream>> {
+        match self.listener.accept() {
+            Ok((stream, _)) => Ok(Some(stream)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
-        out
     }
 }
 
@@ -461,19 +506,20 @@ mod tests {
     }
 
     #[test]
-    fn surface_cap_applies_to_vms_only() {
-        let vm = ClientState::new(Domain::Vm("work".into()));
-        for _ in 0..MAX_SURFACES_PER_VM_CLIENT {
-            assert!(vm.add_surface());
+    fn only_vm_clients_are_counted() {
+        let domain = Arc::new(crate::limits::DomainUsage::default());
+        let mut vm = ClientState::new(Domain::Vm("work".into()));
+        vm.usage = Some(Arc::new(ClientUsage::new(domain.clone())));
+        let limit = crate::limits::per_client("wl_surface");
+        for _ in 0..limit {
+            assert!(vm.admit("wl_surface"));
         }
-        assert!(!vm.add_surface());
-        vm.remove_surface();
-        vm.remove_surface();
-        assert!(vm.add_surface());
+        assert!(!vm.admit("wl_surface"));
         let host = ClientState::new(Domain::Host);
-        for _ in 0..MAX_SURFACES_PER_VM_CLIENT + 5 {
-            assert!(host.add_surface());
+        for _ in 0..limit + 5 {
+            assert!(host.admit("wl_surface"));
         }
         assert!(host.privileged() && !vm.privileged());
+        assert_eq!(domain.objects().get("wl_surface"), limit);
     }
 }

@@ -279,12 +279,15 @@ impl State {
         // One notice per domain however many windows it opens: a VM cannot flood the others
         // off the screen.
         let color = self.desk.domain_color(&domain);
-        self.desk
-            .notifications
-            .push_counted(format!("attention:{name}"), color, |n| match n {
+        self.desk.notifications.push_counted(
+            (!domain.is_host()).then_some(name.as_str()),
+            format!("attention:{name}"),
+            color,
+            |n| match n {
                 1 => format!("[{name}] {title} wants attention"),
                 n => format!("[{name}] {n} windows want attention"),
-            });
+            },
+        );
         self.desk.request_redraw();
         tracing::info!(domain = domain.name(), "a new window opened without focus");
     }

@@ -47,34 +47,26 @@ impl IpcServer {
     ) -> Result<IpcServer, String> {
         let socket = DomainSocket::bind(path)
             .map_err(|e| format!("cannot open the IPC socket: {}", error_chain(&e)))?;
-        let listener = socket.listener().try_clone().map_err(|e| e.to_string())?;
-        let path = path.to_owned();
-        let accept_path = path.clone();
-        loop_handle
-            .insert_source(
-                Generic::new(listener, Interest::READ, Mode::Level),
-                move |_, listener, state| {
-                    loop {
-                        match listener.accept() {
-                            Ok((stream, _)) => {
-                                if let Err(e) = register(&state.desk.loop_handle, stream) {
-                                    tracing::warn!("IPC connection dropped: {e}");
-                                }
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => {
-                                tracing::warn!(
-                                    "IPC accept on {} failed: {e}",
-                                    accept_path.display()
-                                );
-                                break;
-                            }
-                        }
-                    }
-                    Ok(PostAction::Continue)
-                },
-            )
+        let fd = std::os::fd::AsFd::as_fd(socket.listener())
+            .try_clone_to_owned()
             .map_err(|e| e.to_string())?;
+        let path = path.to_owned();
+        let listener = socket.listener().try_clone().map_err(|e| e.to_string())?;
+        crate::accept::watch(
+            loop_handle,
+            path.display().to_string(),
+            fd,
+            move || match listener.accept() {
+                Ok((stream, _)) => Ok(Some(stream)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e),
+            },
+            |state, stream| {
+                if let Err(e) = register(&state.desk.loop_handle, stream) {
+                    tracing::warn!("IPC connection dropped: {e}");
+                }
+            },
+        )?;
         let (done, finished) = channel::channel::<Finished>();
         loop_handle
             .insert_source(finished, |event, _, state| {

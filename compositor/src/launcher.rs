@@ -315,6 +315,7 @@ impl State {
                     .env("XDG_CURRENT_DESKTOP", "Bulkhead")
                     .stdin(std::process::Stdio::null());
                 bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
+                crate::accept::restore_fd_limit(&mut c);
                 if let Err(err) = c.spawn() {
                     self.desk
                         .notify(&e.domain, format!("Cannot run {}: {err}", e.name));

@@ -2,6 +2,7 @@
 //! host or a VM), decided by the socket they connect to, and framed by the compositor in
 //! their domain's colour.
 
+pub mod accept;
 pub mod backend;
 pub mod clipboard;
 pub mod domain;
@@ -11,6 +12,7 @@ pub mod handlers;
 pub mod input;
 pub mod ipc;
 pub mod launcher;
+pub mod limits;
 pub mod lock;
 pub mod notify;
 pub mod reload;
@@ -63,6 +65,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             stop.stop();
         })
         .map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"))?;
+    match crate::accept::raise_fd_limit() {
+        Ok(n) => tracing::info!("open files limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
     let kind = opts.backend.resolve();
     let headless_cfg = opts.config.headless.clone();

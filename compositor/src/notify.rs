@@ -15,6 +15,10 @@ use crate::text;
 pub const LIFETIME: Duration = Duration::from_secs(6);
 /// At most this many are shown; older ones make room.
 pub const MAX_SHOWN: usize = 4;
+/// Notices a VM may cause in [`VM_WINDOW`]; more are only counted, and the next one shown
+/// says how many were left out.
+pub const VM_BURST: usize = 3;
+pub const VM_WINDOW: Duration = Duration::from_secs(10);
 pub const WIDTH: i32 = 560;
 pub const HEIGHT: i32 = 26;
 /// Width of the strip in the domain's colour on the left of each notification.
@@ -26,6 +30,8 @@ pub struct Notice {
     pub text: String,
     pub color: Color,
     pub created: Instant,
+    /// The VM that caused it (`None`: the host or the compositor itself).
+    owner: Option<String>,
     /// Notices of one kind and source share a key and one place on screen (see
     /// [`Notifications::push_counted`]); how many events it stands for.
     key: Option<String>,
@@ -34,32 +40,122 @@ pub struct Notice {
     pub buffer: MemoryRenderBuffer,
 }
 
+/// The notices on screen. A VM holds at most one place (its newer notice replaces its older
+/// one), may cause [`VM_BURST`] per [`VM_WINDOW`], and never pushes off a notice of the host
+/// or of another VM that is still fresh: whatever a VM does, the others stay readable.
 #[derive(Default)]
 pub struct Notifications {
     pub shown: Vec<Notice>,
+    rates: std::collections::HashMap<String, Rate>,
+}
+
+/// How many notices a VM caused in its current window, and how many were left out.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    since: Instant,
+    shown: usize,
+    left_out: usize,
 }
 
 impl Notifications {
-    pub fn push(&mut self, text: String, color: Color) {
-        self.push_notice(text, color, None, 1);
+    /// A notice of `owner` (a VM's name; `None` for the host).
+    pub fn push(&mut self, owner: Option<&str>, text: String, color: Color) {
+        self.push_at(owner, text, color, Instant::now());
+    }
+
+    pub fn push_at(&mut self, owner: Option<&str>, text: String, color: Color, now: Instant) {
+        let Some(text) = self.admit(owner, text, now) else {
+            return;
+        };
+        self.push_notice(owner, text, color, None, 1, now);
     }
 
     /// A notice that a source may cause again and again (a VM opening windows): while one of
     /// the same `key` is shown, it is replaced in place, its text made by `text` from how many
-    /// events it now stands for, so one source can never push the others off the screen.
-    pub fn push_counted(&mut self, key: String, color: Color, text: impl Fn(usize) -> String) {
+    /// events it now stands for.
+    pub fn push_counted(
+        &mut self,
+        owner: Option<&str>,
+        key: String,
+        color: Color,
+        text: impl Fn(usize) -> String,
+    ) {
+        let now = Instant::now();
         let count = match self
             .shown
             .iter()
             .position(|n| n.key.as_deref() == Some(&key))
         {
-            Some(i) => self.shown.remove(i).count + 1,
+            Some(i) => self.shown[i].count + 1,
             None => 1,
         };
-        self.push_notice(text(count), color, Some(key), count);
+        let Some(text) = self.admit(owner, text(count), now) else {
+            // Not redrawn now; the count goes on in place.
+            if let Some(n) = self
+                .shown
+                .iter_mut()
+                .find(|n| n.key.as_deref() == Some(&key))
+            {
+                n.count = count;
+            }
+            return;
+        };
+        self.push_notice(owner, text, color, Some(key), count, now);
     }
 
-    fn push_notice(&mut self, text: String, color: Color, key: Option<String>, count: usize) {
+    /// Applies a VM's rate: the text to show (saying how many were left out), or `None`.
+    fn admit(&mut self, owner: Option<&str>, text: String, now: Instant) -> Option<String> {
+        let Some(vm) = owner else {
+            return Some(text);
+        };
+        let rate = self.rates.entry(vm.to_string()).or_insert(Rate {
+            since: now,
+            shown: 0,
+            left_out: 0,
+        });
+        if now.duration_since(rate.since) >= VM_WINDOW {
+            rate.since = now;
+            rate.shown = 0;
+        }
+        if rate.shown >= VM_BURST {
+            rate.left_out += 1;
+            return None;
+        }
+        rate.shown += 1;
+        Some(match std::mem::take(&mut rate.left_out) {
+            0 => text,
+            n => format!("{text} (+{n} more)"),
+        })
+    }
+
+    fn push_notice(
+        &mut self,
+        owner: Option<&str>,
+        text: String,
+        color: Color,
+        key: Option<String>,
+        count: usize,
+        now: Instant,
+    ) {
+        if let Some(vm) = owner {
+            // One place per VM.
+            self.shown.retain(|n| n.owner.as_deref() != Some(vm));
+        } else if let Some(k) = &key {
+            self.shown.retain(|n| n.key.as_ref() != Some(k));
+        }
+        if self.shown.len() >= MAX_SHOWN {
+            // Room is made from the oldest notice a VM caused; a VM's notice never takes the
+            // place of the host's.
+            match self.shown.iter().position(|n| n.owner.is_some()) {
+                Some(i) => {
+                    self.shown.remove(i);
+                }
+                None if owner.is_some() => return,
+                None => {
+                    self.shown.remove(0);
+                }
+            }
+        }
         let img = render(&text, color);
         let buffer = MemoryRenderBuffer::from_slice(
             &img.pixels,
@@ -74,14 +170,12 @@ impl Notifications {
         self.shown.push(Notice {
             text,
             color,
-            created: Instant::now(),
+            created: now,
+            owner: owner.map(str::to_string),
             key,
             count,
             buffer,
         });
-        if self.shown.len() > MAX_SHOWN {
-            self.shown.remove(0);
-        }
     }
 
     /// Drops expired notices; true when something changed.
@@ -121,13 +215,38 @@ mod tests {
     fn notices_expire_and_are_capped() {
         let mut n = Notifications::default();
         for i in 0..6 {
-            n.push(format!("notice {i}"), Color::rgb(1, 2, 3));
+            n.push(None, format!("notice {i}"), Color::rgb(1, 2, 3));
         }
         assert_eq!(n.shown.len(), MAX_SHOWN);
         assert_eq!(n.shown[0].text, "notice 2");
         assert!(!n.expire(Instant::now()));
         assert!(n.expire(Instant::now() + LIFETIME));
         assert!(n.shown.is_empty());
+    }
+
+    #[test]
+    fn a_vm_holds_one_place_at_a_limited_rate_and_never_evicts_the_host() {
+        let c = Color::rgb(1, 2, 3);
+        let t0 = Instant::now();
+        let mut n = Notifications::default();
+        n.push_at(None, "host 1".into(), c, t0);
+        n.push_at(Some("other"), "[other] hello".into(), c, t0);
+        for i in 0..1000 {
+            n.push_at(Some("evil"), format!("[evil] {i}"), c, t0);
+        }
+        let texts: Vec<_> = n.shown.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, ["host 1", "[other] hello", "[evil] 2"]);
+        // Past the window, the next one says how many were left out.
+        let t1 = t0 + VM_WINDOW;
+        n.push_at(Some("evil"), "[evil] again".into(), c, t1);
+        assert_eq!(n.shown[2].text, "[evil] again (+997 more)");
+        // A full screen of host notices: a VM's notice waits, the host's stay.
+        for i in 0..MAX_SHOWN {
+            n.push_at(None, format!("host {i}"), c, t1);
+        }
+        assert!(n.shown.iter().all(|s| s.owner.is_none()));
+        n.push_at(Some("evil"), "[evil] late".into(), c, t1 + VM_WINDOW);
+        assert!(n.shown.iter().all(|s| s.owner.is_none()));
     }
 
     #[test]

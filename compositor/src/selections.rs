@@ -45,6 +45,8 @@ pub struct Selections {
     next_version: u64,
     /// The types each primary-selection source offered (smithay keeps its own private).
     primary_offers: Vec<(ObjectId, Vec<String>)>,
+    /// How many types each live primary-selection source offered (see `primary_offer_count`).
+    primary_offer_counts: std::collections::HashMap<ObjectId, usize>,
 }
 
 pub fn slot(target: SelectionTarget) -> usize {
@@ -93,6 +95,7 @@ impl Selections {
 
     /// Remembers a type a primary-selection source offers (bounded per source and overall).
     pub fn primary_offered(&mut self, source: ObjectId, mime: String) {
+        *self.primary_offer_counts.entry(source.clone()).or_insert(0) += 1;
         if let Some((_, types)) = self.primary_offers.iter_mut().find(|(id, _)| *id == source) {
             if types.len() < MAX_TYPES && !types.contains(&mime) {
                 types.push(mime);
@@ -115,6 +118,12 @@ impl Selections {
 
     pub fn primary_source_gone(&mut self, source: &ObjectId) {
         self.primary_offers.retain(|(id, _)| id != source);
+        self.primary_offer_counts.remove(source);
+    }
+
+    /// How many `offer` requests a primary source has made (smithay keeps every one).
+    pub fn primary_offer_count(&self, source: &ObjectId) -> usize {
+        self.primary_offer_counts.get(source).copied().unwrap_or(0)
     }
 }
 
@@ -215,7 +224,7 @@ impl State {
 
     /// Has `domain`'s `target` selection write `mime` into `fd`.
     pub fn serve_domain_selection(
-        &self,
+        &mut self,
         domain: &Domain,
         target: SelectionTarget,
         mime: &str,
@@ -225,8 +234,10 @@ impl State {
             .desk
             .selections
             .get(domain, target)
-            .ok_or_else(|| format!("[{}] has no selection", domain.name()))?;
-        serve_selection(&held.data, mime, fd);
+            .ok_or_else(|| format!("[{}] has no selection", domain.name()))?
+            .data
+            .clone();
+        serve_selection(self, &held, mime, fd);
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ impl State {
             .envs(self.session_environment())
             .stdin(std::process::Stdio::null());
         bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
+        crate::accept::restore_fd_limit(&mut c);
         c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
         Ok(())
     }
@@ -61,6 +62,7 @@ impl State {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null());
             bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
+            crate::accept::restore_fd_limit(&mut c);
             match c.spawn() {
                 // Reaped off the event loop: a hung bus must not stall the session.
                 Ok(mut child) => {

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,9 +16,9 @@ use smithay::input::{Seat, SeatState};
 use smithay::output::Output;
 use smithay::reexports::calloop::generic::Generic;
 use smithay::reexports::calloop::{Interest, LoopHandle, LoopSignal, Mode, PostAction};
-use smithay::reexports::wayland_server::backend::ClientId;
+use smithay::reexports::wayland_server::backend::{ClientId, ObjectId};
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
-use smithay::reexports::wayland_server::{Display, DisplayHandle, Resource};
+use smithay::reexports::wayland_server::{Display, DisplayHandle, ListeningSocket, Resource};
 use smithay::utils::{Clock, ClockSource, Logical, Monotonic, Point, Rectangle};
 use smithay::wayland::compositor::CompositorState;
 use smithay::wayland::cursor_shape::CursorShapeManagerState;
@@ -33,7 +34,6 @@ use smithay::wayland::shell::wlr_layer::WlrLayerShellState;
 use smithay::wayland::shell::xdg::decoration::XdgDecorationState;
 use smithay::wayland::shell::xdg::XdgShellState;
 use smithay::wayland::shm::ShmState;
-use smithay::wayland::socket::ListeningSocketSource;
 use smithay::wayland::viewporter::ViewporterState;
 use smithay::wayland::virtual_keyboard::VirtualKeyboardManagerState;
 use smithay::wayland::xdg_activation::XdgActivationState;
@@ -57,6 +57,8 @@ pub struct VmDomain {
     pub domain: Domain,
     pub color: Color,
     pub socket: DomainSocket,
+    /// What its clients hold together (`crate::limits`).
+    pub usage: Arc<crate::limits::DomainUsage>,
 }
 
 /// The backend-independent compositor state.
@@ -160,6 +162,10 @@ pub struct Desktop {
     pub xwayland: crate::xwayland::Xwayland,
     /// Host tools' view of the outputs (wlr-output-management).
     pub output_management: crate::handlers::output_management::OutputManagement,
+    /// Rectangles added to each VM client's region so far (`crate::handlers::bounded`).
+    pub region_rects: std::collections::HashMap<ObjectId, usize>,
+    /// The charge of each VM client's shm pool, held by the pool and each of its buffers.
+    pub shm_charges: std::collections::HashMap<ObjectId, Arc<crate::limits::ShmCharge>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,21 +274,20 @@ impl Desktop {
             )
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
 
-        // Clients that break the protocol are disconnected by smithay; tell the user which
-        // domain's app it was (never silently for a VM).
+        // Clients that break the protocol or go over a limit are disconnected; tell the user
+        // which domain's app it was and why (never silently for a VM).
         let (disconnects, disconnect_events) =
             smithay::reexports::calloop::channel::channel::<(Domain, String)>();
         loop_handle
             .insert_source(disconnect_events, |event, _, state| {
-                if let smithay::reexports::calloop::channel::Event::Msg((domain, interface)) = event
-                {
-                    let what = crate::sanitize::sanitize_title(&interface);
+                if let smithay::reexports::calloop::channel::Event::Msg((domain, why)) = event {
+                    let what = crate::sanitize::sanitize_title(&why);
                     let prefix = if domain.is_host() {
                         String::new()
                     } else {
                         format!("[{}] ", domain.name())
                     };
-                    let text = format!("{prefix}app disconnected: protocol error ({what})");
+                    let text = format!("{prefix}app disconnected: {what}");
                     tracing::warn!(domain = domain.name(), "{text}");
                     state.desk.notify(&domain, text);
                 }
@@ -303,13 +308,20 @@ impl Desktop {
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
 
         // The host socket: wayland-N in XDG_RUNTIME_DIR, as any compositor.
-        let host = ListeningSocketSource::new_auto().map_err(StartError::HostSocket)?;
-        let host_socket = host.socket_name().to_os_string();
-        loop_handle
-            .insert_source(host, |stream, _, state| {
-                state.desk.accept_client(stream, Domain::Host);
-            })
-            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+        let host = ListeningSocket::bind_auto("wayland", 1..33).map_err(StartError::HostSocket)?;
+        let host_socket = host
+            .socket_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        let fd = dup_fd(host.as_fd())?;
+        crate::accept::watch(
+            &loop_handle,
+            host_socket.to_string_lossy().into_owned(),
+            fd,
+            move || host.accept(),
+            |state, stream| state.desk.accept_client(stream, Domain::Host, None),
+        )
+        .map_err(StartError::EventLoop)?;
 
         // One socket per VM: the socket is what decides a client's domain.
         let mut vms = Vec::new();
@@ -323,24 +335,18 @@ impl Desktop {
                 domain: Domain::Vm(vm.name.as_str().into()),
                 color: vm.color,
                 socket,
+                usage: Default::default(),
             });
-            let fd = vm
-                .socket
-                .listener()
-                .try_clone()
-                .map_err(|e| StartError::EventLoop(e.to_string()))?;
-            let this = vm.clone();
-            loop_handle
-                .insert_source(
-                    Generic::new(fd, Interest::READ, Mode::Level),
-                    move |_, _, state| {
-                        for stream in this.socket.accept_all() {
-                            state.desk.accept_client(stream, this.domain.clone());
-                        }
-                        Ok(PostAction::Continue)
-                    },
-                )
-                .map_err(|e| StartError::EventLoop(e.to_string()))?;
+            let fd = dup_fd(vm.socket.listener().as_fd())?;
+            let (this, listening) = (vm.clone(), vm.clone());
+            crate::accept::watch(
+                &loop_handle,
+                path.display().to_string(),
+                fd,
+                move || listening.socket.accept(),
+                move |state, stream| state.desk.accept_vm_client(stream, &this),
+            )
+            .map_err(StartError::EventLoop)?;
             tracing::info!("VM {} listens on {}", vm.domain.name(), path.display());
             vms.push(vm);
         }
@@ -414,20 +420,55 @@ impl Desktop {
             launch_grants: Default::default(),
             xwayland: crate::xwayland::Xwayland::new(xwayland_shell),
             output_management: Default::default(),
+            region_rects: Default::default(),
+            shm_charges: Default::default(),
         })
     }
 
-    /// Registers a freshly accepted connection as a client of `domain`.
-    pub fn accept_client(&mut self, stream: std::os::unix::net::UnixStream, domain: Domain) {
+    /// Registers a freshly accepted connection as a client of `domain`, counted in `usage`
+    /// (VM domains).
+    pub fn accept_client(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+        domain: Domain,
+        usage: Option<Arc<crate::limits::DomainUsage>>,
+    ) {
         let mut data = ClientState::new(domain);
         data.on_disconnect = Some(self.disconnects.clone());
+        data.usage = usage.map(|u| Arc::new(crate::limits::ClientUsage::new(u)));
         self.insert_client(stream, data);
+    }
+
+    /// A connection on a VM's socket: a client of that VM, unless the VM already has
+    /// [`crate::limits::CLIENTS_PER_VM`] (then it is closed, and the user told).
+    pub fn accept_vm_client(&mut self, stream: std::os::unix::net::UnixStream, vm: &VmDomain) {
+        if vm.usage.clients() >= crate::limits::CLIENTS_PER_VM {
+            drop(stream);
+            let name = vm.domain.name().to_string();
+            tracing::warn!(domain = name, "refused a connection: too many apps");
+            let color = vm.color;
+            self.notifications
+                .push_counted(Some(&name), format!("clients:{name}"), color, |n| {
+                    format!(
+                        "[{name}] refused {n} connection{}: more than {} apps",
+                        if n == 1 { "" } else { "s" },
+                        crate::limits::CLIENTS_PER_VM
+                    )
+                });
+            self.request_redraw();
+            return;
+        }
+        self.accept_client(stream, vm.domain.clone(), Some(vm.usage.clone()));
     }
 
     /// Shows a notification in the compositor's reserved top layer.
     pub fn notify(&mut self, domain: &Domain, text: String) {
         let color = self.domain_color(domain);
-        self.notifications.push(text, color);
+        let owner = match domain {
+            Domain::Host => None,
+            d => Some(d.name()),
+        };
+        self.notifications.push(owner, text, color);
         self.request_redraw();
     }
 
@@ -515,4 +556,10 @@ pub fn xkb_config(kb: &bulkhead_config::KeyboardConfig) -> smithay::input::keybo
         variant: &kb.variant,
         options: (!kb.options.is_empty()).then(|| kb.options.clone()),
     }
+}
+
+/// A duplicate of a listening socket's fd, for the event loop to watch.
+fn dup_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, StartError> {
+    fd.try_clone_to_owned()
+        .map_err(|e| StartError::EventLoop(format!("cannot watch a listening socket: {e}")))
 }

@@ -15,9 +15,6 @@ use wayland_protocols::wp::idle_inhibit::zv1::client::{
     zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1, zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1,
 };
 
-wayland_client::delegate_noop!(common::client::Events: ignore ZwpIdleInhibitManagerV1);
-wayland_client::delegate_noop!(common::client::Events: ignore ZwpIdleInhibitorV1);
-
 /// An idle inhibitor of `cl` on `surface`.
 fn inhibit(
     cl: &mut Client,

@@ -6,13 +6,11 @@ use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurf
 use smithay::reexports::wayland_server::{Client, Resource};
 use smithay::wayland::buffer::BufferHandler;
 use smithay::wayland::compositor::{
-    add_destruction_hook, is_sync_subsurface, CompositorClientState, CompositorHandler,
-    CompositorState,
+    is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState,
 };
 use smithay::wayland::shell::wlr_layer::LayerSurfaceAttributes;
 use smithay::wayland::shell::xdg::XdgPopupSurfaceRoleAttributes;
 use smithay::wayland::shm::{ShmHandler, ShmState};
-use smithay::{delegate_compositor, delegate_shm};
 
 use crate::domain::ClientState;
 use crate::shell::{meta, root_surface, with_role_attributes};
@@ -39,39 +37,8 @@ impl CompositorHandler for State {
         }
     }
 
-    fn new_surface(&mut self, surface: &WlSurface) {
-        let Some(client) = surface.client() else {
-            return;
-        };
-        let Some(data) = client.get_data::<ClientState>() else {
-            return;
-        };
-        if !data.add_surface() {
-            tracing::warn!(
-                domain = data.domain.name(),
-                "client exceeded its surface limit; disconnecting it"
-            );
-            client.kill(
-                &self.desk.display_handle,
-                smithay::reexports::wayland_server::backend::protocol::ProtocolError {
-                    code: 0,
-                    object_id: surface.id().protocol_id(),
-                    object_interface: "wl_surface".into(),
-                    message: "too many surfaces".into(),
-                },
-            );
-            return;
-        }
-        add_destruction_hook(surface, |_: &mut State, surface| {
-            if let Some(c) = surface.client() {
-                if let Some(d) = c.get_data::<ClientState>() {
-                    d.remove_surface();
-                }
-            }
-        });
-    }
-
     fn commit(&mut self, surface: &WlSurface) {
+        crate::handlers::bounded::damage_committed(surface);
         on_commit_buffer_handler::<Self>(surface);
         probe_shm_buffer(surface);
         self.desk.request_redraw();
@@ -205,5 +172,5 @@ impl ShmHandler for State {
     }
 }
 
-delegate_compositor!(State);
-delegate_shm!(State);
+// wl_compositor and wl_shm are delegated to smithay in `super::bounded`, which bounds what
+// a VM client can pile up through them.

@@ -1,5 +1,6 @@
 //! One file per protocol handler, each `impl` next to its `delegate_*!`.
 
+pub mod bounded;
 mod compositor;
 pub mod data_control;
 mod idle;

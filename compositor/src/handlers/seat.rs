@@ -156,7 +156,7 @@ impl SelectionHandler for State {
         user_data: &SelectionData,
     ) {
         // Only offered to clients of the domain whose selection it is (update_selection_focus).
-        crate::clipboard::serve_selection(user_data, &mime_type, fd);
+        crate::clipboard::serve_selection(self, user_data, &mime_type, fd);
     }
 }
 
@@ -213,6 +213,19 @@ impl Dispatch<WlDataSource, DataSourceUserData> for State {
         dh: &DisplayHandle,
         init: &mut DataInit<'_, Self>,
     ) {
+        if matches!(
+            request,
+            smithay::reexports::wayland_server::protocol::wl_data_source::Request::Offer { .. }
+        ) {
+            let offered =
+                smithay::wayland::selection::data_device::with_source_metadata(resource, |m| {
+                    m.mime_types.len()
+                })
+                .unwrap_or(0);
+            if !mime_type_allowed(state, client, resource, offered) {
+                return;
+            }
+        }
         <DataDeviceState as Dispatch<WlDataSource, DataSourceUserData, State>>::request(
             state, client, resource, request, data, dh, init,
         );
@@ -313,6 +326,10 @@ impl Dispatch<ZwpPrimarySelectionSourceV1, PrimarySourceUserData> for State {
         init: &mut DataInit<'_, Self>,
     ) {
         if let primary_source::Request::Offer { mime_type } = &request {
+            let offered = state.desk.selections.primary_offer_count(&resource.id());
+            if !mime_type_allowed(state, client, resource, offered) {
+                return;
+            }
             state
                 .desk
                 .selections
@@ -339,4 +356,30 @@ impl Dispatch<ZwpPrimarySelectionSourceV1, PrimarySourceUserData> for State {
             State,
         >>::destroyed(state, client, resource, data);
     }
+}
+
+/// Whether a data source that already offers `offered` MIME types may offer one more: a VM
+/// client over [`crate::limits::MIME_TYPES_PER_SOURCE`] is disconnected.
+fn mime_type_allowed(
+    state: &State,
+    client: &Client,
+    source: &impl Resource,
+    offered: usize,
+) -> bool {
+    let vm = client
+        .get_data::<crate::domain::ClientState>()
+        .is_some_and(|c| c.usage.is_some());
+    if vm && offered >= crate::limits::MIME_TYPES_PER_SOURCE {
+        let e = crate::limits::Exceeded::MimeTypes {
+            limit: crate::limits::MIME_TYPES_PER_SOURCE,
+        };
+        crate::handlers::bounded::disconnect_over_limit(
+            &state.desk.display_handle,
+            client,
+            source,
+            e,
+        );
+        return false;
+    }
+    true
 }

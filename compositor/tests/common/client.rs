@@ -78,6 +78,7 @@ pub struct Client {
     pub wm_base: xdg_wm_base::XdgWmBase,
     pub seat: wl_seat::WlSeat,
     pub ddm: wl_data_device_manager::WlDataDeviceManager,
+    pub globals: wayland_client::globals::GlobalList,
 }
 
 /// A surface with an xdg toplevel.
@@ -113,9 +114,21 @@ impl Client {
             wm_base,
             seat,
             ddm,
+            globals,
         };
         c.roundtrip();
         c
+    }
+
+    /// Binds another global of the compositor (the protocols only some tests use).
+    pub fn bind<I>(&self, version: u32) -> I
+    where
+        I: wayland_client::Proxy + 'static,
+        Events: Dispatch<I, ()>,
+    {
+        self.globals
+            .bind(&self.qh, version..=version, ())
+            .unwrap_or_else(|e| panic!("{}: {e}", I::interface().name))
     }
 
     pub fn roundtrip(&mut self) {
@@ -425,6 +438,10 @@ delegate_noop!(Events: ignore wl_callback::WlCallback);
 delegate_noop!(Events: ignore wl_output::WlOutput);
 delegate_noop!(Events: ignore xdg_positioner::XdgPositioner);
 delegate_noop!(Events: ignore wl_data_device_manager::WlDataDeviceManager);
+delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation);
+delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::wp_presentation_feedback::WpPresentationFeedback);
+delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1);
 
 impl Dispatch<wl_data_source::WlDataSource, ()> for Events {
     fn event(

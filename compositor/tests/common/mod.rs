@@ -48,6 +48,8 @@ pub struct Compositor {
     x_display: Option<String>,
     /// PATH of the compositor process (and so of what it starts, Xwayland included).
     path: String,
+    /// RLIMIT_NOFILE (soft and hard) of the compositor process, when set.
+    nofile: Option<u64>,
 }
 
 /// Kills and reaps a child process on drop.
@@ -80,6 +82,14 @@ impl Compositor {
     /// Starts the nested (winit) backend inside the X server at `display`.
     pub fn start_nested(config: &str, display: &str) -> Compositor {
         Self::launch(config, None, &[], Some(display))
+    }
+
+    /// Starts the compositor with at most `n` open files (soft and hard limit).
+    pub fn start_with_fd_limit(config: &str, n: u64) -> Compositor {
+        let mut c = Self::launch_stopped(config, None, &[], None);
+        c.nofile = Some(n);
+        c.spawn_compositor();
+        c
     }
 
     /// Starts the compositor with `dir` first on its PATH (a newer Xwayland, say).
@@ -154,6 +164,7 @@ impl Compositor {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             x_display: x_display.map(str::to_string),
             path: tool_path(),
+            nofile: None,
         };
         let _ = c.child.wait();
         c
@@ -197,6 +208,17 @@ impl Compositor {
             );
         if let Some(d) = &self.x_display {
             cmd.env("DISPLAY", d);
+        }
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only calls setrlimit(2), which is
+            // async-signal-safe, and allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
         }
         self.child = cmd.spawn().expect("start bulkhead");
         let deadline = Instant::now() + TIMEOUT;

@@ -112,6 +112,18 @@ pub trait ClientData: downcast_rs::DowncastSync {
     fn initialized(&self, _client_id: ClientId) {}
     /// Notification that the client is disconnected
     fn disconnected(&self, _client_id: ClientId, _reason: DisconnectReason) {}
+    /// A new object (its id names its interface) is about to enter this client's object
+    /// map, created by a request of the client or by the server.
+    ///
+    /// Return `false` to refuse it: the client is then disconnected with a
+    /// `wl_display.no_memory` protocol error. This lets a server cap how many objects of each
+    /// kind one client (or a group of clients) may hold. The default accepts every object.
+    fn object_created(&self, _client_id: ClientId, _object: &ObjectId) -> bool {
+        true
+    }
+    /// An object left this client's object map (it was destroyed). Objects that are still
+    /// alive when the client disconnects are not reported one by one.
+    fn object_destroyed(&self, _client_id: ClientId, _object: &ObjectId) {}
     /// Helper for forwarding a Debug implementation of your `ClientData` type
     ///
     /// By default will just print `GlobalHandler { ... }`

@@ -20,6 +20,12 @@ use super::wire::{parse_message, write_to_buffers, MessageParseError, MessageWri
 
 /// Maximum number of FD that can be sent in a single socket message
 pub const MAX_FDS_OUT: usize = 28;
+
+/// Maximum number of file descriptors queued on the receiving side of a socket, waiting for
+/// messages that use them. As libwayland (whose `fds_in` ring holds 4096 bytes of fds), more
+/// than this is an error: a peer that keeps sending fds with messages that take none would
+/// otherwise exhaust the process's file descriptors.
+pub const MAX_FDS_IN: usize = 1024;
 /// Maximum number of bytes that can be sent in a single socket message
 pub const MAX_BYTES_OUT: usize = 4096;
 
@@ -264,6 +270,9 @@ impl BufferedSocket {
             let bytes = self.in_data.get_writable_storage();
             self.socket.rcv_msg(bytes, &mut self.in_fds)?
         };
+        if self.in_fds.len() > MAX_FDS_IN {
+            return Err(rustix::io::Errno::OVERFLOW.into());
+        }
         if in_bytes == 0 {
             // the other end of the socket was closed
             return Err(rustix::io::Errno::PIPE.into());

@@ -23,7 +23,7 @@ use smallvec::SmallVec;
 
 use crate::rs::{
     map::{Object, ObjectMap},
-    socket::{BufferedSocket, Socket},
+    socket::{BufferedSocket, Socket, MAX_FDS_IN},
     wire::MessageParseError,
 };
 
@@ -60,6 +60,52 @@ impl<D> Client<D> {
         self.last_serial = self.last_serial.wrapping_add(1);
         self.last_serial
     }
+
+    /// Puts an object the client asked for into its map at `id`, if the client's data
+    /// accepts one more object of its interface.
+    fn insert_object(&mut self, id: u32, object: Object<Data<D>>) -> Result<(), InsertError> {
+        let interface = object.interface;
+        let client_id = ClientId { id: self.id.clone() };
+        let object_id = ObjectId {
+            id: InnerObjectId {
+                id,
+                serial: object.data.serial,
+                client_id: self.id.clone(),
+                interface,
+            },
+        };
+        if !self.data.object_created(client_id.clone(), &object_id) {
+            return Err(InsertError::Refused(interface));
+        }
+        self.map.insert_at(id, object).map_err(|()| {
+            self.data.object_destroyed(client_id, &object_id);
+            InsertError::InvalidId(id)
+        })
+    }
+
+    /// Disconnects the client for a failed [`Client::insert_object`].
+    fn post_insert_error(&mut self, error: InsertError) {
+        match error {
+            InsertError::InvalidId(id) => self.post_display_error(
+                DisplayError::InvalidObject,
+                CString::new(format!("Invalid new_id: {id}.")).unwrap(),
+            ),
+            InsertError::Refused(interface) => self.post_display_error(
+                DisplayError::NoMemory,
+                CString::new(format!("Too many objects of interface {}.", interface.name))
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+/// Why an object could not enter a client's map.
+#[derive(Debug, Clone, Copy)]
+enum InsertError {
+    /// The id is not the next free one, or is taken.
+    InvalidId(u32),
+    /// The client's data refused one more object of this interface.
+    Refused(&'static Interface),
 }
 
 impl<D> Client<D> {
@@ -99,7 +145,13 @@ impl<D> Client<D> {
             version,
             data: Data { serial, user_data },
         });
-        InnerObjectId { id, serial, client_id: self.id.clone(), interface }
+        let object_id = InnerObjectId { id, serial, client_id: self.id.clone(), interface };
+        let client_id = ClientId { id: self.id.clone() };
+        if !self.data.object_created(client_id, &ObjectId { id: object_id.clone() }) {
+            // The object exists (callers expect it to), but its client is disconnected.
+            self.post_insert_error(InsertError::Refused(interface));
+        }
+        object_id
     }
 
     pub(crate) fn destroy_object(
@@ -229,6 +281,10 @@ impl<D> Client<D> {
             if self.socket.write_message(&msg).is_err() {
                 self.kill(DisconnectReason::ConnectionClosed);
             }
+        }
+        if self.map.find(object_id.id).is_some() {
+            let client_id = ClientId { id: self.id.clone() };
+            self.data.object_destroyed(client_id, &ObjectId { id: object_id.clone() });
         }
         self.map.remove(object_id.id);
     }
@@ -361,7 +417,16 @@ impl<D> Client<D> {
                 Err(MessageParseError::MissingData) | Err(MessageParseError::MissingFD) => {
                     // need to read more data
                     if let Err(e) = self.socket.fill_incoming_buffers() {
-                        if e.kind() != std::io::ErrorKind::WouldBlock {
+                        if e.raw_os_error() == Some(rustix::io::Errno::OVERFLOW.raw_os_error()) {
+                            // More fds queued than any message could use: a leak or a flood.
+                            self.post_display_error(
+                                DisplayError::NoMemory,
+                                CString::new(format!(
+                                    "More than {MAX_FDS_IN} file descriptors queued."
+                                ))
+                                .unwrap(),
+                            );
+                        } else if e.kind() != std::io::ErrorKind::WouldBlock {
                             self.kill(DisconnectReason::ConnectionClosed);
                         }
                         return Err(e);
@@ -437,11 +502,8 @@ impl<D> Client<D> {
                         version: 1,
                         data: Data { user_data: Arc::new(DumbObjectData), serial },
                     };
-                    if let Err(()) = self.map.insert_at(new_id, callback_obj) {
-                        self.post_display_error(
-                            DisplayError::InvalidObject,
-                            CString::new(format!("Invalid new_id: {new_id}.")).unwrap(),
-                        );
+                    if let Err(e) = self.insert_object(new_id, callback_obj) {
+                        self.post_insert_error(e);
                         return;
                     }
                     let cb_id = ObjectId {
@@ -473,11 +535,8 @@ impl<D> Client<D> {
                         client_id: self.id.clone(),
                         interface: &WL_REGISTRY_INTERFACE,
                     };
-                    if let Err(()) = self.map.insert_at(new_id, registry_obj) {
-                        self.post_display_error(
-                            DisplayError::InvalidObject,
-                            CString::new(format!("Invalid new_id: {new_id}.")).unwrap(),
-                        );
+                    if let Err(e) = self.insert_object(new_id, registry_obj) {
+                        self.post_insert_error(e);
                         return;
                     }
                     let _ = registry.new_registry(registry_id, self);
@@ -520,11 +579,8 @@ impl<D> Client<D> {
                             version,
                             data: Data { serial, user_data: Arc::new(UninitObjectData) },
                         };
-                        if let Err(()) = self.map.insert_at(new_id, object) {
-                            self.post_display_error(
-                                DisplayError::InvalidObject,
-                                CString::new(format!("Invalid new_id: {new_id}.")).unwrap(),
-                            );
+                        if let Err(e) = self.insert_object(new_id, object) {
+                            self.post_insert_error(e);
                             return None;
                         }
                         Some((
@@ -671,12 +727,9 @@ impl<D> Client<D> {
                     let child_id = InnerObjectId { id: new_id, client_id: self.id.clone(), serial: child_obj.data.serial, interface: child_obj.interface };
                     created_id = Some(child_id.clone());
 
-                    if let Err(()) = self.map.insert_at(new_id, child_obj) {
+                    if let Err(e) = self.insert_object(new_id, child_obj) {
                         // abort parsing, this is an unrecoverable error
-                        self.post_display_error(
-                            DisplayError::InvalidObject,
-                            CString::new(format!("Invalid new_id: {new_id}.")).unwrap()
-                        );
+                        self.post_insert_error(e);
                         return None;
                     }
 

@@ -1,0 +1,589 @@
+//! Every kind of object a VM client can make is capped, per client and per domain, and so are
+//! the costs that are not objects (threat model, promise 4; `bulkhead_compositor::limits`).
+//! Each test is a raw-wire VM client (wayland-client, no toolkit) that goes one past a limit:
+//! it is disconnected, the user is told which VM and which limit in the compositor's own
+//! notification (checked by pixel), and a client of the other domain still gets a new frame.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use bulkhead_compositor::limits::{self, per_client};
+use common::client::{Client, Toplevel, WHITE};
+use common::*;
+use wayland_client::protocol::{wl_shm, wl_surface};
+use wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1;
+use wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation;
+use wayland_protocols::xdg::activation::v1::client::{
+    xdg_activation_token_v1::XdgActivationTokenV1, xdg_activation_v1::XdgActivationV1,
+};
+
+wayland_client::delegate_noop!(common::client::Events: ignore XdgActivationV1);
+wayland_client::delegate_noop!(common::client::Events: ignore XdgActivationTokenV1);
+
+/// A banking window that must keep getting frames while work misbehaves.
+struct Witness {
+    client: Client,
+    window: Toplevel,
+}
+
+impl Witness {
+    fn new(c: &Compositor) -> Witness {
+        let mut client = Client::connect(&c.vm_socket("banking"));
+        let window = client.toplevel("witness");
+        client.map(&window, 200, 120, WHITE);
+        c.wait_window("banking", "witness");
+        Witness { client, window }
+    }
+
+    /// A new frame: a commit with damage is answered by the frame callback it asked for.
+    fn gets_a_frame(&mut self) {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callback = self
+            .window
+            .surface
+            .frame(&self.client.qh, FrameDone(done.clone()));
+        let buf = self.client.buffer(200, 120, [0x20, 0x80, 0x40]);
+        self.window.surface.attach(Some(&buf), 0, 0);
+        self.window.surface.damage_buffer(0, 0, 200, 120);
+        self.window.surface.commit();
+        let deadline = Instant::now() + TIMEOUT;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "the other domain got no frame");
+            self.client
+                .try_roundtrip()
+                .expect("the other domain's client was disconnected");
+        }
+        drop(callback);
+    }
+}
+
+/// User data of a frame callback: set when it is done.
+struct FrameDone(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl wayland_client::Dispatch<wayland_client::protocol::wl_callback::WlCallback, FrameDone>
+    for common::client::Events
+{
+    fn event(
+        _: &mut Self,
+        _: &wayland_client::protocol::wl_callback::WlCallback,
+        _: wayland_client::protocol::wl_callback::Event,
+        done: &FrameDone,
+        _: &wayland_client::Connection,
+        _: &wayland_client::QueueHandle<Self>,
+    ) {
+        done.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Waits for the newest notification to read `text` in `color`.
+fn notified(c: &Compositor, color: [u8; 3], text: &str) {
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let img = c.screenshot("limit-notification");
+        last = notification_diff(&img, 0, color, text);
+        if last == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the newest notification does not read {text:?} ({last} pixels differ)");
+}
+
+/// Waits until the compositor has disconnected `client`.
+fn disconnected(client: &mut Client) {
+    let deadline = Instant::now() + TIMEOUT;
+    while client.try_roundtrip().is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the client over the limit is still connected"
+        );
+    }
+}
+
+/// A work client does `flood`, which goes one past a limit: it is disconnected, the
+/// notification names work and `why`, and banking still gets frames.
+fn over_limit(why: &str, flood: impl FnOnce(&Compositor, &mut Client)) {
+    let mut c = Compositor::start(TWO_VMS);
+    let mut witness = Witness::new(&c);
+    let mut bad = Client::connect(&c.vm_socket("work"));
+    flood(&c, &mut bad);
+    disconnected(&mut bad);
+    notified(&c, WORK, &format!("[work] app disconnected: {why}"));
+    witness.gets_a_frame();
+    assert!(c.running());
+}
+
+/// "more than N wl_x objects".
+fn too_many(interface: &str) -> String {
+    format!("more than {} {interface} objects", per_client(interface))
+}
+
+#[test]
+fn surfaces() {
+    over_limit(&too_many("wl_surface"), |_, cl| {
+        for _ in 0..=per_client("wl_surface") {
+            cl.surface();
+        }
+    });
+}
+
+#[test]
+fn regions() {
+    over_limit(&too_many("wl_region"), |_, cl| {
+        for _ in 0..=per_client("wl_region") {
+            cl.compositor.create_region(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn frame_callbacks() {
+    over_limit(&too_many("wl_callback"), |_, cl| {
+        let s = cl.surface();
+        for _ in 0..=per_client("wl_callback") {
+            s.frame(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn shm_pools() {
+    over_limit(&too_many("wl_shm_pool"), |_, cl| {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(4096).unwrap();
+        for _ in 0..=per_client("wl_shm_pool") {
+            cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn shm_pools_kept_alive_by_their_buffers() {
+    // The pool objects are destroyed at once; their buffers keep each mapping (and fd).
+    let why = format!(
+        "more than {} shared memory pools",
+        limits::SHM_POOLS_PER_CLIENT
+    );
+    over_limit(&why, |_, cl| {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(4096).unwrap();
+        for _ in 0..=limits::SHM_POOLS_PER_CLIENT {
+            let pool = cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
+            pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Argb8888, &cl.qh, ());
+            pool.destroy();
+        }
+    });
+}
+
+#[test]
+fn shm_bytes_of_a_client() {
+    let why = format!(
+        "more than {} MiB of shared memory",
+        limits::SHM_BYTES_PER_CLIENT >> 20
+    );
+    over_limit(&why, |_, cl| {
+        let file = tempfile::tempfile().unwrap();
+        let half = (limits::SHM_BYTES_PER_CLIENT / 2) as i32;
+        let pool = cl.shm.create_pool(file.as_fd(), half, &cl.qh, ());
+        pool.resize(half * 2);
+        pool.resize(half * 2 + 4096);
+    });
+}
+
+#[test]
+fn shm_bytes_of_a_domain() {
+    let why = format!(
+        "its VM maps more than {} MiB of shared memory",
+        limits::SHM_BYTES_PER_DOMAIN >> 20
+    );
+    over_limit(&why, |c, cl| {
+        let file = tempfile::tempfile().unwrap();
+        let per_client = limits::SHM_BYTES_PER_CLIENT as i32;
+        let mut others = Vec::new();
+        for _ in 0..limits::SHM_BYTES_PER_DOMAIN / limits::SHM_BYTES_PER_CLIENT {
+            let mut other = Client::connect(&c.vm_socket("work"));
+            other
+                .shm
+                .create_pool(file.as_fd(), per_client, &other.qh, ());
+            other.roundtrip();
+            others.push(other);
+        }
+        cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
+        // While the others still hold theirs.
+        let _ = cl.try_roundtrip();
+        drop(others);
+    });
+}
+
+#[test]
+fn buffers() {
+    over_limit(&too_many("wl_buffer"), |_, cl| {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(4096).unwrap();
+        let pool = cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
+        for _ in 0..=per_client("wl_buffer") {
+            pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Argb8888, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn popups() {
+    over_limit(&too_many("xdg_popup"), |_, cl| {
+        let parent = cl.toplevel("parent");
+        let positioner = cl.wm_base.create_positioner(&cl.qh, ());
+        positioner.set_size(10, 10);
+        positioner.set_anchor_rect(0, 0, 1, 1);
+        for _ in 0..=per_client("xdg_popup") {
+            let s = cl.surface();
+            let xdg = cl.wm_base.get_xdg_surface(&s, &cl.qh, ());
+            xdg.get_popup(Some(&parent.xdg), &positioner, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn positioners() {
+    over_limit(&too_many("xdg_positioner"), |_, cl| {
+        for _ in 0..=per_client("xdg_positioner") {
+            cl.wm_base.create_positioner(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn activation_tokens() {
+    over_limit(&too_many("xdg_activation_token_v1"), |_, cl| {
+        let activation: XdgActivationV1 = cl.bind(1);
+        for _ in 0..=per_client("xdg_activation_token_v1") {
+            activation.get_activation_token(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn data_sources() {
+    over_limit(&too_many("wl_data_source"), |_, cl| {
+        for _ in 0..=per_client("wl_data_source") {
+            cl.ddm.create_data_source(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn mime_types_of_a_source() {
+    let why = format!(
+        "more than {} MIME types on one data source",
+        limits::MIME_TYPES_PER_SOURCE
+    );
+    over_limit(&why, |_, cl| {
+        let source = cl.ddm.create_data_source(&cl.qh, ());
+        for i in 0..=limits::MIME_TYPES_PER_SOURCE {
+            source.offer(format!("application/x-flood-{i}"));
+        }
+    });
+}
+
+#[test]
+fn data_offers() {
+    // Offers are made by the compositor: one per data device each time the selection
+    // changes. A client with many devices and the keyboard gets one offer per device.
+    over_limit(&too_many("wl_data_offer"), |c, cl| {
+        let t = cl.toplevel("offers");
+        cl.map(&t, 100, 100, WHITE);
+        c.focus(c.wait_window("work", "offers").id);
+        let devices: Vec<_> = (0..=per_client("wl_data_offer"))
+            .map(|_| cl.ddm.get_data_device(&cl.seat, &cl.qh, ()))
+            .collect();
+        let source = cl.ddm.create_data_source(&cl.qh, ());
+        source.offer("text/plain".into());
+        devices[0].set_selection(Some(&source), 0);
+    });
+}
+
+#[test]
+fn idle_inhibitors() {
+    over_limit(&too_many("zwp_idle_inhibitor_v1"), |_, cl| {
+        let manager: ZwpIdleInhibitManagerV1 = cl.bind(1);
+        let s = cl.surface();
+        for _ in 0..=per_client("zwp_idle_inhibitor_v1") {
+            manager.create_inhibitor(&s, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn presentation_feedbacks() {
+    over_limit(&too_many("wp_presentation_feedback"), |_, cl| {
+        let presentation: WpPresentation = cl.bind(1);
+        let s = cl.surface();
+        for _ in 0..=per_client("wp_presentation_feedback") {
+            presentation.feedback(&s, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn interfaces_not_listed_get_the_default_limit() {
+    // wl_data_device is not in the table.
+    over_limit(&too_many("wl_data_device"), |_, cl| {
+        assert_eq!(per_client("wl_data_device"), limits::DEFAULT_PER_CLIENT);
+        for _ in 0..=limits::DEFAULT_PER_CLIENT {
+            cl.ddm.get_data_device(&cl.seat, &cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn objects_of_a_client_in_total() {
+    let why = format!("more than {} objects", limits::TOTAL_PER_CLIENT);
+    over_limit(&why, |_, cl| {
+        // One less than each interface's own limit, of enough interfaces to pass the total.
+        let under = |interface: &str| per_client(interface) - 1;
+        let presentation: WpPresentation = cl.bind(1);
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(4096).unwrap();
+        let pool = cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
+        let surfaces: Vec<_> = (0..under("wl_surface")).map(|_| cl.surface()).collect();
+        let (parent, rest) = surfaces.split_first().unwrap();
+        let (with_xdg, with_sub) = rest.split_at(under("xdg_surface"));
+        for s in with_xdg {
+            cl.wm_base.get_xdg_surface(s, &cl.qh, ());
+        }
+        for s in with_sub.iter().take(under("wl_subsurface")) {
+            cl.subcompositor.get_subsurface(s, parent, &cl.qh, ());
+        }
+        for _ in 0..under("wl_callback") {
+            parent.frame(&cl.qh, ());
+        }
+        for _ in 0..under("wp_presentation_feedback") {
+            presentation.feedback(parent, &cl.qh, ());
+        }
+        for _ in 0..under("wl_buffer") {
+            pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Argb8888, &cl.qh, ());
+        }
+        for _ in 0..under("wl_region") {
+            cl.compositor.create_region(&cl.qh, ());
+        }
+        for _ in 0..under("xdg_positioner") {
+            cl.wm_base.create_positioner(&cl.qh, ());
+        }
+        for _ in 0..under("wl_data_device") {
+            cl.ddm.get_data_device(&cl.seat, &cl.qh, ());
+        }
+        for _ in 0..under("wl_pointer") {
+            cl.seat.get_pointer(&cl.qh, ());
+        }
+        for _ in 0..under("wl_touch") {
+            cl.seat.get_touch(&cl.qh, ());
+        }
+    });
+}
+
+#[test]
+fn objects_of_a_domain_across_its_clients() {
+    let limit = per_client("wl_surface") * limits::DOMAIN_FACTOR;
+    let why = format!("its VM holds more than {limit} wl_surface objects");
+    over_limit(&why, |c, cl| {
+        let mut others = Vec::new();
+        for _ in 0..limits::DOMAIN_FACTOR {
+            let mut other = Client::connect(&c.vm_socket("work"));
+            let surfaces: Vec<wl_surface::WlSurface> = (0..per_client("wl_surface"))
+                .map(|_| other.surface())
+                .collect();
+            other.roundtrip();
+            others.push((other, surfaces));
+        }
+        cl.surface();
+        let _ = cl.try_roundtrip();
+        // The clients under their own limits stay.
+        for (other, _) in &mut others {
+            other.roundtrip();
+        }
+    });
+}
+
+#[test]
+fn rectangles_in_a_region() {
+    let why = format!(
+        "more than {} rectangles in one region",
+        limits::RECTS_PER_REGION
+    );
+    over_limit(&why, |_, cl| {
+        let region = cl.compositor.create_region(&cl.qh, ());
+        for i in 0..=limits::RECTS_PER_REGION as i32 {
+            region.add(i, i, 1, 1);
+        }
+    });
+}
+
+#[test]
+fn damage_rectangles_between_commits() {
+    let why = format!(
+        "more than {} rectangles in one surface's damage",
+        limits::RECTS_PER_REGION
+    );
+    over_limit(&why, |_, cl| {
+        let s = cl.surface();
+        for i in 0..=limits::RECTS_PER_REGION as i32 {
+            s.damage_buffer(i, i, 1, 1);
+        }
+    });
+}
+
+#[test]
+fn clients_per_vm_socket() {
+    let c = Compositor::start(TWO_VMS);
+    let mut witness = Witness::new(&c);
+    let mut apps: Vec<Client> = (0..limits::CLIENTS_PER_VM)
+        .map(|_| Client::connect(&c.vm_socket("work")))
+        .collect();
+    // One more connection is closed at once.
+    let mut extra = std::os::unix::net::UnixStream::connect(c.vm_socket("work")).unwrap();
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(&mut extra, &mut byte).unwrap_or(0);
+    assert_eq!(n, 0, "the connection over the limit was served");
+    notified(
+        &c,
+        WORK,
+        &format!(
+            "[work] refused 1 connection: more than {} apps",
+            limits::CLIENTS_PER_VM
+        ),
+    );
+    witness.gets_a_frame();
+    for app in &mut apps {
+        app.roundtrip();
+    }
+    // When one leaves, a new one is served.
+    drop(apps.pop());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let stream = std::os::unix::net::UnixStream::connect(c.vm_socket("work")).unwrap();
+        let conn = wayland_client::Connection::from_socket(stream).unwrap();
+        if conn.roundtrip().is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after an app left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The compositor's open file descriptors.
+fn open_fds(c: &Compositor) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", c.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn fds_queued_on_requests_that_take_none() {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let c = Compositor::start(TWO_VMS);
+    let mut witness = Witness::new(&c);
+    let before = open_fds(&c);
+    // Raw wire: wl_display.sync (no fd argument), each with 28 fds attached.
+    let stream = std::os::unix::net::UnixStream::connect(c.vm_socket("work")).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fds = [std::os::fd::AsRawFd::as_raw_fd(&null); 28];
+    let mut sent = 0;
+    let mut refused = false;
+    for new_id in 2u32..2 + 10_000 / 28 + 1 {
+        let mut msg = Vec::with_capacity(12);
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&((12u32 << 16) | 0).to_ne_bytes());
+        msg.extend_from_slice(&new_id.to_ne_bytes());
+        let iov = [std::io::IoSlice::new(&msg)];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        match sendmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(_) => sent += fds.len(),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(sent >= 10_000 || refused, "sent {sent} fds");
+    // The compositor closes the connection: reading it ends.
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &stream, &mut sink);
+    notified(
+        &c,
+        WORK,
+        &format!(
+            "[work] app disconnected: more than {} file descriptors queued",
+            limits::FDS_QUEUED_PER_CLIENT
+        ),
+    );
+    let after = open_fds(&c);
+    assert!(
+        after <= before + 8,
+        "the compositor holds {after} fds, {before} before the flood"
+    );
+    witness.gets_a_frame();
+    // A host client still connects.
+    let mut host = Client::connect(&c.host_socket);
+    host.roundtrip();
+}
+
+#[test]
+fn accepting_backs_off_when_the_compositor_is_out_of_fds() {
+    // With 200 fds the compositor runs out after some connections; it must neither spin nor
+    // die, and must serve again once clients leave.
+    let c = Compositor::start_with_fd_limit(TWO_VMS, 200);
+    let mut held = Vec::new();
+    while open_fds(&c) < 200 - 1 && held.len() < 300 {
+        held.push(std::os::unix::net::UnixStream::connect(&c.host_socket).unwrap());
+        // Each is accepted (or left pending once no fd is left).
+        let _ = c.try_request(&bulkhead_ipc::Request::Version);
+    }
+    // More connections wait in the backlog while the compositor cannot take them.
+    for _ in 0..5 {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(&c.host_socket) {
+            held.push(s);
+        }
+    }
+    let log_lines = |c: &Compositor| {
+        c.log_text()
+            .lines()
+            .filter(|l| l.contains("cannot accept a client"))
+            .count()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while log_lines(&c) == 0 {
+        assert!(Instant::now() < deadline, "accept never ran out of fds");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Over a second, a spinning accept would try (and log) thousands of times.
+    let start = Instant::now();
+    let first = log_lines(&c);
+    std::thread::sleep(Duration::from_secs(1));
+    let tries = log_lines(&c) - first;
+    let allowed = (start.elapsed().as_millis() / 500) as usize + 2;
+    assert!(tries <= allowed, "{tries} accept attempts in a second");
+    let mut c = c;
+    assert!(c.running(), "the compositor died out of fds");
+    drop(held);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let stream = std::os::unix::net::UnixStream::connect(&c.host_socket).unwrap();
+        let conn = wayland_client::Connection::from_socket(stream).unwrap();
+        if conn.roundtrip().is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no client is served after fds came back"
+        );
+    }
+}
