@@ -8,6 +8,7 @@ pub mod clipboard;
 pub mod domain;
 pub mod focus;
 pub mod frame;
+pub mod fuzzing;
 pub mod handlers;
 pub mod input;
 pub mod ipc;

@@ -48,9 +48,11 @@ pub const DOMAIN_FACTOR: usize = 4;
 /// Connections one VM socket serves at once (each app in a VM is one).
 pub const CLIENTS_PER_VM: usize = 64;
 /// Bytes of shm pools one VM client may have mapped (pools live on while buffers use them).
-pub const SHM_BYTES_PER_CLIENT: usize = 1 << 30;
+/// Mapped, not used: foot maps 512 MiB pools to scroll by moving offsets, and holds several
+/// while it resizes.
+pub const SHM_BYTES_PER_CLIENT: usize = 4 << 30;
 /// Bytes of shm pools of one VM domain.
-pub const SHM_BYTES_PER_DOMAIN: usize = 2 << 30;
+pub const SHM_BYTES_PER_DOMAIN: usize = 16 << 30;
 /// Shm pools one VM client may have mapped (each holds an fd and a mapping while it or a
 /// buffer made from it lives); its domain may have [`DOMAIN_FACTOR`] times as many.
 pub const SHM_POOLS_PER_CLIENT: usize = 256;
@@ -74,6 +76,9 @@ pub fn per_client(interface: &str) -> usize {
 pub struct Counts {
     by_interface: HashMap<&'static str, usize>,
     total: usize,
+    /// The most each interface, and all together, ever reached (for sizing the limits).
+    peaks: HashMap<&'static str, usize>,
+    peak_total: usize,
 }
 
 impl Counts {
@@ -86,8 +91,20 @@ impl Counts {
     }
 
     fn add(&mut self, interface: &'static str, n: usize) {
-        *self.by_interface.entry(interface).or_insert(0) += n;
+        let c = self.by_interface.entry(interface).or_insert(0);
+        *c += n;
+        let peak = self.peaks.entry(interface).or_insert(0);
+        *peak = (*peak).max(*c);
         self.total += n;
+        self.peak_total = self.peak_total.max(self.total);
+    }
+
+    /// "412 objects at most (wl_callback 120, wl_buffer 96, …)": the highest counts seen.
+    pub fn peaks(&self) -> String {
+        let mut by: Vec<_> = self.peaks.iter().collect();
+        by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top: Vec<_> = by.iter().take(8).map(|(i, n)| format!("{i} {n}")).collect();
+        format!("{} objects at most ({})", self.peak_total, top.join(", "))
     }
 
     /// Takes `n` away (never below zero: a miscount must not lift a limit by wrapping).
@@ -164,6 +181,8 @@ pub struct ClientUsage {
     objects: Mutex<Counts>,
     shm_bytes: AtomicUsize,
     shm_pools: AtomicUsize,
+    /// The most shm bytes and pools this client ever held.
+    shm_peak: Mutex<(usize, usize)>,
     /// The first limit this client went over (why it was disconnected).
     exceeded: Mutex<Option<Exceeded>>,
     /// Counted in the domain until the client is gone.
@@ -179,6 +198,7 @@ impl ClientUsage {
             objects: Mutex::default(),
             shm_bytes: AtomicUsize::new(0),
             shm_pools: AtomicUsize::new(0),
+            shm_peak: Mutex::default(),
             exceeded: Mutex::new(None),
             connected: std::sync::atomic::AtomicBool::new(true),
         }
@@ -246,10 +266,27 @@ impl ClientUsage {
         self.domain.shm_pools.fetch_add(1, Ordering::Relaxed);
         self.shm_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.domain.shm_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.note_shm_peak();
         Ok(ShmCharge {
             client: self.clone(),
             bytes: AtomicUsize::new(bytes),
         })
+    }
+
+    fn note_shm_peak(&self) {
+        let mut peak = lock(&self.shm_peak);
+        peak.0 = peak.0.max(self.shm_bytes.load(Ordering::Relaxed));
+        peak.1 = peak.1.max(self.shm_pools.load(Ordering::Relaxed));
+    }
+
+    /// What this client held at most: objects, shm bytes and pools (logged when it leaves).
+    pub fn peaks(&self) -> String {
+        let (bytes, pools) = *lock(&self.shm_peak);
+        format!(
+            "{}; {} MiB of shm in {pools} pools at most",
+            lock(&self.objects).peaks(),
+            bytes >> 20
+        )
     }
 
     fn check_shm_bytes(&self, more: usize) -> Result<(), Exceeded> {
@@ -284,6 +321,7 @@ impl ClientUsage {
         if !self.connected.swap(false, Ordering::Relaxed) {
             return;
         }
+        tracing::info!("a VM client left: {}", self.peaks());
         let mut own = lock(&self.objects);
         let mut dom = lock(&self.domain.objects);
         for (interface, n) in own.by_interface.drain() {
@@ -321,6 +359,7 @@ impl ShmCharge {
             .domain
             .shm_bytes
             .fetch_add(more, Ordering::Relaxed);
+        self.client.note_shm_peak();
         Ok(())
     }
 }

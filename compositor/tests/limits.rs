@@ -178,6 +178,14 @@ fn shm_pools_kept_alive_by_their_buffers() {
     });
 }
 
+/// Pools of 1 GiB (mapped, never touched) until `bytes` are mapped.
+fn gib_pools(cl: &Client, bytes: usize) {
+    let file = tempfile::tempfile().unwrap();
+    for _ in 0..bytes >> 30 {
+        cl.shm.create_pool(file.as_fd(), 1 << 30, &cl.qh, ());
+    }
+}
+
 #[test]
 fn shm_bytes_of_a_client() {
     let why = format!(
@@ -185,11 +193,12 @@ fn shm_bytes_of_a_client() {
         limits::SHM_BYTES_PER_CLIENT >> 20
     );
     over_limit(&why, |_, cl| {
+        gib_pools(cl, limits::SHM_BYTES_PER_CLIENT - (1 << 30));
+        // The last GiB by growing a pool, then one page more.
         let file = tempfile::tempfile().unwrap();
-        let half = (limits::SHM_BYTES_PER_CLIENT / 2) as i32;
-        let pool = cl.shm.create_pool(file.as_fd(), half, &cl.qh, ());
-        pool.resize(half * 2);
-        pool.resize(half * 2 + 4096);
+        let pool = cl.shm.create_pool(file.as_fd(), 1 << 29, &cl.qh, ());
+        pool.resize(1 << 30);
+        pool.resize((1 << 30) + 4096);
     });
 }
 
@@ -200,17 +209,14 @@ fn shm_bytes_of_a_domain() {
         limits::SHM_BYTES_PER_DOMAIN >> 20
     );
     over_limit(&why, |c, cl| {
-        let file = tempfile::tempfile().unwrap();
-        let per_client = limits::SHM_BYTES_PER_CLIENT as i32;
         let mut others = Vec::new();
         for _ in 0..limits::SHM_BYTES_PER_DOMAIN / limits::SHM_BYTES_PER_CLIENT {
             let mut other = Client::connect(&c.vm_socket("work"));
-            other
-                .shm
-                .create_pool(file.as_fd(), per_client, &other.qh, ());
+            gib_pools(&other, limits::SHM_BYTES_PER_CLIENT);
             other.roundtrip();
             others.push(other);
         }
+        let file = tempfile::tempfile().unwrap();
         cl.shm.create_pool(file.as_fd(), 4096, &cl.qh, ());
         // While the others still hold theirs.
         let _ = cl.try_roundtrip();
@@ -356,27 +362,36 @@ fn objects_of_a_client_in_total() {
         for s in with_sub.iter().take(under("wl_subsurface")) {
             cl.subcompositor.get_subsurface(s, parent, &cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_callback") {
             parent.frame(&cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wp_presentation_feedback") {
             presentation.feedback(parent, &cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_buffer") {
             pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Argb8888, &cl.qh, ());
         }
+        // Between kinds: the socket takes only so many requests at once.
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_region") {
             cl.compositor.create_region(&cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("xdg_positioner") {
             cl.wm_base.create_positioner(&cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_data_device") {
             cl.ddm.get_data_device(&cl.seat, &cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_pointer") {
             cl.seat.get_pointer(&cl.qh, ());
         }
+        let _ = cl.try_roundtrip();
         for _ in 0..under("wl_touch") {
             cl.seat.get_touch(&cl.qh, ());
         }

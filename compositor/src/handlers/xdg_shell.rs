@@ -257,14 +257,29 @@ impl KdeDecorationHandler for State {
 
     fn request_mode(
         &mut self,
-        _surface: &WlSurface,
+        surface: &WlSurface,
         decoration: &OrgKdeKwinServerDecoration,
         _mode: WEnum<KdeMode>,
     ) {
-        // Whatever the client asks, the compositor draws the frame.
-        decoration.mode(KdeMode::Server);
+        // Whatever the client asks, the compositor draws the frame. It says so once per
+        // surface: GTK 3 asks for client mode again on every answer, and an answer to each
+        // request made an endless exchange (found recording gtk3-demo for the fuzz corpus).
+        let first = smithay::wayland::compositor::with_states(surface, |s| {
+            s.data_map
+                .insert_if_missing_threadsafe(KdeModeAnswered::default);
+            s.data_map
+                .get::<KdeModeAnswered>()
+                .is_some_and(|a| !a.0.swap(true, std::sync::atomic::Ordering::Relaxed))
+        });
+        if first {
+            decoration.mode(KdeMode::Server);
+        }
     }
 }
+
+/// Marks a surface whose KDE decoration request was answered.
+#[derive(Default)]
+struct KdeModeAnswered(std::sync::atomic::AtomicBool);
 
 delegate_kde_decoration!(State);
 delegate_xdg_shell!(State);

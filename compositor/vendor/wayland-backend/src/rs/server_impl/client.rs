@@ -608,7 +608,13 @@ impl<D> Client<D> {
                         None
                     }
                 } else {
-                    unreachable!()
+                    // The signature allows no null string, but a client can send one: a
+                    // protocol error, never a panic of the server.
+                    self.post_display_error(
+                        DisplayError::InvalidObject,
+                        CString::new("Invalid null interface in wl_registry.bind.").unwrap(),
+                    );
+                    None
                 }
             }
             _ => {
