@@ -458,9 +458,13 @@ fn clients_per_vm_socket() {
         .collect();
     // One more connection is closed at once.
     let mut extra = std::os::unix::net::UnixStream::connect(c.vm_socket("work")).unwrap();
+    extra.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut byte = [0u8; 1];
-    let n = std::io::Read::read(&mut extra, &mut byte).unwrap_or(0);
-    assert_eq!(n, 0, "the connection over the limit was served");
+    let n = std::io::Read::read(&mut extra, &mut byte);
+    assert!(
+        matches!(n, Ok(0)),
+        "the connection over the limit was served ({n:?})"
+    );
     notified(
         &c,
         WORK,
@@ -600,5 +604,188 @@ fn accepting_backs_off_when_the_compositor_is_out_of_fds() {
             Instant::now() < deadline,
             "no client is served after fds came back"
         );
+    }
+}
+
+/// The compositor's threads.
+fn threads(c: &Compositor) -> usize {
+    std::fs::read_to_string(format!("/proc/{}/status", c.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn pastes_nobody_reads_take_no_thread_and_no_copy_each() {
+    use bulkhead_compositor::clipboard::MAX_PASTE_WRITERS;
+    const KEY_LEFTCTRL: u32 = 29;
+    const KEY_LEFTSHIFT: u32 = 42;
+    let c = Compositor::start(TWO_VMS);
+    // 1 MiB copied from work into the global clipboard, then pasted into banking.
+    let data = c.dir.path().join("big");
+    std::fs::write(&data, vec![b'x'; 1 << 20]).unwrap();
+    let mut work = Client::connect(&c.vm_socket("work"));
+    let wt = work.toplevel("source");
+    work.map(&wt, 120, 80, WHITE);
+    let mut bank = Client::connect(&c.vm_socket("banking"));
+    let bt = bank.toplevel("reader");
+    bank.map(&bt, 120, 80, WHITE);
+    c.focus(c.wait_window("work", "source").id);
+    let _copy = c.spawn(
+        "work",
+        "sh",
+        &[
+            "-c",
+            &format!("exec wl-copy --foreground < {}", data.display()),
+        ],
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(bulkhead_ipc::Response::Ok(bulkhead_ipc::Reply::Clipboard {
+            selection_domain: Some(d),
+            ..
+        })) = c.try_request(&bulkhead_ipc::Request::Clipboard)
+        {
+            if d == "work" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "work never owned a selection");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.input(chord(&[KEY_LEFTCTRL, KEY_LEFTSHIFT], 46));
+    let deadline = Instant::now() + TIMEOUT;
+    while !matches!(
+        c.try_request(&bulkhead_ipc::Request::Clipboard),
+        Ok(bulkhead_ipc::Response::Ok(bulkhead_ipc::Reply::Clipboard {
+            global: Some(_),
+            ..
+        }))
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "the copy never reached the global clipboard"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.focus(c.wait_window("banking", "reader").id);
+    let _keyboard = bank.keyboard();
+    let _device = bank.ddm.get_data_device(&bank.seat, &bank.qh, ());
+    bank.roundtrip();
+    c.input(chord(&[KEY_LEFTCTRL, KEY_LEFTSHIFT], 47));
+    let deadline = Instant::now() + TIMEOUT;
+    while bank.events.selection.is_none() {
+        assert!(Instant::now() < deadline, "banking was offered no paste");
+        bank.roundtrip();
+    }
+    let offer = bank.events.selection.clone().unwrap();
+    use std::os::fd::AsRawFd;
+    let before = threads(&c);
+    // Many requests, each with a pipe nobody reads: the first ones are written as the pipes
+    // take data, the rest get nothing.
+    let mut readers = Vec::new();
+    for _ in 0..4 * MAX_PASTE_WRITERS {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        offer.receive("text/plain;charset=utf-8".into(), w.as_fd());
+        drop(w);
+        readers.push(r);
+    }
+    bank.roundtrip();
+    let _ = c.screenshot("pastes");
+    let during = threads(&c);
+    assert!(
+        during <= before + 1,
+        "{during} threads while {} pastes wait, {before} before",
+        readers.len()
+    );
+    // Requests beyond the bound were closed at once: their readers see the end.
+    let ended = readers
+        .iter()
+        .filter(|r| {
+            let mut buf = [0u8; 1];
+            let fl = nix::fcntl::fcntl(r.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            let _ = nix::fcntl::fcntl(
+                r.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(
+                    nix::fcntl::OFlag::from_bits_truncate(fl) | nix::fcntl::OFlag::O_NONBLOCK,
+                ),
+            );
+            matches!(nix::unistd::read(r.as_raw_fd(), &mut buf), Ok(0))
+        })
+        .count();
+    assert!(
+        ended >= readers.len() - MAX_PASTE_WRITERS,
+        "only {ended} of {} paste requests beyond the bound were refused",
+        readers.len()
+    );
+    // One reader reads it all: the paste works.
+    drop(readers);
+    let (r, w) = nix::unistd::pipe().unwrap();
+    offer.receive("text/plain;charset=utf-8".into(), w.as_fd());
+    drop(w);
+    bank.roundtrip();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut got).unwrap();
+    assert_eq!(got.len(), 1 << 20);
+}
+
+#[test]
+fn a_vm_cannot_push_other_notifications_off_the_screen() {
+    let c = Compositor::start(TWO_VMS);
+    // A host app breaks the protocol: the host's notice.
+    let mut host = Client::connect(&c.host_socket);
+    let t = host.toplevel("host");
+    t.surface.attach(Some(&host.buffer(10, 10, WHITE)), 5, 5);
+    t.surface.commit();
+    let _ = host.try_roundtrip();
+    let host_notice = "app disconnected: protocol error (wl_surface)";
+    let deadline = Instant::now() + TIMEOUT;
+    let host_color = loop {
+        // In the host's colour, whatever the config's default: the strip's.
+        let img = c.screenshot("host-notice");
+        let x0 = img.width as i32
+            - bulkhead_compositor::notify::WIDTH
+            - bulkhead_compositor::notify::MARGIN;
+        let strip = img.pixel(x0 + 1, bulkhead_compositor::notify::MARGIN + 1);
+        if notification_diff(&img, 0, strip, host_notice) == 0 {
+            break strip;
+        }
+        assert!(Instant::now() < deadline, "no host notice");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Work floods: 30 apps, each disconnected for a protocol error.
+    for _ in 0..30 {
+        let mut bad = Client::connect(&c.vm_socket("work"));
+        let s = bad.surface();
+        s.attach(Some(&bad.buffer(10, 10, WHITE)), 5, 5);
+        s.commit();
+        let _ = bad.try_roundtrip();
+    }
+    // Banking has one thing to say too.
+    let mut other = Client::connect(&c.vm_socket("banking"));
+    let s = other.surface();
+    s.attach(Some(&other.buffer(10, 10, WHITE)), 5, 5);
+    s.commit();
+    let _ = other.try_roundtrip();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let img = c.screenshot("vm-notice-flood");
+        let shown = [
+            notification_diff(&img, 0, BANKING, &format!("[banking] {host_notice}")),
+            notification_diff(&img, 1, WORK, &format!("[work] {host_notice}")),
+            notification_diff(&img, 2, host_color, host_notice),
+        ];
+        if shown == [0, 0, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected banking's, one of work's and the host's notice, newest first: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

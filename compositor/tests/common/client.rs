@@ -49,6 +49,8 @@ pub struct Events {
     pub popup_done: bool,
     /// MIME types of every data offer this client was given (selections and drags).
     pub offered: Vec<String>,
+    /// The offer of the latest selection this client was given (`None`: no selection).
+    pub selection: Option<wayland_client::protocol::wl_data_offer::WlDataOffer>,
     /// What this client's data sources do when asked for their data.
     pub source_mode: SourceMode,
     /// Pipes a `Hold` source was given and never writes to.
@@ -416,8 +418,10 @@ impl Dispatch<wl_data_device::WlDataDevice, ()> for Events {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let wl_data_device::Event::Enter { .. } = event {
-            state.dnd_enters += 1;
+        match event {
+            wl_data_device::Event::Enter { .. } => state.dnd_enters += 1,
+            wl_data_device::Event::Selection { id } => state.selection = id,
+            _ => {}
         }
     }
 
