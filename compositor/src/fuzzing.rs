@@ -328,7 +328,7 @@ impl Witness {
         let mut s = interface.as_bytes().to_vec();
         s.push(0);
         let len = s.len() as u32;
-        while s.len() % 4 != 0 {
+        while !s.len().is_multiple_of(4) {
             s.push(0);
         }
         let size = 8 + 4 + 4 + s.len() + 4 + 4;

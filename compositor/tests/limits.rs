@@ -513,7 +513,8 @@ fn fds_queued_on_requests_that_take_none() {
     for new_id in 2u32..2 + 10_000 / 28 + 1 {
         let mut msg = Vec::with_capacity(12);
         msg.extend_from_slice(&1u32.to_ne_bytes());
-        msg.extend_from_slice(&((12u32 << 16) | 0).to_ne_bytes());
+        // wl_display.sync: 12 bytes, opcode 0.
+        msg.extend_from_slice(&(12u32 << 16).to_ne_bytes());
         msg.extend_from_slice(&new_id.to_ne_bytes());
         let iov = [std::io::IoSlice::new(&msg)];
         let cmsg = [ControlMessage::ScmRights(&fds)];

@@ -664,6 +664,21 @@ impl<D> Client<D> {
                 Argument::Array(a) => Argument::Array(a),
                 Argument::Int(i) => Argument::Int(i),
                 Argument::Uint(u) => Argument::Uint(u),
+                Argument::Str(None)
+                    if matches!(message_desc.signature[i], ArgumentType::Str(AllowNull::No)) =>
+                {
+                    // The wire allows a null string anywhere; the generated code unwraps
+                    // non-nullable ones, so a client could panic the server.
+                    self.post_display_error(
+                        DisplayError::InvalidMethod,
+                        CString::new(format!(
+                            "Invalid null string in request {}.{}.",
+                            object.interface.name, message_desc.name,
+                        ))
+                        .unwrap(),
+                    );
+                    return None;
+                }
                 Argument::Str(s) => Argument::Str(s),
                 Argument::Fixed(f) => Argument::Fixed(f),
                 Argument::Fd(f) => Argument::Fd(f),
