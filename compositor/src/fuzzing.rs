@@ -22,10 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use smithay::reexports::calloop::EventLoop;
-use smithay::reexports::wayland_server::Display;
 
-use crate::backend::{headless::Headless, Backend};
-use crate::state::{Desktop, State};
+use crate::state::State;
 
 /// The name of the VM whose client the input drives.
 pub const VM: &str = "fuzz";
@@ -76,29 +74,8 @@ impl Harness {
         std::env::set_var("XDG_RUNTIME_DIR", &runtime);
         let config = bulkhead_config::Config::parse(CONFIG, std::path::Path::new("fuzz.toml"))
             .map_err(|e| SetupError::Config(e.to_string()))?;
-        let event_loop: EventLoop<'static, State> =
-            EventLoop::try_new().map_err(|e| SetupError::Start(e.to_string()))?;
-        let display: Display<State> =
-            Display::new().map_err(|e| SetupError::Start(e.to_string()))?;
-        let headless_cfg = config.headless.clone();
-        let mut desk = Desktop::new(
-            config,
-            display,
-            event_loop.handle(),
-            event_loop.get_signal(),
-            "seat0",
-        )
-        .map_err(|e| SetupError::Start(e.to_string()))?;
-        let backend = Backend::Headless(
-            Headless::new(&mut desk, &headless_cfg)
-                .map_err(|e| SetupError::Start(e.to_string()))?,
-        );
-        let state = State {
-            backend,
-            desk,
-            ipc: None,
-            vms: None,
-        };
+        let (event_loop, state) =
+            crate::backend::headless::headless_state(config).map_err(SetupError::Start)?;
         let memfd = memfd().map_err(SetupError::RuntimeDir)?;
         let (ours, theirs) = UnixStream::pair().map_err(SetupError::RuntimeDir)?;
         let mut h = Harness {

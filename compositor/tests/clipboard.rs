@@ -109,21 +109,6 @@ fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> Ch
     g
 }
 
-/// Waits for the newest notification to read `text` in `color`.
-fn notified(c: &Compositor, color: [u8; 3], text: &str) {
-    let mut last = usize::MAX;
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        let img = c.screenshot("clipboard-notification");
-        last = notification_diff(&img, 0, color, text);
-        if last == 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the newest notification does not read {text:?} ({last} pixels differ)");
-}
-
 #[test]
 fn text_crosses_domains_only_through_copy_and_paste() {
     let c = Compositor::start(TWO_VMS);

@@ -77,21 +77,6 @@ impl wayland_client::Dispatch<wayland_client::protocol::wl_callback::WlCallback,
     }
 }
 
-/// Waits for the newest notification to read `text` in `color`.
-fn notified(c: &Compositor, color: [u8; 3], text: &str) {
-    let mut last = usize::MAX;
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        let img = c.screenshot("limit-notification");
-        last = notification_diff(&img, 0, color, text);
-        if last == 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the newest notification does not read {text:?} ({last} pixels differ)");
-}
-
 /// Waits until the compositor has disconnected `client`.
 fn disconnected(client: &mut Client) {
     let deadline = Instant::now() + TIMEOUT;

@@ -92,41 +92,10 @@ fn survives(attack: impl FnOnce(&mut Client, &common::client::Toplevel)) {
     }]);
     let _ = work.try_roundtrip();
     let _ = c.screenshot("extreme");
-    c.input(super_drag_move((x, y), (x + 300, y + 200)));
+    c.input(super_drag(272, (x, y), (x + 300, y + 200)));
     let _ = work.try_roundtrip();
     let _ = c.screenshot("extreme-moved");
     still_alive(&c);
-}
-
-/// Super + left drag: an interactive move.
-fn super_drag_move(from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::InputEvent> {
-    use bulkhead_ipc::InputEvent::*;
-    vec![
-        PointerMotion {
-            x: from.0 as f64,
-            y: from.1 as f64,
-        },
-        Key {
-            code: 125,
-            pressed: true,
-        },
-        PointerButton {
-            button: 272,
-            pressed: true,
-        },
-        PointerMotion {
-            x: to.0 as f64,
-            y: to.1 as f64,
-        },
-        PointerButton {
-            button: 272,
-            pressed: false,
-        },
-        Key {
-            code: 125,
-            pressed: false,
-        },
-    ]
 }
 
 const EXTREMES: [i32; 4] = [i32::MAX, i32::MIN, i32::MAX - 1, -1];
@@ -239,6 +208,20 @@ fn extreme_damage_and_regions() {
             t.surface.set_opaque_region(Some(&r));
             t.surface.set_input_region(Some(&r));
             t.surface.commit();
+        });
+    }
+}
+
+#[test]
+fn shm_pool_resized_to_zero_or_less() {
+    for size in [0, -1, i32::MIN] {
+        survives(|cl, _| {
+            let file = tempfile::tempfile().unwrap();
+            file.set_len(4096).unwrap();
+            let pool = cl
+                .shm
+                .create_pool(std::os::fd::AsFd::as_fd(&file), 4096, &cl.qh, ());
+            pool.resize(size);
         });
     }
 }

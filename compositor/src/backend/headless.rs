@@ -233,3 +233,38 @@ impl Headless {
         desk.dirty = false;
     }
 }
+
+/// A compositor on the headless backend with no IPC, VMs or session (the wlcs plug-in and the
+/// fuzz target): its event loop and state, ready to dispatch.
+pub fn headless_state(
+    config: bulkhead_config::Config,
+) -> Result<
+    (
+        smithay::reexports::calloop::EventLoop<'static, State>,
+        State,
+    ),
+    String,
+> {
+    let event_loop: smithay::reexports::calloop::EventLoop<'static, State> =
+        smithay::reexports::calloop::EventLoop::try_new().map_err(|e| e.to_string())?;
+    let display: smithay::reexports::wayland_server::Display<State> =
+        smithay::reexports::wayland_server::Display::new().map_err(|e| e.to_string())?;
+    let headless = config.headless.clone();
+    let mut desk = crate::state::Desktop::new(
+        config,
+        display,
+        event_loop.handle(),
+        event_loop.get_signal(),
+        "seat0",
+    )
+    .map_err(|e| e.to_string())?;
+    let backend =
+        super::Backend::Headless(Headless::new(&mut desk, &headless).map_err(|e| e.to_string())?);
+    let state = State {
+        backend,
+        desk,
+        ipc: None,
+        vms: None,
+    };
+    Ok((event_loop, state))
+}

@@ -1,7 +1,8 @@
 //! wl_surface, wl_region and wl_shm as smithay implements them, with the costs a VM client
 //! can pile up that are not objects bounded first (`crate::limits`): damage rectangles
 //! between commits, rectangles in a region, and the bytes and mappings of shm pools, which
-//! last while the pool or any buffer made from it lives. Every other request goes to smithay
+//! last while the pool or any buffer made from it lives; and a `wl_shm_pool.resize` to zero
+//! or less refused before smithay panics on it. Every other request goes to smithay
 //! unchanged.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,6 +221,14 @@ impl Dispatch<WlShmPool, ShmPoolUserData> for State {
         dh: &DisplayHandle,
         init: &mut DataInit<'_, Self>,
     ) {
+        if let wl_shm_pool::Request::Resize { size } = &request {
+            if *size <= 0 {
+                // smithay 0.7 posts this error but goes on to unwrap the size: a panic of the
+                // session for any client (found by the fuzz target).
+                resource.post_error(wl_shm::Error::InvalidFd, "invalid wl_shm_pool size");
+                return;
+            }
+        }
         let charge = state.desk.shm_charges.get(&resource.id()).cloned();
         if let (wl_shm_pool::Request::Resize { size }, Some(charge)) = (&request, &charge) {
             if let Err(e) = charge.grow((*size).max(0) as usize) {

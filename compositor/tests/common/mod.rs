@@ -796,6 +796,12 @@ pub const KEY_LEFTMETA: u32 = 125;
 /// Super held, the right button pressed at `from`, dragged to `to`, released: the resize a
 /// person does with Super+right-drag.
 pub fn super_right_drag(from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::InputEvent> {
+    super_drag(273, from, to)
+}
+
+/// Super held while `button` drags from `from` to `to` (272: left, a move; 273: right, a
+/// resize).
+pub fn super_drag(button: u32, from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::InputEvent> {
     use bulkhead_ipc::InputEvent::{Key, PointerButton, PointerMotion};
     let motion = |(x, y): (i32, i32)| PointerMotion {
         x: x as f64,
@@ -808,12 +814,12 @@ pub fn super_right_drag(from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::I
         },
         motion(from),
         PointerButton {
-            button: 273,
+            button,
             pressed: true,
         },
         motion(to),
         PointerButton {
-            button: 273,
+            button,
             pressed: false,
         },
         Key {
@@ -821,6 +827,21 @@ pub fn super_right_drag(from: (i32, i32), to: (i32, i32)) -> Vec<bulkhead_ipc::I
             pressed: false,
         },
     ]
+}
+
+/// Waits for the newest notification to read `text` in `color`.
+pub fn notified(c: &Compositor, color: [u8; 3], text: &str) {
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let img = c.screenshot("notification");
+        last = notification_diff(&img, 0, color, text);
+        if last == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the newest notification does not read {text:?} ({last} pixels differ)");
 }
 
 /// A key chord as a person types it: modifiers down, the key down and up, modifiers up.

@@ -10,14 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
-use bulkhead_compositor::backend::headless::Headless;
-use bulkhead_compositor::backend::Backend;
 use bulkhead_compositor::domain::{ClientState, Domain};
-use bulkhead_compositor::state::{Desktop, State};
 use smithay_reexports::calloop::channel::{channel, Channel, Event, Sender};
-use smithay_reexports::calloop::EventLoop;
 use smithay_reexports::wayland_server::backend::ClientId;
-use smithay_reexports::wayland_server::{Display, Resource};
+use smithay_reexports::wayland_server::Resource;
 use wayland_sys::client::{wl_display, wl_proxy};
 use wayland_sys::common::{wl_fixed_t, wl_fixed_to_double};
 use wayland_sys::ffi_dispatch;
@@ -253,27 +249,9 @@ impl wlcs::Touch for TouchHandle {
 
 /// The compositor thread: the real state on the headless backend, fed by wlcs's requests.
 fn serve(rx: Channel<Request>) -> Result<(), String> {
-    let mut event_loop: EventLoop<'static, State> =
-        EventLoop::try_new().map_err(|e| e.to_string())?;
-    let display: Display<State> = Display::new().map_err(|e| e.to_string())?;
-    let config = bulkhead_config::Config::builtin_default();
-    let headless = config.headless.clone();
-    let mut desk = Desktop::new(
-        config,
-        display,
-        event_loop.handle(),
-        event_loop.get_signal(),
-        "seat0",
-    )
-    .map_err(|e| e.to_string())?;
-    let backend =
-        Backend::Headless(Headless::new(&mut desk, &headless).map_err(|e| e.to_string())?);
-    let mut state = State {
-        backend,
-        desk,
-        ipc: None,
-        vms: None,
-    };
+    let (mut event_loop, mut state) = bulkhead_compositor::backend::headless::headless_state(
+        bulkhead_config::Config::builtin_default(),
+    )?;
     let mut clients: HashMap<i32, ClientId> = HashMap::new();
     let signal = event_loop.get_signal();
     event_loop
