@@ -304,10 +304,11 @@ impl ClientUsage {
         Ok(())
     }
 
-    /// Records `e` as why the client is disconnected (the first reason wins) and returns it.
+    /// Records `e` as why the client is disconnected (the first reason is kept) and returns
+    /// it.
     pub fn refuse(&self, e: Exceeded) -> Exceeded {
-        let mut first = lock(&self.exceeded);
-        first.get_or_insert(e).clone()
+        lock(&self.exceeded).get_or_insert_with(|| e.clone());
+        e
     }
 
     /// The limit this client went over, if any.
@@ -333,6 +334,13 @@ impl ClientUsage {
 
     pub fn objects(&self) -> MutexGuard<'_, Counts> {
         lock(&self.objects)
+    }
+}
+
+impl Drop for ClientUsage {
+    /// A client that never reached the display (its insertion failed) leaves the domain too.
+    fn drop(&mut self) {
+        self.disconnected();
     }
 }
 
@@ -409,11 +417,17 @@ mod tests {
             c.exceeded().unwrap().to_string(),
             "more than 100 xdg_popup objects"
         );
+        // Twenty kinds at the default limit each make the total.
+        const KINDS: [&str; 20] = [
+            "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12", "k13",
+            "k14", "k15", "k16", "k17", "k18", "k19",
+        ];
+        assert_eq!(KINDS.len() * DEFAULT_PER_CLIENT, TOTAL_PER_CLIENT);
         let d = ClientUsage::new(domain.clone());
-        for i in 0..TOTAL_PER_CLIENT {
-            let iface: &'static str = ["wl_surface", "wl_buffer", "wl_callback", "wl_subsurface"]
-                [i * 4 / TOTAL_PER_CLIENT];
-            d.add_object(iface).unwrap();
+        for kind in KINDS {
+            for _ in 0..DEFAULT_PER_CLIENT {
+                d.add_object(kind).unwrap();
+            }
         }
         assert!(matches!(
             d.add_object("wl_region"),
@@ -447,32 +461,42 @@ mod tests {
         assert_eq!(domain.objects().get("zwp_idle_inhibitor_v1"), 48);
         let fresh = ClientUsage::new(domain.clone());
         fresh.add_object("zwp_idle_inhibitor_v1").unwrap();
+        let clients = domain.clients();
+        drop(fresh);
+        assert_eq!(
+            domain.clients(),
+            clients - 1,
+            "a dropped client leaves its domain"
+        );
     }
 
     #[test]
     fn shm_charges_last_as_long_as_their_holders() {
         let domain = Arc::new(DomainUsage::default());
         let c = Arc::new(ClientUsage::new(domain.clone()));
+        // A pool whose charge a buffer still holds after the pool is gone.
         let pool = c.charge_shm(SHM_BYTES_PER_CLIENT / 2).unwrap();
         let buffer_hold = Arc::new(pool);
         let again = c.charge_shm(SHM_BYTES_PER_CLIENT / 2).unwrap();
         assert!(matches!(c.charge_shm(1), Err(Exceeded::ShmBytes { .. })));
         drop(again);
-        let other = Arc::new(ClientUsage::new(domain.clone()));
-        let big = other.charge_shm(SHM_BYTES_PER_CLIENT).unwrap();
+        // The domain fills up with other clients at their own limit.
+        let others: Vec<_> = (0..SHM_BYTES_PER_DOMAIN / SHM_BYTES_PER_CLIENT - 1)
+            .map(|_| {
+                let o = Arc::new(ClientUsage::new(domain.clone()));
+                let charge = o.charge_shm(SHM_BYTES_PER_CLIENT).unwrap();
+                (o, charge)
+            })
+            .collect();
+        let last = Arc::new(ClientUsage::new(domain.clone()));
+        let half = last.charge_shm(SHM_BYTES_PER_CLIENT / 2).unwrap();
         assert!(matches!(
-            other.charge_shm(SHM_BYTES_PER_CLIENT),
-            Err(Exceeded::ShmBytes { .. })
-        ));
-        let third = Arc::new(ClientUsage::new(domain.clone()));
-        assert!(matches!(
-            third.charge_shm(SHM_BYTES_PER_CLIENT),
+            last.charge_shm(1),
             Err(Exceeded::DomainShmBytes { .. })
         ));
-        drop(buffer_hold);
-        drop(big);
+        drop((buffer_hold, others, half));
         assert_eq!(domain.shm_bytes(), 0);
-        let grown = third.charge_shm(4096).unwrap();
+        let grown = last.charge_shm(4096).unwrap();
         grown.grow(SHM_BYTES_PER_CLIENT).unwrap();
         assert!(matches!(
             grown.grow(SHM_BYTES_PER_CLIENT + 1),
@@ -481,13 +505,10 @@ mod tests {
         drop(grown);
         assert_eq!(domain.shm_bytes(), 0);
         let small: Vec<_> = (0..SHM_POOLS_PER_CLIENT)
-            .map(|_| third.charge_shm(1).unwrap())
+            .map(|_| last.charge_shm(1).unwrap())
             .collect();
-        assert!(matches!(
-            third.charge_shm(1),
-            Err(Exceeded::ShmPools { .. })
-        ));
+        assert!(matches!(last.charge_shm(1), Err(Exceeded::ShmPools { .. })));
         drop(small);
-        assert!(third.charge_shm(1).is_ok());
+        assert!(last.charge_shm(1).is_ok());
     }
 }
