@@ -185,7 +185,7 @@ impl State {
             .get(&from, SelectionTarget::Clipboard)
             .cloned();
         let Some(held) = held else {
-            self.desk.notify(
+            self.desk.notify_for_user(
                 &from,
                 format!("Nothing copied: {} has no clipboard", label(&from)),
             );
@@ -202,7 +202,7 @@ impl State {
         }
         let types = types_to_read(&held.types);
         if types.is_empty() {
-            self.desk.notify(
+            self.desk.notify_for_user(
                 &from,
                 format!("Nothing copied: {}'s clipboard is empty", label(&from)),
             );
@@ -353,7 +353,7 @@ impl State {
             ),
         };
         tracing::info!("{text}");
-        self.desk.notify(from, text);
+        self.desk.notify_for_user(from, text);
     }
 
     fn finish_copy_with(&mut self, c: Arc<Contents>) {
@@ -361,7 +361,7 @@ impl State {
         tracing::info!("{text}");
         let from = c.from.clone();
         self.desk.clipboard.global = Some(c);
-        self.desk.notify(&from, text);
+        self.desk.notify_for_user(&from, text);
     }
 
     /// clipboard-paste: the global clipboard becomes the focused domain's selection.
@@ -370,7 +370,7 @@ impl State {
             return Err("no window has focus".into());
         };
         let Some(global) = self.desk.clipboard.global.clone() else {
-            self.desk.notify(
+            self.desk.notify_for_user(
                 &to,
                 "Nothing to paste: the global clipboard is empty".into(),
             );
@@ -391,7 +391,7 @@ impl State {
             label(&to)
         );
         tracing::info!("{text}");
-        self.desk.notify(&to, text);
+        self.desk.notify_for_user(&to, text);
         Ok(())
     }
 }

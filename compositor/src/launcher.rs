@@ -318,12 +318,12 @@ impl State {
                 crate::accept::restore_fd_limit(&mut c);
                 if let Err(err) = c.spawn() {
                     self.desk
-                        .notify(&e.domain, format!("Cannot run {}: {err}", e.name));
+                        .notify_for_user(&e.domain, format!("Cannot run {}: {err}", e.name));
                 }
             }
             Domain::Vm(vm) => {
                 let Some(m) = self.vms.clone() else {
-                    self.desk.notify(
+                    self.desk.notify_for_user(
                         &e.domain,
                         format!("Cannot run {}: the VM manager is not running", e.name),
                     );
@@ -338,7 +338,7 @@ impl State {
                 );
                 if stopped {
                     self.desk
-                        .notify(&e.domain, format!("[{vm}] starting for {}", e.name));
+                        .notify_for_user(&e.domain, format!("[{vm}] starting for {}", e.name));
                 }
                 self.grant_launch(vm);
                 let notices = self.desk.notices.clone();

@@ -81,24 +81,18 @@ impl Notifications {
         text: impl Fn(usize) -> String,
     ) {
         let now = Instant::now();
-        let count = match self
+        let shown = self
             .shown
             .iter()
-            .position(|n| n.key.as_deref() == Some(&key))
-        {
-            Some(i) => self.shown[i].count + 1,
-            None => 1,
-        };
-        let Some(text) = self.admit(owner, text(count), now) else {
-            // Not redrawn now; the count goes on in place.
-            if let Some(n) = self
-                .shown
-                .iter_mut()
-                .find(|n| n.key.as_deref() == Some(&key))
-            {
-                n.count = count;
-            }
-            return;
+            .position(|n| n.key.as_deref() == Some(&key));
+        let count = shown.map_or(1, |i| self.shown[i].count + 1);
+        // A count going up in place takes no new place, so only a new notice is rated.
+        let text = match shown {
+            Some(_) => text(count),
+            None => match self.admit(owner, text(count), now) {
+                Some(t) => t,
+                None => return,
+            },
         };
         self.push_notice(owner, text, color, Some(key), count, now);
     }

@@ -302,7 +302,7 @@ impl Desktop {
                     tracing::info!(domain = domain.name(), "{text}");
                     state
                         .desk
-                        .notify(&domain, crate::sanitize::sanitize_title(&text));
+                        .notify_for_user(&domain, crate::sanitize::sanitize_title(&text));
                 }
             })
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
@@ -461,7 +461,8 @@ impl Desktop {
         self.accept_client(stream, vm.domain.clone(), Some(vm.usage.clone()));
     }
 
-    /// Shows a notification in the compositor's reserved top layer.
+    /// Shows a notification in the compositor's reserved top layer about something `domain`
+    /// did: a VM's notices take one place and come at a limited rate (`crate::notify`).
     pub fn notify(&mut self, domain: &Domain, text: String) {
         let color = self.domain_color(domain);
         let owner = match domain {
@@ -469,6 +470,14 @@ impl Desktop {
             d => Some(d.name()),
         };
         self.notifications.push(owner, text, color);
+        self.request_redraw();
+    }
+
+    /// A notice about something the user just did in `domain` (a launch, a copy, a paste):
+    /// the place and rate of a VM are for what the VM causes by itself.
+    pub fn notify_for_user(&mut self, domain: &Domain, text: String) {
+        let color = self.domain_color(domain);
+        self.notifications.push(None, text, color);
         self.request_redraw();
     }
 
