@@ -18,7 +18,6 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use smithay::reexports::calloop::EventLoop;
@@ -60,7 +59,6 @@ pub struct Harness {
     state: State,
     witness: Witness,
     memfd: OwnedFd,
-    runtime: PathBuf,
 }
 
 impl Harness {
@@ -74,8 +72,11 @@ impl Harness {
         std::env::set_var("XDG_RUNTIME_DIR", &runtime);
         let config = bulkhead_config::Config::parse(CONFIG, std::path::Path::new("fuzz.toml"))
             .map_err(|e| SetupError::Config(e.to_string()))?;
-        let (event_loop, state) =
-            crate::backend::headless::headless_state(config).map_err(SetupError::Start)?;
+        let started = crate::backend::headless::headless_state(config);
+        // The sockets are bound and nothing is read from the dir again: remove it now, so a
+        // fuzzer that exits without dropping the harness (libFuzzer does) leaves nothing.
+        let _ = std::fs::remove_dir_all(&runtime);
+        let (event_loop, state) = started.map_err(SetupError::Start)?;
         let memfd = memfd().map_err(SetupError::RuntimeDir)?;
         let (ours, theirs) = UnixStream::pair().map_err(SetupError::RuntimeDir)?;
         let mut h = Harness {
@@ -83,7 +84,6 @@ impl Harness {
             state,
             witness: Witness::new(ours),
             memfd,
-            runtime,
         };
         h.state
             .desk
@@ -207,12 +207,6 @@ impl Harness {
             }
         }
         Err("the host client got no frame".into())
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.runtime);
     }
 }
 
