@@ -135,6 +135,7 @@ impl Compositor {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bulkhead")));
         if let Some((uid, gid)) = user {
+            reachable_by_others(Path::new(env!("CARGO_MANIFEST_DIR")), uid);
             // The build tree may not be reachable for another user: run a copy.
             let copy = dir.path().join("bulkhead");
             std::fs::copy(&exe, &copy).expect("copy binary");
@@ -552,6 +553,25 @@ impl Compositor {
     /// Whether the compositor process still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Tests that run apps as another user need the checkout (its tools and guests) reachable by
+/// that user: says which directory is not, instead of timing out waiting for a window.
+fn reachable_by_others(dir: &Path, uid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    for d in dir.ancestors() {
+        let Ok(meta) = std::fs::metadata(d) else {
+            continue;
+        };
+        assert!(
+            meta.mode() & 0o001 != 0,
+            "{} (mode {:o}) cannot be entered by uid {uid}, which this test runs apps as: \
+             clone the repository under a directory others can enter (chmod o+x {})",
+            d.display(),
+            meta.mode() & 0o7777,
+            d.display()
+        );
     }
 }
 
