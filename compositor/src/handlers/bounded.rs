@@ -43,7 +43,7 @@ delegate_dispatch!(State: [WlSubsurface: SubsurfaceUserData] => CompositorState)
 delegate_global_dispatch!(State: [WlShm: ()] => ShmState);
 
 /// The limits of `client`, if it is a VM client (host clients are trusted).
-fn vm_client(client: &Client) -> Option<&ClientState> {
+pub fn vm_client(client: &Client) -> Option<&ClientState> {
     client
         .get_data::<ClientState>()
         .filter(|c| c.usage.is_some())

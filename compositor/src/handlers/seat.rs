@@ -366,9 +366,7 @@ fn mime_type_allowed(
     source: &impl Resource,
     offered: usize,
 ) -> bool {
-    let vm = client
-        .get_data::<crate::domain::ClientState>()
-        .is_some_and(|c| c.usage.is_some());
+    let vm = crate::handlers::bounded::vm_client(client).is_some();
     if vm && offered >= crate::limits::MIME_TYPES_PER_SOURCE {
         let e = crate::limits::Exceeded::MimeTypes {
             limit: crate::limits::MIME_TYPES_PER_SOURCE,
