@@ -131,7 +131,7 @@ fn clipboard_stays_in_its_domain() {
     // wl-copy stays alive serving the selection; it sets it from a focused surface.
     let _copy = c.spawn("work", "wl-copy", &["secret-from-work"]);
     // No paste until it is set: wl-paste's own surface would take the focus wl-copy needs.
-    wait_selection(&c, "work", false);
+    c.wait_selection("work", false);
     let paste_in = |domain: &str| c.run(domain, "wl-paste", &["--no-newline"]);
     // Same domain: the text arrives (retry while wl-copy is still starting).
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -317,7 +317,7 @@ fn primary_selection_stays_in_its_domain() {
     let c = Compositor::start(TWO_VMS);
     let _copy = c.spawn("banking", "wl-copy", &["--primary", "iban-DE00"]);
     // wl-copy sets it from a surface of its own, which must have focus: no paste meanwhile.
-    wait_selection(&c, "banking", true);
+    c.wait_selection("banking", true);
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let (_, out) = c.run("banking", "wl-paste", &["--primary", "--no-newline"]);
@@ -362,31 +362,4 @@ fn two_outputs_place_new_windows_under_the_pointer() {
     let img = c.screenshot("two-outputs");
     assert_eq!((img.width, img.height), (2048, 768));
     assert_framed(&img, &w, BANKING, &format!("[banking] {}", w.title), true);
-}
-
-/// Waits until `domain` owns the clipboard (or, with `primary`, the primary selection).
-fn wait_selection(c: &Compositor, domain: &str, primary: bool) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Reply::Clipboard {
-            selection_domain,
-            primary_domain,
-            ..
-        } = c.request(&bulkhead_ipc::Request::Clipboard)
-        {
-            let owner = if primary {
-                primary_domain
-            } else {
-                selection_domain
-            };
-            if owner.as_deref() == Some(domain) {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{domain} never owned the selection"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }

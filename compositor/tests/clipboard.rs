@@ -26,13 +26,6 @@ fn clipboard(c: &Compositor) -> (Option<ClipboardInfo>, Option<String>) {
     }
 }
 
-fn primary_domain(c: &Compositor) -> Option<String> {
-    match c.request(&Request::Clipboard) {
-        Reply::Clipboard { primary_domain, .. } => primary_domain,
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
-
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
     while !ok() {
@@ -97,15 +90,7 @@ fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> Ch
             &format!("exec wl-copy --foreground {args} < {}", input.display()),
         ],
     );
-    let primary = args.contains("--primary");
-    wait("the selection belongs to the domain", || {
-        let owner = if primary {
-            primary_domain(c)
-        } else {
-            clipboard(c).1
-        };
-        owner.as_deref() == Some(domain)
-    });
+    c.wait_selection(domain, args.contains("--primary"));
     g
 }
 
@@ -178,9 +163,7 @@ fn binary_data_crosses_byte_for_byte_and_primary_stays_home() {
         ],
     );
     // (wl-copy sets it from a surface of its own, which must have focus: no paste meanwhile.)
-    wait("work's primary selection is set", || {
-        primary_domain(&c).as_deref() == Some("work")
-    });
+    c.wait_selection("work", true);
     assert_eq!(
         paste(&c, "work", "--primary --no-newline"),
         b"primary of work"

@@ -171,6 +171,8 @@ fn copy_and_paste_inside_the_domain(kind: Kind) {
     let t = transport(&c, "work", kind);
     // Both ends behind the proxy: the data crosses two pipe translations each way.
     let _copy = c.spawn(&t.socket, "wl-copy", &["through-the-proxy"]);
+    // No paste until it is set: wl-paste's own surface would take the focus wl-copy needs.
+    c.wait_selection("work", false);
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let (_, out) = c.run(&t.socket, "wl-paste", &["--no-newline"]);

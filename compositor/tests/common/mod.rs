@@ -431,6 +431,39 @@ impl Compositor {
             .expect("window")
     }
 
+    /// The domain that owns the clipboard (or, with `primary`, the primary selection).
+    pub fn selection_owner(&self, primary: bool) -> Option<String> {
+        match self.request(&Request::Clipboard) {
+            Reply::Clipboard {
+                selection_domain,
+                primary_domain,
+                ..
+            } => {
+                if primary {
+                    primary_domain
+                } else {
+                    selection_domain
+                }
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Waits until `domain` owns the clipboard (or, with `primary`, the primary selection).
+    /// wl-copy sets it from a surface of its own, which must hold the focus: a paste started
+    /// before that takes the focus wl-copy needs.
+    pub fn wait_selection(&self, domain: &str, primary: bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.selection_owner(primary).as_deref() != Some(domain) {
+            assert!(
+                Instant::now() < deadline,
+                "{domain} never owned the selection\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The user focuses window `id` (as Alt-Tab or a click would) and it holds the keyboard.
     pub fn focus(&self, id: u64) {
         self.action("focus-window", Some(&id.to_string()));
