@@ -263,27 +263,148 @@ fn root_changes_vanish_at_restart_and_the_home_persists() {
     assert_eq!(out, "root-clean\n");
 }
 
-#[test]
-fn user_network_reaches_a_host_service() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let port = listener.local_addr().expect("addr").port();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut req = [0u8; 1024];
-        let _ = s.read(&mut req);
-        let body = "hello from the host\n";
-        let _ = write!(
-            s,
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+/// Runs `ip ARGS` (in the calling thread's network namespace), insisting on success.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stand-in for the internet: a network namespace behind a veth pair from the calling
+/// thread's namespace, holding a web server at 203.0.113.10:8080 and a DNS server at
+/// 203.0.113.53 that answers `inet.example` with it. The calling thread's namespace gets
+/// 203.0.113.1/24 and a default route into it. Serves until the returned sender is dropped.
+fn internet() -> std::sync::mpsc::Sender<()> {
+    use std::net::UdpSocket;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(net)");
+        tid_tx.send(nix::unistd::gettid().as_raw()).expect("tid");
+        go_rx.recv().expect("configured");
+        let web = TcpListener::bind("203.0.113.10:8080").expect("web");
+        web.set_nonblocking(true).expect("nonblocking");
+        let dns = UdpSocket::bind("203.0.113.53:53").expect("dns");
+        dns.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        while matches!(
+            stop_rx.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Empty)
+        ) {
+            let mut q = [0u8; 512];
+            if let Ok((n, peer)) = dns.recv_from(&mut q) {
+                let _ = dns.send_to(&dns_answer(&q[..n], [203, 0, 113, 10]), peer);
+            }
+            if let Ok((mut s, _)) = web.accept() {
+                s.set_nonblocking(false).expect("blocking");
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req);
+                let body = "hello from the internet\n";
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
     });
-    let c = Compositor::start(&config(&vm("test", "[[vm.network]]\ntype = \"user\"")));
-    // QEMU's user network: the host is 10.0.2.2 from the guest.
-    let url = format!("http://10.0.2.2:{port}/");
-    let out = run_ok(&c, "test", &["wget", "-q", "-O", "-", &url]);
-    assert_eq!(out, "hello from the host\n");
-    server.join().expect("server");
+    let tid = tid_rx.recv().expect("tid").to_string();
+    let netns = format!("/proc/{tid}/ns/net");
+    ip(&["link", "set", "lo", "up"]);
+    ip(&[
+        "link", "add", "bh-up", "type", "veth", "peer", "name", "bh-inet", "netns", &tid,
+    ]);
+    ip(&["addr", "add", "203.0.113.1/24", "dev", "bh-up"]);
+    ip(&["link", "set", "bh-up", "up"]);
+    ip(&["route", "add", "default", "via", "203.0.113.254"]);
+    for args in [
+        "addr add 203.0.113.10/24 dev bh-inet",
+        "addr add 203.0.113.53/24 dev bh-inet",
+        "link set bh-inet up",
+        "link set lo up",
+    ] {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .arg("ip")
+            .args(args.split(' '))
+            .output()
+            .expect("nsenter");
+        assert!(out.status.success(), "{args}: {out:?}");
+    }
+    go_tx.send(()).expect("go");
+    stop_tx
+}
+
+/// A DNS reply to `query`: `addr` for an A question, no answer for anything else.
+fn dns_answer(query: &[u8], addr: [u8; 4]) -> Vec<u8> {
+    // The question's name ends at the first zero-length label after the 12-byte header.
+    let mut end = 12;
+    while end < query.len() && query[end] != 0 {
+        end += 1 + query[end] as usize;
+    }
+    let question_end = (end + 5).min(query.len());
+    let is_a = query.get(end + 1..end + 3) == Some(&[0, 1]);
+    let mut r = query[..2.min(query.len())].to_vec();
+    r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(is_a), 0, 0, 0, 0]);
+    r.extend_from_slice(&query[12.min(question_end)..question_end]);
+    if is_a {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&addr);
+    }
+    r
+}
+
+/// User networking (passt) takes a guest to the outside world, names resolved, but never to
+/// the host's own loopback services, under any address the guest might try.
+#[test]
+fn user_network_reaches_the_outside_but_never_the_hosts_loopback() {
+    if !is_root() {
+        cannot_run(
+            "vms::user_network_reaches_the_outside_but_never_the_hosts_loopback",
+            "network namespaces with a veth pair need root",
+        );
+        return;
+    }
+    // This thread's own network namespace stands in for the host's (the compositor, its VM
+    // monitor and passt inherit it); nothing here reaches the machine's real network.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(net)");
+    let _internet = internet();
+    // A service only the host itself should reach.
+    let local = TcpListener::bind("127.0.0.1:0").expect("listen");
+    local.set_nonblocking(true).expect("nonblocking");
+    let port = local.local_addr().expect("addr").port();
+    let c = Compositor::start(&config(&vm(
+        "test",
+        "[[vm.network]]\ntype = \"user\"\nnameservers = [\"203.0.113.53\"]",
+    )));
+    // Every attempt is bounded (timeout); a connection that got through but hung shows on the
+    // host side, in the listener's backlog.
+    let script = format!(
+        "a=$(nslookup inet.example | awk '/^Address/ {{x=$NF}} END {{print x}}'); \
+         echo resolved $a; \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 20 nc $a 8080 | tail -n 1; \
+         for h in 10.0.2.2 10.0.2.3 127.0.0.1 203.0.113.1 203.0.113.254; do \
+           (timeout 5 nc $h {port} </dev/null && echo reached $h) & \
+         done; wait; echo done"
+    );
+    let out = run_ok(&c, "test", &["sh", "-c", &script]);
+    assert_eq!(
+        out,
+        "resolved 203.0.113.10\nhello from the internet\ndone\n",
+        "{}",
+        c.log_text()
+    );
+    assert!(
+        matches!(local.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a guest connection reached the host's loopback service"
+    );
 }
 
 #[test]

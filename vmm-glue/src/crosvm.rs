@@ -2,7 +2,7 @@
 //!
 //! Targets crosvm as packaged by nixpkgs `0-unstable-2026-07-06` (crosvm commit 1378aabf,
 //! `src/crosvm/cmdline.rs`): `--block`, `--vsock cid=`, `--shared-dir PATH:TAG:type=fs:...`,
-//! `--wayland-sock`, `--gpu context-types=cross-domain`, `--net tap-name=`, `--vfio`,
+//! `--wayland-sock`, `--gpu context-types=cross-domain`, `--net tap-fd=`, `--vfio`,
 //! `--vhost-user type=,socket=`, `--serial`, `--socket`. Global options (`--log-level`) go
 //! before `run`; the kernel is the last argument. The snapshot tests in `tests` pin the exact
 //! output so a crosvm host can compare it with `crosvm run --help` quickly.
@@ -12,7 +12,7 @@ use bulkhead_config::vm::NetKind;
 use bulkhead_config::{VmConfig, VmmSettings};
 
 use crate::paths::VmPaths;
-use crate::plan::{p, Commands, HostEnv, Inputs, ProcessSpec};
+use crate::plan::{p, Commands, HostEnv, Inputs, PassFd, ProcessSpec};
 
 fn id_map(maps: &[IdMap]) -> String {
     maps.iter()
@@ -90,9 +90,14 @@ pub fn command(
         ));
         a.push(format!("--wayland-sock={}", p(&paths.wayland())));
     }
+    let mut fds = Vec::new();
     for n in &s.networks {
         match &n.kind {
-            NetKind::Tap { name, .. } => a.push(format!("--net=tap-name={name},mac={}", n.mac)),
+            NetKind::Tap { name, .. } => {
+                // Opened by the monitor in the host's network namespace.
+                fds.push(PassFd::Tap(name.clone()));
+                a.push(format!("--net=tap-fd={},mac={}", 2 + fds.len(), n.mac))
+            }
             // crosvm has no user networking of its own (a passt helper is future work):
             // `plan` refuses such VMs with a clear message before this runs.
             NetKind::User => {}
@@ -116,9 +121,8 @@ pub fn command(
     Commands {
         helpers: Vec::new(),
         vmm: ProcessSpec {
-            name: "crosvm".into(),
-            argv: a,
-            wait_for: None,
+            fds,
+            ..ProcessSpec::new("crosvm", a, None)
         },
     }
 }

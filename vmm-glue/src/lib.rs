@@ -5,7 +5,9 @@
 pub mod agent;
 pub mod bridge;
 pub mod cli;
+pub mod confine;
 pub mod crosvm;
+pub mod jail;
 pub mod manager;
 pub mod monitor;
 pub mod paths;

@@ -10,10 +10,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{LaunchPlan, ProcessSpec, Vmm};
+use crate::plan::{find_program, LaunchPlan, PassFd, ProcessSpec, Vmm};
 
 /// What the monitor records once the VMM runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,9 +184,6 @@ pub fn run(runtime_dir: &Path) -> i32 {
         created_taps: Vec::new(),
         helpers: Vec::new(),
     };
-    // The runtime dir as it is now: confinement may hide its path if it fails half-way, and
-    // exit.json must reach the compositor in any case.
-    let dir = File::open(&m.plan.runtime_dir).ok();
     let report = m.start_and_wait();
     let t = Instant::now();
     m.cleanup();
@@ -197,10 +193,7 @@ pub fn run(runtime_dir: &Path) -> i32 {
         t.elapsed().as_millis()
     );
     eprintln!("bulkhead vm-monitor: {}: {}", m.plan.vm, report.reason);
-    let exit_path = match &dir {
-        Some(d) => PathBuf::from(format!("/proc/self/fd/{}/exit.json", d.as_raw_fd())),
-        None => m.plan.runtime_dir.join("exit.json"),
-    };
+    let exit_path = m.plan.runtime_dir.join("exit.json");
     let _ = write_json(&exit_path, &report);
     if report.code == Some(0) || report.requested {
         0
@@ -249,9 +242,6 @@ impl Monitor {
         }
         if let Err(e) = self.prepare() {
             return self.fail(e);
-        }
-        if let Err(e) = confine(&self.plan) {
-            return self.fail(format!("cannot confine the VMM: {e}"));
         }
         let helpers = self.plan.helpers.clone();
         for h in &helpers {
@@ -357,6 +347,9 @@ impl Monitor {
             .mode(0o700)
             .create(&self.plan.state_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.plan.state_dir.display()))?;
+        // The VMM appends its console there (the only file of the state dir it sees).
+        let console = self.plan.state_dir.join("console.log");
+        drop(open_log(&console)?);
         if let Some(s) = &self.plan.scratch {
             make_scratch(&s.path, s.size)?;
         }
@@ -409,46 +402,43 @@ impl Monitor {
         Ok(())
     }
 
+    /// Starts `p` confined to its view of the host (see `confine`), its output in its log.
     fn spawn(&self, p: &ProcessSpec) -> Result<Pid, String> {
         let log_path = self.plan.state_dir.join(format!("{}.log", p.name));
-        // Keep the previous start's log next to the new one.
-        let _ = fs::rename(&log_path, log_path.with_extension("log.old"));
-        let log = File::create(&log_path)
-            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log = open_log(&log_path)?;
         let log2 = log
             .try_clone()
             .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let Some((program, args)) = p.argv.split_first() else {
+        let Some(program) = p.argv.first() else {
             return Err(format!("{}: empty command", p.name));
         };
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .current_dir(&self.plan.runtime_dir);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no parent state. It
-        // makes a killed monitor take its VM down instead of leaving an orphan nobody watches.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| {
-            format!(
-                "cannot start {} ({program}): {e}{}",
-                p.name,
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    "; run .ci/install-deps or install it"
-                } else {
-                    ""
-                }
-            )
-        })?;
-        Ok(Pid::from_raw(child.id() as i32))
+        let resolved = find_program(program)
+            .and_then(|p| p.canonicalize().ok())
+            .ok_or_else(|| {
+                format!(
+                    "cannot start {}: {program} not found; run .ci/install-deps or install it",
+                    p.name
+                )
+            })?;
+        let view = crate::confine::view(&self.plan, p, &resolved);
+        let fds = p
+            .fds
+            .iter()
+            .map(|f| match f {
+                PassFd::Tap(name) => crate::jail::open_tap(name),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::jail::spawn(crate::jail::Launch {
+            program: &resolved,
+            argv: &p.argv,
+            env: &p.env,
+            cwd: &self.plan.runtime_dir,
+            view: &view,
+            stdio: [crate::jail::dev_null()?, log.into(), log2.into()],
+            fds,
+            keep_capabilities: p.keep_capabilities,
+        })
+        .map_err(|e| format!("cannot start {} ({program}) confined: {e}", p.name))
     }
 
     fn wait_for_socket(&self, p: &ProcessSpec, sock: &Path) -> Result<(), String> {
@@ -483,24 +473,12 @@ impl Monitor {
 
     /// Stops helpers, deletes the scratch disk and sockets, removes taps it created.
     fn cleanup(&mut self) {
+        // Helpers keep no state of their own once the VMM is gone, and each is PID 1 of its
+        // namespace, which ignores SIGTERM unless it installed a handler: SIGKILL at once.
         for (_, pid) in &self.helpers {
-            let _ = signal::kill(*pid, Signal::SIGTERM);
-        }
-        // Helpers keep no state of their own (vhost-device-vsock waits for a new frontend and
-        // answers SIGTERM only then): half a second, then SIGKILL.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while !self.helpers.is_empty() && Instant::now() < deadline {
-            self.helpers.retain(|(_, pid)| {
-                !matches!(
-                    waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
-                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
-                )
-            });
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for (name, pid) in &self.helpers {
-            eprintln!("bulkhead vm-monitor: {name} still runs after SIGTERM; killing it");
             let _ = signal::kill(*pid, Signal::SIGKILL);
+        }
+        for (_, pid) in &self.helpers {
             let _ = waitpid(*pid, None);
         }
         self.helpers.clear();
@@ -512,6 +490,19 @@ impl Monitor {
         }
         remove_runtime_files(&self.plan.runtime_dir);
     }
+}
+
+/// Opens a helper's log for writing, the previous start's kept as `.log.old`. Never through a
+/// symlink and never an existing file: whatever is at the path is moved aside first.
+fn open_log(path: &Path) -> Result<File, String> {
+    let _ = fs::rename(path, path.with_extension("log.old"));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 /// Removes what a run leaves in a VM's runtime dir (never the Wayland socket, which belongs to
@@ -643,88 +634,6 @@ fn make_home(path: &Path, template: Option<&Path>) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?,
     }
     fs::rename(&tmp, path).map_err(|e| format!("cannot create {}: {e}", path.display()))
-}
-
-/// Enters a private mount namespace (inside a user namespace when not root) in which each
-/// `hide` tree is an empty tmpfs with only the `keep` directories mounted back.
-fn confine(plan: &LaunchPlan) -> Result<(), String> {
-    use nix::mount::{mount, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
-    if uid.is_root() {
-        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
-    } else {
-        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
-            format!(
-                "unshare(user, mount): {e}; unprivileged user namespaces must be enabled \
-                 (sysctl kernel.unprivileged_userns_clone=1)"
-            )
-        })?;
-        fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
-        fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
-            .map_err(|e| format!("uid_map: {e}"))?;
-        fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
-            .map_err(|e| format!("gid_map: {e}"))?;
-    }
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
-    // Open what stays visible before anything is hidden (in this namespace: a bind mount
-    // cannot come from another one), then mount it back through /proc.
-    let mut keep: Vec<(PathBuf, File)> = Vec::new();
-    for k in &plan.confine.keep {
-        if !plan.confine.hide.iter().any(|h| k.starts_with(h)) {
-            continue;
-        }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(k)
-            .map_err(|e| format!("cannot create {}: {e}", k.display()))?;
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-            .open(k)
-            .map_err(|e| format!("cannot open {}: {e}", k.display()))?;
-        keep.push((k.clone(), f));
-    }
-    // Deepest first is not needed: hidden trees are disjoint roots.
-    for h in &plan.confine.hide {
-        if !h.is_dir() {
-            continue;
-        }
-        mount(
-            Some("tmpfs"),
-            h,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0700,size=64k"),
-        )
-        .map_err(|e| format!("hiding {}: {e}", h.display()))?;
-    }
-    for (path, fd) in &keep {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(|e| format!("cannot recreate {}: {e}", path.display()))?;
-        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        mount(
-            Some(src.as_str()),
-            path,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("mounting back {}: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -82,6 +82,78 @@ pub struct ProcessSpec {
     pub argv: Vec<String>,
     /// A socket the process creates; the monitor waits for it before going on.
     pub wait_for: Option<PathBuf>,
+    /// Host files it uses beyond the VM's runtime dir (images, shares, devices, sockets):
+    /// its confined view holds these and nothing else of the host's data.
+    #[serde(default)]
+    pub access: Vec<Access>,
+    /// Whether it stays in the host's network namespace (passt, which is the guest's way
+    /// out); everything else gets an empty one of its own.
+    #[serde(default)]
+    pub host_network: bool,
+    /// Descriptors the monitor opens for it, handed in as fds 3, 4, ... in this order.
+    #[serde(default)]
+    pub fds: Vec<PassFd>,
+    /// Environment beyond the confined default (PATH and the log settings).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Keeps its capabilities inside its user namespace (virtiofsd run by root acts for the
+    /// guest's users and builds its own sandbox); everything else runs with none.
+    #[serde(default)]
+    pub keep_capabilities: bool,
+}
+
+impl ProcessSpec {
+    /// A process that needs nothing of the host but its VM's runtime dir.
+    pub fn new(name: impl Into<String>, argv: Vec<String>, wait_for: Option<PathBuf>) -> Self {
+        ProcessSpec {
+            name: name.into(),
+            argv,
+            wait_for,
+            access: Vec::new(),
+            host_network: false,
+            fds: Vec::new(),
+            env: Vec::new(),
+            keep_capabilities: false,
+        }
+    }
+
+    /// The descriptor number the process sees for a `PassFd` it is given (added to `fds`).
+    pub fn pass_fd(&mut self, fd: PassFd) -> i32 {
+        self.fds.push(fd);
+        2 + self.fds.len() as i32
+    }
+}
+
+/// A host path a confined process may use, at the same path inside its view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
+impl Access {
+    pub fn read(path: impl Into<PathBuf>) -> Access {
+        Access {
+            path: path.into(),
+            writable: false,
+        }
+    }
+
+    pub fn write(path: impl Into<PathBuf>) -> Access {
+        Access {
+            path: path.into(),
+            writable: true,
+        }
+    }
+}
+
+/// A descriptor the monitor opens in the host's namespaces and hands to a confined process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PassFd {
+    /// The tap device of this name (the VMM has no way to open it from its own network
+    /// namespace).
+    Tap(String),
 }
 
 /// A tap device the monitor prepares before the VMM opens it.
@@ -106,15 +178,6 @@ pub struct HomeSetup {
     pub template: Option<PathBuf>,
 }
 
-/// What the VMM and its helpers may see of the host's per-user directories.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confinement {
-    /// Hidden behind an empty tmpfs (each VM's own dirs are mounted back).
-    pub hide: Vec<PathBuf>,
-    /// Mounted back inside the hidden trees.
-    pub keep: Vec<PathBuf>,
-}
-
 /// Everything the monitor needs to start, watch and clean up one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchPlan {
@@ -127,7 +190,6 @@ pub struct LaunchPlan {
     pub scratch: Option<Scratch>,
     pub home: Option<HomeSetup>,
     pub taps: Vec<TapSetup>,
-    pub confine: Confinement,
     /// Files that must exist before anything starts (kernel, disks, ...).
     pub inputs: Vec<PathBuf>,
     /// The vsock CID (crosvm: kernel vhost-vsock) and whether the host reaches the agent
@@ -208,8 +270,9 @@ pub fn virtiofsd(
         format!("--socket-path={}", socket.display()),
         format!("--shared-dir={}", dir.display()),
         "--cache=auto".into(),
-        // Unprivileged, virtiofsd's own namespace sandbox needs user namespaces, and the
-        // monitor already confines it; as root it keeps its own sandbox as well.
+        // Unprivileged, virtiofsd's own namespace sandbox needs privileges it does not have;
+        // the monitor's confinement (its own root with the shared dir only) is its sandbox
+        // then. As root it keeps its own sandbox inside the monitor's as well.
         format!(
             "--sandbox={}",
             if running_as_root { "namespace" } else { "none" }
@@ -333,6 +396,7 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
             (c.helpers, c.vmm, None)
         }
     };
+    vmm_process.access = vmm_access(vm, &paths, env, &inputs_ref, tcg);
     // The user's extra arguments go last, but before crosvm's positional kernel argument.
     let at = match vmm {
         Vmm::Qemu => vmm_process.argv.len(),
@@ -341,20 +405,6 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
     vmm_process
         .argv
         .splice(at..at, s.extra_args.iter().cloned());
-    let mut keep = vec![
-        paths.runtime.clone(),
-        paths.state.clone(),
-        paths.data.clone(),
-    ];
-    if let Some(h) = &home {
-        keep.push(h.path.clone());
-    }
-    // Each switch port's own directory (the switch listens there; see switch::command).
-    for n in &s.networks {
-        if let NetKind::Switch { network, .. } = &n.kind {
-            keep.push(env.dirs.switch_port_dir(network, &vm.name));
-        }
-    }
     Ok(LaunchPlan {
         vm: vm.name.clone(),
         vmm,
@@ -365,18 +415,55 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
         scratch,
         home,
         taps,
-        confine: Confinement {
-            hide: vec![
-                env.dirs.runtime_base.clone(),
-                env.dirs.state.clone(),
-                env.dirs.data.clone(),
-            ],
-            keep,
-        },
         inputs,
         cid: s.cid,
         hybrid_vsock: hybrid,
     })
+}
+
+/// What a VMM (QEMU or crosvm alike) uses of the host: its images, the console log, the
+/// sockets of its vhost-user devices and switch ports, KVM, passed-through PCI devices, and
+/// the sound server when the VM has sound.
+fn vmm_access(
+    vm: &VmConfig,
+    paths: &crate::paths::VmPaths,
+    env: &HostEnv,
+    inputs: &Inputs,
+    tcg: bool,
+) -> Vec<Access> {
+    let s = &vm.spec;
+    let mut a = vec![
+        Access::read(inputs.kernel),
+        Access::read(inputs.root_disk),
+        Access::write(paths.log("console")),
+    ];
+    a.extend(inputs.initramfs.map(Access::read));
+    a.extend(inputs.scratch.map(Access::write));
+    for d in &s.disks {
+        a.push(Access {
+            path: d.path.clone(),
+            writable: !d.read_only,
+        });
+    }
+    for n in &s.networks {
+        if let NetKind::Switch { network, .. } = &n.kind {
+            a.push(Access::write(env.dirs.switch_port(network, &vm.name)));
+        }
+    }
+    a.extend(s.vhost_user.iter().map(|v| Access::write(&v.socket)));
+    if !tcg {
+        a.push(Access::write("/dev/kvm"));
+    }
+    if !s.pci.is_empty() {
+        // VFIO: the container and group nodes, and the devices' sysfs entries (read-only).
+        a.push(Access::write("/dev/vfio"));
+        a.push(Access::read("/sys"));
+    }
+    if s.sound.playback || s.sound.capture {
+        // The user's PipeWire socket: the only host service a VM with sound reaches.
+        a.push(Access::write(env.dirs.runtime_base.join("pipewire-0")));
+    }
+    a
 }
 
 /// The files a VMM command line refers to.

@@ -6,7 +6,7 @@ use bulkhead_config::vm::NetKind;
 use bulkhead_config::{VmConfig, VmmSettings};
 
 use crate::paths::VmPaths;
-use crate::plan::{p, virtiofsd, Commands, HostEnv, Inputs, ProcessSpec};
+use crate::plan::{p, virtiofsd, Access, Commands, HostEnv, Inputs, PassFd, ProcessSpec};
 
 /// Builds the helpers and the QEMU process for `vm`.
 pub fn command(
@@ -28,45 +28,48 @@ pub fn command(
         }
     };
     let mem_mib = s.memory.as_mib();
-    let mut helpers = vec![ProcessSpec {
-        name: "vsock".into(),
-        argv: vec![
+    let mut helpers = vec![ProcessSpec::new(
+        "vsock",
+        vec![
             "vhost-device-vsock".into(),
             format!("--guest-cid={}", s.cid),
             format!("--socket={}", p(&paths.vsock_control())),
             format!("--uds-path={}", p(&paths.vsock())),
         ],
-        wait_for: Some(paths.vsock_control()),
-    }];
+        Some(paths.vsock_control()),
+    )];
     if s.gpu.enable {
         // No cross-domain GPU in QEMU: the guest proxy's streams arrive over vsock and the
         // bridge puts each on the VM's Wayland socket.
         let listen = paths.vsock_port(bulkhead_ipc::wlstream::WAYLAND_PORT);
-        helpers.push(ProcessSpec {
-            name: "wl-bridge".into(),
-            argv: vec![
+        helpers.push(ProcessSpec::new(
+            "wl-bridge",
+            vec![
                 env.bridge_program.clone(),
                 format!("--listen={}", p(&listen)),
                 format!("--wayland={}", p(&paths.wayland())),
             ],
-            wait_for: Some(listen),
-        });
+            Some(listen),
+        ));
     }
     let root = env.uid == 0;
     let mut fs_devices = Vec::new();
     if let Some(home) = inputs.home {
         let (u, g) = crate::plan::home_id_map(env);
-        helpers.push(ProcessSpec {
-            name: "virtiofsd-home".into(),
-            argv: virtiofsd(&paths.virtiofs("home"), home, false, &u, &g, root),
-            wait_for: Some(paths.virtiofs("home")),
-        });
+        let mut fs = ProcessSpec::new(
+            "virtiofsd-home",
+            virtiofsd(&paths.virtiofs("home"), home, false, &u, &g, root),
+            Some(paths.virtiofs("home")),
+        );
+        fs.access.push(Access::write(home));
+        fs.keep_capabilities = root;
+        helpers.push(fs);
         fs_devices.push(("home".to_string(), paths.virtiofs("home")));
     }
     for sh in &s.shares {
-        helpers.push(ProcessSpec {
-            name: format!("virtiofsd-{}", sh.tag),
-            argv: virtiofsd(
+        let mut fs = ProcessSpec::new(
+            format!("virtiofsd-{}", sh.tag),
+            virtiofsd(
                 &paths.virtiofs(&sh.tag),
                 &sh.path,
                 sh.read_only,
@@ -74,8 +77,14 @@ pub fn command(
                 &sh.gid_map,
                 root,
             ),
-            wait_for: Some(paths.virtiofs(&sh.tag)),
+            Some(paths.virtiofs(&sh.tag)),
+        );
+        fs.access.push(Access {
+            path: sh.path.clone(),
+            writable: !sh.read_only,
         });
+        fs.keep_capabilities = root;
+        helpers.push(fs);
         fs_devices.push((sh.tag.clone(), paths.virtiofs(&sh.tag)));
     }
 
@@ -168,11 +177,22 @@ pub fn command(
             format!("{},chardev=fs{i},tag={tag}", dev("vhost-user-fs")),
         ]);
     }
+    let mut fds = Vec::new();
     for (i, n) in s.networks.iter().enumerate() {
         let netdev = match &n.kind {
-            NetKind::User => format!("user,id=net{i}"),
+            NetKind::User => {
+                // passt, outside QEMU's empty network namespace, is the guest's way out.
+                let sock = paths.runtime.join(format!("passt-net{i}.sock"));
+                helpers.push(passt(n, &sock, i, env));
+                format!(
+                    "stream,id=net{i},server=off,addr.type=unix,addr.path={}",
+                    p(&sock)
+                )
+            }
             NetKind::Tap { name, .. } => {
-                format!("tap,id=net{i},ifname={name},script=no,downscript=no")
+                // Opened by the monitor in the host's network namespace.
+                fds.push(PassFd::Tap(name.clone()));
+                format!("tap,id=net{i},fd={}", 2 + fds.len())
             }
             NetKind::Switch { network, .. } => {
                 a.extend([
@@ -220,11 +240,61 @@ pub fn command(
     Commands {
         helpers,
         vmm: ProcessSpec {
-            name: "qemu".into(),
-            argv: a,
-            wait_for: None,
+            fds,
+            // PipeWire finds its socket there; the confined view holds nothing else of it.
+            env: if s.sound.playback || s.sound.capture {
+                vec![("PIPEWIRE_RUNTIME_DIR".into(), p(&env.dirs.runtime_base))]
+            } else {
+                Vec::new()
+            },
+            ..ProcessSpec::new("qemu", a, None)
         },
     }
+}
+
+/// passt for user networking (`type = "user"`): the guest keeps the addresses the config gives
+/// it (10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3 by default) and reaches the outside world
+/// through passt's sockets, never the host's loopback (`--no-map-gw`: the gateway is not the
+/// host), with no ports forwarded in. DNS sent to the first nameserver goes to the host's
+/// resolver.
+fn passt(
+    n: &bulkhead_config::vm::NetworkConfig,
+    sock: &std::path::Path,
+    i: usize,
+    env: &HostEnv,
+) -> ProcessSpec {
+    let mut a = vec![
+        "passt".to_string(),
+        "--foreground".into(),
+        "--stderr".into(),
+        "--quiet".into(),
+        // As this user, not the "nobody" passt would switch to when root: the view has no
+        // other user, and passt runs without capabilities in any case.
+        format!("--runas={}:{}", env.uid, env.gid),
+        format!("--socket={}", p(sock)),
+        "--no-map-gw".into(),
+        "--tcp-ports=none".into(),
+        "--udp-ports=none".into(),
+    ];
+    if let Some(addr) = n.address {
+        a.push(format!("--address={}", addr.addr));
+        a.push(format!("--netmask={}", addr.prefix));
+    }
+    if let Some(gw) = n.gateway {
+        a.push(format!("--gateway={}", gw.0));
+    }
+    // A nameserver inside the guest's own subnet (10.0.2.3 by default) can only be passt:
+    // it forwards those queries to the host's resolver. Others are reached like any address.
+    for dns in &n.nameservers {
+        if n.address.is_some_and(|a| a.contains(dns.0)) {
+            a.push(format!("--dns-forward={}", dns.0));
+            break;
+        }
+    }
+    let mut spec = ProcessSpec::new(format!("passt-net{i}"), a, Some(sock.to_path_buf()));
+    spec.host_network = true;
+    spec.access.push(Access::read("/etc/resolv.conf"));
+    spec
 }
 
 /// QEMU's device names for vhost-user device types.

@@ -62,11 +62,11 @@ pub fn command(program: &str, network: &str, ports: &[SwitchPort], dirs: &Dirs) 
             p(&dirs.switch_port(network, &port.vm))
         ));
     }
-    ProcessSpec {
-        name: format!("switch-{network}"),
+    ProcessSpec::new(
+        format!("switch-{network}"),
         argv,
-        wait_for: ports.last().map(|l| dirs.switch_port(network, &l.vm)),
-    }
+        ports.last().map(|l| dirs.switch_port(network, &l.vm)),
+    )
 }
 
 /// The switch program: next to the running binary when it is there, else found on PATH.

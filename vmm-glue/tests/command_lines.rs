@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use bulkhead_config::Config;
+use bulkhead_vmm::confine::view;
 use bulkhead_vmm::paths::Dirs;
-use bulkhead_vmm::plan::{plan, HostEnv, LaunchPlan};
+use bulkhead_vmm::plan::{plan, Access, HostEnv, LaunchPlan};
 
 const FULL: &str = r##"
 [[vm]]
@@ -80,6 +81,17 @@ fn snapshot(name: &str, plan: &LaunchPlan) {
         for a in &p.argv {
             text.push_str(a);
             text.push('\n');
+        }
+        // What its confined view holds beyond the system and the VM's runtime dir.
+        for a in &p.access {
+            let rw = if a.writable { "rw" } else { "ro" };
+            text.push_str(&format!("## sees {rw} {}\n", a.path.display()));
+        }
+        for f in &p.fds {
+            text.push_str(&format!("## is handed {f:?}\n"));
+        }
+        if p.host_network {
+            text.push_str("## shares the host's network\n");
         }
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -187,10 +199,10 @@ fn a_switch_port_is_a_vhost_user_socket_of_its_own() {
         argv.contains(&"vhost-user,id=net1,chardev=sw1".to_string()),
         "{argv:?}"
     );
-    // The VMM sees its own port's directory and no other part of the switch's.
-    let port_dir = PathBuf::from("/run/user/1000/bulkhead/switch/lan/work");
-    assert!(q.confine.keep.contains(&port_dir), "{:?}", q.confine.keep);
-    assert!(!q.confine.keep.iter().any(|k| k.ends_with("switch/lan")));
+    // The VMM sees its own port's socket and no other part of the switch's directory.
+    let v = view(&q, &q.vmm_process, Path::new("/usr/bin/qemu-system-x86_64"));
+    assert!(v.binds.contains(&Access::write(sock)), "{:?}", v.binds);
+    assert!(!v.binds.iter().any(|b| b.path.ends_with("switch/lan")));
     let c = plan_of(&switch, "crosvm", &env(true, true)).unwrap();
     let want = format!("--vhost-user=type=net,socket={sock}");
     assert!(
@@ -230,5 +242,59 @@ fn the_kernel_command_line_carries_the_guest_setup() {
         p.home.as_ref().unwrap().path,
         Path::new("/home/u/.local/share/bulkhead/vms/work/home")
     );
-    assert!(p.confine.hide.contains(&PathBuf::from("/run/user/1000")));
+}
+
+/// Every process of a plan sees the system, its VM's runtime dir and what it declares, and
+/// nothing of the user's home, other runtime dirs, /tmp, /var or the rest of /etc.
+#[test]
+fn every_process_sees_only_its_own_files() {
+    let p = plan_of(FULL, "qemu", &env(false, true)).unwrap();
+    let runtime = Path::new("/run/user/1000/bulkhead/vms/work");
+    for spec in p.helpers.iter().chain(std::iter::once(&p.vmm_process)) {
+        let v = view(&p, spec, Path::new("/usr/bin/x"));
+        for b in &v.binds {
+            let system = ["/usr", "/etc/ld.so", "/bin", "/sbin", "/lib", "/dev/"]
+                .iter()
+                .any(|s| b.path.to_string_lossy().starts_with(s));
+            let declared = spec.access.contains(b);
+            assert!(
+                system || declared || b.path == runtime,
+                "{} sees {:?}",
+                spec.name,
+                b
+            );
+            for never in [
+                "/",
+                "/home/u",
+                "/run/user/1000",
+                "/tmp",
+                "/var",
+                "/etc",
+                "/root",
+            ] {
+                assert_ne!(b.path, Path::new(never), "{} sees {never}", spec.name);
+            }
+        }
+        assert!(!v.host_network, "{} shares the host's network", spec.name);
+    }
+    // The VMM reads its images and writes only its scratch disk, console log and sockets.
+    let vmm = &p.vmm_process.access;
+    assert!(
+        vmm.contains(&Access::read("/images/work/root.img")),
+        "{vmm:?}"
+    );
+    assert!(vmm.contains(&Access::write(
+        "/home/u/.local/state/bulkhead/vms/work/scratch.img"
+    )));
+    assert!(vmm.contains(&Access::write("/dev/kvm")));
+    // Each virtiofsd sees its own share only.
+    let home = p
+        .helpers
+        .iter()
+        .find(|h| h.name == "virtiofsd-home")
+        .unwrap();
+    assert_eq!(
+        home.access,
+        vec![Access::write("/home/u/.local/share/bulkhead/vms/work/home")]
+    );
 }

@@ -602,3 +602,16 @@ fn outputs_and_inputs_are_checked() {
     assert!(e.contains("unknown field") && e.contains(":3:"), "{e}");
     assert!(error("[session]\ndpms = \"0s\"\n").contains("at least 1s"));
 }
+
+#[test]
+fn a_cidr_knows_its_subnet() {
+    let c: crate::values::Cidr = "10.0.2.15/24".parse().unwrap();
+    assert!(c.contains("10.0.2.3".parse().unwrap()));
+    assert!(!c.contains("10.0.3.3".parse().unwrap()));
+    assert!(!c.contains("::1".parse().unwrap()));
+    let all: crate::values::Cidr = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("203.0.113.9".parse().unwrap()));
+    let host: crate::values::Cidr = "fd00::2/128".parse().unwrap();
+    assert!(host.contains("fd00::2".parse().unwrap()));
+    assert!(!host.contains("fd00::3".parse().unwrap()));
+}
