@@ -167,7 +167,7 @@ in
     environment.systemPackages = [ cfg.package cfg.vmToolsPackage ]
       ++ optional (builtins.any (vm: vm.vmm != "crosvm") cfg.vms) pkgs.qemu
       ++ optionals (builtins.any (vm: vm.vmm != "qemu") cfg.vms) [ pkgs.crosvm ]
-      ++ [ pkgs.virtiofsd pkgs.iproute2 ];
+      ++ [ pkgs.virtiofsd pkgs.iproute2 pkgs.passt ];
     # vmm-glue/completions/vm.bash for vm-*, nix/completions/bulkhead.bash for bulkhead.
     programs.bash.completion.enable = lib.mkDefault true;
     environment.pathsToLink = [ "/share/bash-completion" ];
