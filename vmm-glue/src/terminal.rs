@@ -97,10 +97,24 @@ impl TerminalFilter {
     /// character cut by the end of `input` waits for the next call.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len());
-        for &b in input {
-            let [first, second] = self.utf8.push(b);
-            for token in [first, second].into_iter().flatten() {
-                self.token(token, out);
+        let mut rest = input;
+        while !rest.is_empty() {
+            // Runs of printable ASCII outside any sequence, the bulk of most output, at once.
+            if self.state == State::Ground && self.utf8.idle() {
+                let run = rest
+                    .iter()
+                    .position(|b| !(0x20..0x7f).contains(b))
+                    .unwrap_or(rest.len());
+                let (text, after) = rest.split_at(run);
+                out.extend_from_slice(text);
+                rest = after;
+            }
+            if let Some((&b, after)) = rest.split_first() {
+                let [first, second] = self.utf8.push(b);
+                for token in [first, second].into_iter().flatten() {
+                    self.token(token, out);
+                }
+                rest = after;
             }
         }
     }
@@ -550,6 +564,11 @@ impl Utf8 {
             _ => 0x80..=0xbf,
         };
         range.contains(&b)
+    }
+
+    /// No character is under way.
+    fn idle(&self) -> bool {
+        self.len == 0
     }
 
     /// The end of input: a character under way is invalid.
