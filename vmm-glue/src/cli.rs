@@ -45,9 +45,34 @@ pub fn secs(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
+/// How a VM's output reaches one of our streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Unfiltered: the user asked for the raw bytes (`--raw`).
+    Raw,
+    /// Through the terminal filter, for a UTF-8 terminal.
+    Utf8,
+    /// Through the terminal filter, ASCII only: the locale is not UTF-8, so the terminal may
+    /// take bytes inside UTF-8 characters for C1 controls.
+    Ascii,
+}
+
+impl OutputMode {
+    /// What `--raw` and the user's locale (`LC_ALL`, `LC_CTYPE`, `LANG`) ask for.
+    pub fn for_user(raw: bool) -> OutputMode {
+        if raw {
+            OutputMode::Raw
+        } else if terminal::locale_is_utf8(|name| std::env::var(name).ok()) {
+            OutputMode::Utf8
+        } else {
+            OutputMode::Ascii
+        }
+    }
+}
+
 /// A VM's output on its way to one of our streams (a terminal, usually): through a
-/// [`TerminalFilter`] unless the user asked for the raw bytes (`--raw`). `vm-shell`,
-/// `vm-run --wait` and `bulkhead-term-filter` write guest bytes only through this.
+/// [`TerminalFilter`] unless the user asked for the raw bytes. `vm-shell`, `vm-run --wait`
+/// and `bulkhead-term-filter` write guest bytes only through this.
 pub struct GuestOutput<W: Write> {
     sink: W,
     filter: Option<TerminalFilter>,
@@ -55,10 +80,15 @@ pub struct GuestOutput<W: Write> {
 }
 
 impl<W: Write> GuestOutput<W> {
-    pub fn new(sink: W, raw: bool) -> GuestOutput<W> {
+    pub fn new(sink: W, mode: OutputMode) -> GuestOutput<W> {
+        let filter = match mode {
+            OutputMode::Raw => None,
+            OutputMode::Utf8 => Some(TerminalFilter::new()),
+            OutputMode::Ascii => Some(TerminalFilter::ascii()),
+        };
         GuestOutput {
             sink,
-            filter: (!raw).then(TerminalFilter::new),
+            filter,
             buf: Vec::new(),
         }
     }
@@ -99,7 +129,7 @@ mod tests {
     #[test]
     fn guest_output_is_filtered_unless_raw() {
         let hostile = b"ok\x1b]52;c;cm0K\x07\x1b[6n\x1b[?1049h\x9b6n";
-        let mut filtered = GuestOutput::new(Vec::new(), false);
+        let mut filtered = GuestOutput::new(Vec::new(), OutputMode::Utf8);
         filtered.write(&hostile[..5]).unwrap();
         filtered.write(&hostile[5..]).unwrap();
         filtered.finish().unwrap();
@@ -108,9 +138,12 @@ mod tests {
             b"ok\x1b[?1049h6n\x1b[?1049l",
             "no OSC 52, no DSR, the alternate screen left at the end"
         );
-        let mut raw = GuestOutput::new(Vec::new(), true);
+        let mut raw = GuestOutput::new(Vec::new(), OutputMode::Raw);
         raw.write(hostile).unwrap();
         raw.finish().unwrap();
         assert_eq!(raw.into_inner(), hostile);
+        let mut ascii = GuestOutput::new(Vec::new(), OutputMode::Ascii);
+        ascii.write("Û6n\x1b[6n".as_bytes()).unwrap();
+        assert_eq!(ascii.into_inner(), b"?6n");
     }
 }

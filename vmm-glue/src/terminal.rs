@@ -30,6 +30,11 @@
 //! between. Every decision is made byte by byte, so the way input is split into chunks never
 //! changes the output. [`TerminalFilter::finish`] undoes the modes the guest left changed
 //! (alternate screen, hidden cursor, bracketed paste, …) so they do not outlive its output.
+//!
+//! All this assumes a UTF-8 terminal. In one that is not, the bytes 0x80–0x9f inside UTF-8
+//! characters (`Û` is C3 9B) would be C1 controls (9B is CSI), so for a user whose locale is
+//! not UTF-8 ([`locale_is_utf8`]) the filter is made with [`TerminalFilter::ascii`], which
+//! writes every character outside ASCII as `?`.
 
 use std::io::Write;
 
@@ -68,6 +73,8 @@ const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 /// Filters a stream of guest output for a terminal; feed it chunks as they come.
 #[derive(Debug, Clone, Default)]
 pub struct TerminalFilter {
+    /// Every character outside ASCII becomes `?` (a terminal that is not UTF-8).
+    ascii: bool,
     state: State,
     seq: Sequence,
     utf8: Utf8,
@@ -89,8 +96,18 @@ enum State {
 }
 
 impl TerminalFilter {
+    /// A filter for a UTF-8 terminal.
     pub fn new() -> TerminalFilter {
         TerminalFilter::default()
+    }
+
+    /// A filter for a terminal that is not UTF-8: its output is ASCII only, every other
+    /// character (and every invalid sequence) one `?`.
+    pub fn ascii() -> TerminalFilter {
+        TerminalFilter {
+            ascii: true,
+            ..TerminalFilter::default()
+        }
     }
 
     /// Filters `input`, appending what may reach the terminal to `out`. A sequence or a
@@ -140,6 +157,7 @@ impl TerminalFilter {
                 self.state = State::Ground;
                 return;
             }
+            Token::Char(..) | Token::Invalid if self.ascii => b"?",
             Token::Char(ref bytes, len) => bytes.get(..len).unwrap_or_default(),
             Token::Invalid => REPLACEMENT,
             Token::RawC1 => b"",
@@ -577,6 +595,19 @@ impl Utf8 {
         self.len = 0;
         cut.then_some(Token::Invalid)
     }
+}
+
+/// Whether the user's locale says their terminal speaks UTF-8: the first of `LC_ALL`,
+/// `LC_CTYPE` and `LANG` that is set and not empty (as `setlocale` reads them) names a UTF-8
+/// codeset. None set is the C locale: not UTF-8. `var` looks a variable up (`std::env::var`).
+pub fn locale_is_utf8(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()))
+        .is_some_and(|locale| {
+            let locale = locale.to_ascii_lowercase();
+            locale.contains("utf-8") || locale.contains("utf8")
+        })
 }
 
 /// Makes a message that came from a guest (an agent error, a protocol complaint quoting what

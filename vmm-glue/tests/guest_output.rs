@@ -38,10 +38,14 @@ fn compositor(
     path
 }
 
+/// Runs `bin` in a UTF-8 locale.
 fn run(bin: &str, socket: &Path, args: &[&str]) -> Output {
     Command::new(bin)
         .args(args)
         .env("BULKHEAD_SOCKET", socket)
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -55,6 +59,11 @@ fn output(stream: OutputStream, data: &[u8]) -> Response {
 }
 
 fn vm_run(args: &[&str]) -> Output {
+    vm_run_in(args, None)
+}
+
+/// `vm-run` relaying [`HOSTILE`] on both streams, in `locale` (`LC_ALL`) if given.
+fn vm_run_in(args: &[&str], locale: Option<&str>) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let socket = compositor(dir.path(), |request| {
         assert!(matches!(request, Request::VmRun { wait: true, .. }));
@@ -69,7 +78,15 @@ fn vm_run(args: &[&str]) -> Output {
             }),
         ]
     });
-    run(env!("CARGO_BIN_EXE_vm-run"), &socket, args)
+    match locale {
+        None => run(env!("CARGO_BIN_EXE_vm-run"), &socket, args),
+        Some(l) => Command::new(env!("CARGO_BIN_EXE_vm-run"))
+            .args(args)
+            .env("BULKHEAD_SOCKET", &socket)
+            .env("LC_ALL", l)
+            .output()
+            .unwrap(),
+    }
 }
 
 #[test]
@@ -85,6 +102,16 @@ fn vm_run_wait_filters_both_streams() {
         String::from_utf8_lossy(FILTERED)
     );
     check_output(&out.stdout).unwrap();
+}
+
+#[test]
+fn vm_run_writes_ascii_only_outside_a_utf8_locale() {
+    let out = vm_run_in(&["--wait", "work", "cat", "evil"], Some("C"));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\x1b[?1049h\x1b[1;31mred\x1b[m\r\nb?ad6n\x1b[?1049l"
+    );
 }
 
 #[test]
@@ -236,6 +263,9 @@ fn vm_shell_on_a_terminal_resets_the_modes_when_leaving() {
         vec![Response::Ok(Reply::Console { path })]
     });
     let mut child = Command::new("script")
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
         .args(["-qfec", &format!("{} work", env!("CARGO_BIN_EXE_vm-shell"))])
         .arg("/dev/null")
         .env("BULKHEAD_SOCKET", &socket)

@@ -34,10 +34,14 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        // A UTF-8 locale for tmux, the programs and the filter (which otherwise writes ASCII).
         let out = Command::new("tmux")
             .args(["-L", &self.name])
             .args(args)
             .env_remove("TMUX")
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_CTYPE")
             .output()
             .expect("tmux runs (install it: .ci/install-deps)");
         assert!(

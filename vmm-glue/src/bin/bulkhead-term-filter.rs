@@ -5,13 +5,14 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use bulkhead_vmm::cli::{self, GuestOutput};
+use bulkhead_vmm::cli::{self, GuestOutput, OutputMode};
 use clap::Parser;
 
 /// Copy standard input to standard output with what could drive the terminal removed:
 /// clipboard writes (OSC 52), titles, queries that make the terminal answer (DSR, DA, …),
 /// C1 controls and invalid UTF-8. Text, colours, cursor movement and the alternate screen
-/// pass; at the end, the modes the input left changed are reset.
+/// pass; at the end, the modes the input left changed are reset. Unless the locale is UTF-8,
+/// every character outside ASCII becomes "?".
 #[derive(Parser)]
 #[command(name = "bulkhead-term-filter", version)]
 struct Args {}
@@ -19,7 +20,7 @@ struct Args {}
 fn main() -> ExitCode {
     Args::parse();
     let mut input = std::io::stdin().lock();
-    let mut output = GuestOutput::new(std::io::stdout().lock(), false);
+    let mut output = GuestOutput::new(std::io::stdout().lock(), OutputMode::for_user(false));
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match input.read(&mut buf) {

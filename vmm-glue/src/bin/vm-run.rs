@@ -6,7 +6,7 @@ use std::io::{Stderr, Stdout};
 use std::process::ExitCode;
 
 use bulkhead_ipc::{OutputStream, Reply, Request, Response};
-use bulkhead_vmm::cli::{self, GuestOutput};
+use bulkhead_vmm::cli::{self, GuestOutput, OutputMode};
 use clap::Parser;
 
 /// Run a command in a VM as the guest user; the VM starts first if it is stopped.
@@ -14,7 +14,8 @@ use clap::Parser;
 /// With --wait, the command's output is filtered before it reaches your terminal: text,
 /// colours, cursor movement and the alternate screen pass; clipboard writes (OSC 52),
 /// titles, queries that make the terminal answer (DSR, DA, …) and other sequences are
-/// dropped, invalid UTF-8 becomes U+FFFD. Binary output needs --raw.
+/// dropped, invalid UTF-8 becomes U+FFFD (and, unless the locale is UTF-8, every character
+/// outside ASCII becomes "?"). Binary output needs --raw.
 #[derive(Parser)]
 #[command(name = "vm-run", version)]
 struct Args {
@@ -44,8 +45,8 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail("vm-run", &e),
     };
     let mut output = Output {
-        out: GuestOutput::new(std::io::stdout(), a.raw),
-        err: GuestOutput::new(std::io::stderr(), a.raw),
+        out: GuestOutput::new(std::io::stdout(), OutputMode::for_user(a.raw)),
+        err: GuestOutput::new(std::io::stderr(), OutputMode::for_user(a.raw)),
     };
     loop {
         let reply = match client.recv() {

@@ -16,7 +16,8 @@ use nix::sys::termios;
 /// The guest's output is filtered before it reaches your terminal: text, colours, cursor
 /// movement and the alternate screen pass; clipboard writes (OSC 52), titles, queries that
 /// make the terminal answer (DSR, DA, …) and other sequences are dropped, and the modes the
-/// guest leaves changed are reset when you leave.
+/// guest leaves changed are reset when you leave. Unless the locale is UTF-8, every character
+/// outside ASCII becomes "?".
 #[derive(Parser)]
 #[command(name = "vm-shell", version)]
 struct Args {
@@ -69,10 +70,10 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail("vm-shell", &e.to_string()),
     };
     // Guest output to our stdout until the console closes (or we close it).
-    let raw = a.raw;
+    let mode = cli::OutputMode::for_user(a.raw);
     let out = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        let mut stdout = cli::GuestOutput::new(std::io::stdout(), raw);
+        let mut stdout = cli::GuestOutput::new(std::io::stdout(), mode);
         while let Ok(n) = reader.read(&mut buf) {
             if n == 0 || stdout.write(&buf[..n]).is_err() {
                 break;

@@ -6,8 +6,18 @@ use super::{TerminalFilter, DEC_MODES};
 
 /// Filters `data` whole, byte by byte, and in two chunks split where its first two bytes
 /// say; panics unless all three outputs are equal, the output keeps [`check_output`]'s
-/// promises and filtering it again changes nothing.
+/// promises and filtering it again changes nothing. The filter for terminals that are not
+/// UTF-8 must write ASCII only.
 pub fn check(data: &[u8]) {
+    let mut ascii = Vec::new();
+    let mut f = TerminalFilter::ascii();
+    f.feed(data, &mut ascii);
+    f.finish(&mut ascii);
+    assert!(ascii.is_ascii(), "the ASCII filter wrote {ascii:?}");
+    if let Err(e) = check_output(&ascii) {
+        panic!("{e}; ASCII output {:?}", String::from_utf8_lossy(&ascii));
+    }
+
     let whole = filter_chunks(data, data.len());
     if let Err(e) = check_output(&whole) {
         panic!("{e}; output {:?}", String::from_utf8_lossy(&whole));

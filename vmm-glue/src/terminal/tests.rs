@@ -469,6 +469,39 @@ fn check_output_catches_what_the_filter_must_never_emit() {
 }
 
 #[test]
+fn terminals_that_are_not_utf8_get_ascii_only() {
+    // In a Latin-1 terminal the 9B in "Û" (C3 9B) would be a CSI: "Û6n" a cursor report.
+    let mut f = TerminalFilter::ascii();
+    let mut out = Vec::new();
+    f.feed("Û6n ✓ \x1b[1mok\x1b[m \u{9b}6n ".as_bytes(), &mut out);
+    f.feed(b"\xff\xff\xc3", &mut out);
+    f.finish(&mut out);
+    assert_eq!(out, b"?6n ? \x1b[1mok\x1b[m 6n ???");
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert!(locale_is_utf8(env(&[("LANG", "en_GB.UTF-8")])));
+    assert!(locale_is_utf8(env(&[
+        ("LC_CTYPE", "C.utf8"),
+        ("LANG", "C")
+    ])));
+    assert!(locale_is_utf8(env(&[
+        ("LC_ALL", ""),
+        ("LANG", "de_DE.utf-8")
+    ])));
+    assert!(!locale_is_utf8(env(&[
+        ("LC_ALL", "C"),
+        ("LANG", "en_US.UTF-8")
+    ])));
+    assert!(!locale_is_utf8(env(&[("LANG", "de_DE.ISO-8859-1")])));
+    assert!(!locale_is_utf8(env(&[])));
+}
+
+#[test]
 fn guest_messages_lose_controls_and_length() {
     assert_eq!(
         guest_message("no such command\x1b]52;c;cm0K\x07\nnext\tline"),
