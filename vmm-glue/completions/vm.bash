@@ -5,7 +5,8 @@ _bulkhead_vm() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[0]##*/} i arg=0
   if [[ $cur == -* ]]; then
     case $cmd in
-      vm-run) COMPREPLY=($(compgen -W "--wait --help --version" -- "$cur")) ;;
+      vm-run) COMPREPLY=($(compgen -W "--wait --raw --help --version" -- "$cur")) ;;
+      vm-shell) COMPREPLY=($(compgen -W "--raw --help --version" -- "$cur")) ;;
       vm-list) COMPREPLY=($(compgen -W "--json --names --help --version" -- "$cur")) ;;
       *) COMPREPLY=($(compgen -W "--help --version" -- "$cur")) ;;
     esac

@@ -13,6 +13,8 @@ use bulkhead_ipc::agent::{
     self, Frame, GuestMessage, HostMessage, WireError, AGENT_PORT, PROTOCOL_VERSION,
 };
 
+use crate::terminal;
+
 /// How the host reaches a guest's agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -22,7 +24,10 @@ pub enum Endpoint {
     Vsock(u32),
 }
 
-/// What can go wrong talking to the agent.
+/// What can go wrong talking to the agent. The text in each variant may quote the guest, so it
+/// is made with the constructors below, which pass it through [`terminal::guest_message`]
+/// (no control characters, at most [`terminal::MAX_MESSAGE`] bytes): whoever prints or
+/// shows it, a CLI, a log or a notification, gets clean text.
 #[derive(Debug)]
 pub enum AgentError {
     /// Nothing listens (yet): the guest is still booting, or the VM is gone.
@@ -45,11 +50,25 @@ impl std::fmt::Display for AgentError {
 
 impl std::error::Error for AgentError {}
 
+impl AgentError {
+    fn unreachable(text: impl AsRef<str>) -> AgentError {
+        AgentError::Unreachable(terminal::guest_message(text.as_ref()))
+    }
+
+    fn protocol(text: impl AsRef<str>) -> AgentError {
+        AgentError::Protocol(terminal::guest_message(text.as_ref()))
+    }
+
+    fn refused(text: impl AsRef<str>) -> AgentError {
+        AgentError::Refused(terminal::guest_message(text.as_ref()))
+    }
+}
+
 impl From<WireError> for AgentError {
     fn from(e: WireError) -> Self {
         match e {
-            WireError::Io(e) => AgentError::Unreachable(e.to_string()),
-            WireError::Protocol(m) => AgentError::Protocol(m),
+            WireError::Io(e) => AgentError::unreachable(e.to_string()),
+            WireError::Protocol(m) => AgentError::protocol(m),
         }
     }
 }
@@ -110,7 +129,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 impl Connection {
     /// Connects and exchanges hellos.
     pub fn open(ep: &Endpoint) -> Result<Connection, AgentError> {
-        let unreachable = |e: io::Error| AgentError::Unreachable(e.to_string());
+        let unreachable = |e: io::Error| AgentError::unreachable(e.to_string());
         let stream: Box<dyn Stream> = match ep {
             Endpoint::Hybrid(path) => {
                 let mut s = UnixStream::connect(path).map_err(unreachable)?;
@@ -131,7 +150,7 @@ impl Connection {
                     }
                 }
                 if !line.starts_with(b"OK ") {
-                    return Err(AgentError::Unreachable(format!(
+                    return Err(AgentError::unreachable(format!(
                         "vsock connect to port {AGENT_PORT} answered {:?}",
                         String::from_utf8_lossy(&line)
                     )));
@@ -152,8 +171,8 @@ impl Connection {
         })?;
         match c.message()? {
             GuestMessage::Hello { version, .. } if version == PROTOCOL_VERSION => Ok(c),
-            GuestMessage::Error { message } => Err(AgentError::Refused(message)),
-            other => Err(AgentError::Protocol(format!(
+            GuestMessage::Error { message } => Err(AgentError::refused(message)),
+            other => Err(AgentError::protocol(format!(
                 "expected hello version {PROTOCOL_VERSION}, got {other:?}"
             ))),
         }
@@ -166,15 +185,13 @@ impl Connection {
 
     fn frame(&mut self) -> Result<Frame<GuestMessage>, AgentError> {
         agent::read_frame(&mut self.stream)?
-            .ok_or_else(|| AgentError::Unreachable("the agent closed the connection".into()))
+            .ok_or_else(|| AgentError::unreachable("the agent closed the connection"))
     }
 
     fn message(&mut self) -> Result<GuestMessage, AgentError> {
         match self.frame()? {
             Frame::Message(m) => Ok(m),
-            _ => Err(AgentError::Protocol(
-                "output outside a running command".into(),
-            )),
+            _ => Err(AgentError::protocol("output outside a running command")),
         }
     }
 
@@ -190,7 +207,7 @@ impl Connection {
                 idle_secs,
                 uptime_ms,
             }),
-            other => Err(AgentError::Protocol(format!(
+            other => Err(AgentError::protocol(format!(
                 "expected status, got {other:?}"
             ))),
         }
@@ -200,7 +217,7 @@ impl Connection {
         self.send(&HostMessage::Poweroff {})?;
         match self.message()? {
             GuestMessage::PoweringOff {} => Ok(()),
-            other => Err(AgentError::Protocol(format!(
+            other => Err(AgentError::protocol(format!(
                 "expected powering-off, got {other:?}"
             ))),
         }
@@ -222,9 +239,9 @@ impl Connection {
         })?;
         let pid = match self.message()? {
             GuestMessage::Started { pid } => pid,
-            GuestMessage::Error { message } => return Err(AgentError::Refused(message)),
+            GuestMessage::Error { message } => return Err(AgentError::refused(message)),
             other => {
-                return Err(AgentError::Protocol(format!(
+                return Err(AgentError::protocol(format!(
                     "expected started, got {other:?}"
                 )))
             }
@@ -232,7 +249,7 @@ impl Connection {
         let Some(output) = output else {
             return Ok((pid, None));
         };
-        let sink_err = |e: io::Error| AgentError::Unreachable(format!("output: {e}"));
+        let sink_err = |e: io::Error| AgentError::unreachable(format!("output: {e}"));
         output(RunEvent::Started(pid)).map_err(sink_err)?;
         // The command may run for as long as it likes.
         let _ = self.stream.set_timeout(None);
@@ -244,7 +261,7 @@ impl Connection {
                     return Ok((pid, Some(Exit { code, signal })))
                 }
                 Frame::Message(other) => {
-                    return Err(AgentError::Protocol(format!(
+                    return Err(AgentError::protocol(format!(
                         "expected exited, got {other:?}"
                     )))
                 }
@@ -270,7 +287,7 @@ pub fn wait_ready(
 ) -> Result<Option<Ready>, AgentError> {
     if let Some(l) = listener {
         l.set_nonblocking(true)
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+            .map_err(|e| AgentError::unreachable(e.to_string()))?;
     }
     loop {
         if let Some(l) = listener {
@@ -287,19 +304,17 @@ pub fn wait_ready(
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(AgentError::Unreachable(e.to_string())),
+                Err(e) => return Err(AgentError::unreachable(e.to_string())),
             }
         } else if Connection::open(ep).is_ok() {
             return Ok(None);
         }
         if !alive() {
-            return Err(AgentError::Unreachable(
-                "the VM stopped while booting".into(),
-            ));
+            return Err(AgentError::unreachable("the VM stopped while booting"));
         }
         if Instant::now() >= deadline {
-            return Err(AgentError::Unreachable(
-                "the guest agent did not answer in time (see the VM's console log)".into(),
+            return Err(AgentError::unreachable(
+                "the guest agent did not answer in time (see the VM's console log)",
             ));
         }
         std::thread::sleep(Duration::from_millis(if listener.is_some() {
@@ -307,5 +322,73 @@ pub fn wait_ready(
         } else {
             200
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_ipc::agent::FrameKind;
+
+    /// A hostile agent behind a hybrid-vsock socket: it accepts the connection, reads the
+    /// host's hello and answers with `reply` (a whole frame).
+    fn agent_answering(reply: Vec<u8>) -> (tempfile::TempDir, Endpoint) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vsock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut connect = [0u8; 13]; // "CONNECT 1024\n"
+            s.read_exact(&mut connect).unwrap();
+            s.write_all(b"OK 1024\n").unwrap();
+            let _hello = agent::read_frame::<HostMessage, _>(&mut s).unwrap();
+            s.write_all(&reply).unwrap();
+        });
+        (dir, Endpoint::Hybrid(path))
+    }
+
+    fn assert_clean(e: &AgentError) {
+        let text = e.to_string();
+        assert!(
+            !text.chars().any(|c| c.is_control()),
+            "control characters reach the user: {text:?}"
+        );
+        assert!(
+            text.len() <= terminal::MAX_MESSAGE + 64,
+            "{} bytes",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn guest_error_text_reaches_the_host_clean_and_short() {
+        let hostile = format!("\x1b]52;c;cm0gLXJmIH4K\x07\x1b[6n{}", "A".repeat(100_000));
+        // The agent refuses with a hostile message.
+        let refusal = agent::encode_message(&GuestMessage::Error {
+            message: hostile.clone(),
+        })
+        .unwrap();
+        let (_dir, ep) = agent_answering(refusal);
+        let e = Connection::open(&ep).err().unwrap();
+        assert!(matches!(e, AgentError::Refused(_)), "{e:?}");
+        assert!(e.to_string().starts_with("\u{FFFD}]52;c;"), "{e}");
+        assert_clean(&e);
+        // A message that does not parse: serde quotes the guest's unknown type in its error.
+        let json = serde_json::json!({ "type": hostile }).to_string();
+        let bad = agent::encode(FrameKind::Message, json.as_bytes()).unwrap();
+        let (_dir, ep) = agent_answering(bad);
+        let e = Connection::open(&ep).err().unwrap();
+        assert!(matches!(e, AgentError::Protocol(_)), "{e:?}");
+        assert_clean(&e);
+        // The wrong message, quoted whole.
+        let hello = agent::encode_message(&GuestMessage::Hello {
+            version: PROTOCOL_VERSION + 1,
+            agent: hostile,
+        })
+        .unwrap();
+        let (_dir, ep) = agent_answering(hello);
+        let e = Connection::open(&ep).err().unwrap();
+        assert!(matches!(e, AgentError::Protocol(_)), "{e:?}");
+        assert_clean(&e);
     }
 }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod qemu;
 pub mod sandbox;
 pub mod switch;
+pub mod terminal;
 
 pub use manager::{Manager, VmEvent};
 pub use plan::{plan, HostEnv, LaunchPlan};

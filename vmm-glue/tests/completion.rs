@@ -26,6 +26,8 @@ fn vm_names_and_options_complete() {
     assert_eq!(complete("vm-stop ''", 1), "work banking");
     assert_eq!(complete("vm-start work b", 2), "banking");
     assert_eq!(complete("vm-run --w", 1), "--wait");
+    assert_eq!(complete("vm-run --r", 1), "--raw");
+    assert_eq!(complete("vm-shell --r", 1), "--raw");
     assert_eq!(complete("vm-list --j", 1), "--json");
     assert_eq!(complete("vm-shell work ''", 2), "", "vm-shell takes one VM");
     // After the VM, vm-run completes commands.

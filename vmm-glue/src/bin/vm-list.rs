@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bulkhead_ipc::{Reply, Request};
-use bulkhead_vmm::cli;
+use bulkhead_vmm::{cli, terminal};
 use clap::Parser;
 
 /// List the configured VMs with their state.
@@ -51,7 +51,8 @@ fn main() -> ExitCode {
                 note.push(format!("booted in {}", cli::secs(b.total_ms)));
             }
             if let (Some(e), bulkhead_ipc::VmState::Stopped) = (&v.last_exit, v.state) {
-                note.push(format!("last: {e}"));
+                // The reason may quote the guest or its VMM.
+                note.push(format!("last: {}", terminal::guest_message(e)));
             }
             println!(
                 "{:<20} {:<9} {:<7} {:>6}M {:>4}  {}",

@@ -1,4 +1,6 @@
 //! `vm-shell VM`: the VM's serial console (a root shell in Bulkhead guests). Ctrl-] leaves.
+//! The console's output reaches the terminal through `cli::GuestOutput` (the terminal filter)
+//! unless `--raw` is given.
 
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,9 +12,19 @@ use clap::Parser;
 use nix::sys::termios;
 
 /// Attach to a running VM's serial console; Ctrl-] leaves.
+///
+/// The guest's output is filtered before it reaches your terminal: text, colours, cursor
+/// movement and the alternate screen pass; clipboard writes (OSC 52), titles, queries that
+/// make the terminal answer (DSR, DA, …) and other sequences are dropped, and the modes the
+/// guest leaves changed are reset when you leave. Unless the locale is UTF-8, every character
+/// outside ASCII becomes "?".
 #[derive(Parser)]
 #[command(name = "vm-shell", version)]
 struct Args {
+    /// Pass the guest's bytes to the terminal unfiltered. A hostile guest can then write
+    /// your clipboard and type into your terminal's input.
+    #[arg(long)]
+    raw: bool,
     /// The VM.
     vm: String,
 }
@@ -57,20 +69,17 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return cli::fail("vm-shell", &e.to_string()),
     };
-    // Guest output to our stdout until the console closes.
+    // Guest output to our stdout until the console closes (or we close it).
+    let mode = cli::OutputMode::for_user(a.raw);
     let out = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        let mut stdout = std::io::stdout();
+        let mut stdout = cli::GuestOutput::new(std::io::stdout(), mode);
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0
-                || stdout
-                    .write_all(&buf[..n])
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-            {
+            if n == 0 || stdout.write(&buf[..n]).is_err() {
                 break;
             }
         }
+        let _ = stdout.finish();
     });
     // Our stdin to the guest until Ctrl-] or end of input.
     let mut writer = sock;
@@ -91,9 +100,12 @@ fn main() -> ExitCode {
         }
     }
     if let Some(t) = &saved {
+        // Closing the socket ends the output thread's read; it then resets the modes the
+        // guest left changed, before the terminal gets its own settings back.
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+        let _ = out.join();
         let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
         eprintln!("\r\n[left the console of {}]", a.vm);
-        let _ = writer.shutdown(std::net::Shutdown::Both);
     } else {
         // Piped input (scripts, tests): the console never closes by itself, so keep printing
         // the guest's answer until it has been quiet for two seconds. The timeout is on the
