@@ -3,6 +3,9 @@
 
 pub mod agent;
 pub mod crossdomain;
+/// The invariants of the `wire` fuzz target (`guest-proxy/fuzz`), for it and the corpus test.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod passwd;
 pub mod shm;
 pub mod virtgpu;

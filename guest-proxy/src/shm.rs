@@ -53,13 +53,14 @@ impl Span {
         let whole = self
             .whole_rows
             .then_some((self.start, self.end - self.start));
+        // Rows go up the pool: the first that starts past the end ends the runs (a tall
+        // buffer in a short pool must not cost a loop over all its rows).
         let rows = (!self.whole_rows)
             .then(|| {
-                (0..self.rows).filter_map(move |k| {
-                    let at = self.start + k * self.stride + self.col0;
-                    let end = (at + self.len).min(self.end);
-                    (at < end).then_some((at, end - at))
-                })
+                (0..self.rows)
+                    .map(move |k| self.start + k * self.stride + self.col0)
+                    .take_while(move |&at| at < self.end)
+                    .map(move |at| (at, (at + self.len).min(self.end) - at))
             })
             .into_iter()
             .flatten();
@@ -112,10 +113,14 @@ impl Layout {
             return None;
         }
         let bpp = self.bpp();
-        let (c0, c1) = if bpp == 0 || (x1 - x0).saturating_mul(bpp) >= self.stride {
+        // Damaged columns alone when they lie inside the stride; whole rows for other
+        // formats, for wide damage, and for a buffer wider than its stride (which the host
+        // refuses, but whose damage must not make an inverted run here).
+        let (c0, c1) = (x0 * bpp, (x1 * bpp).min(self.stride));
+        let (c0, c1) = if bpp == 0 || (x1 - x0).saturating_mul(bpp) >= self.stride || c0 >= c1 {
             (0, self.stride)
         } else {
-            (x0 * bpp, (x1 * bpp).min(self.stride))
+            (c0, c1)
         };
         let start = self.offset.checked_add(y0.checked_mul(self.stride)?)?;
         let end = self
@@ -310,6 +315,25 @@ mod tests {
         let l = Layout::new(0, 16, 16, 64, 0x2020_3852).unwrap();
         assert!(l.span([2, 3, 6, 5], 4096).unwrap().whole_rows);
         assert!(Layout::new(0, 16, -1, 64, 1).is_err());
+    }
+
+    /// Found by the `wire` fuzz target (corpus/wire/regression-*): rows past a short pool
+    /// made an inverted run (a subtraction overflow, a panic in debug builds), and a tall
+    /// buffer looped over every row; damage past a too-narrow stride made a run of
+    /// 2^64 - n bytes.
+    #[test]
+    fn runs_stay_inside_the_pool_and_the_stride() {
+        let l = Layout::new(0, 16, 16, 64, 1).unwrap();
+        let s = l.span([2, 0, 6, 16], 100).unwrap();
+        assert_eq!(s.runs().collect::<Vec<_>>(), [(8, 16), (72, 16)]);
+        let tall = Layout::new(0, 2, i32::MAX as i64, 64, 1).unwrap();
+        let s = tall.span([0, 0, 1, i64::MAX], 256).unwrap();
+        assert_eq!(s.runs().count(), 4);
+        // 100 pixels in a 64-byte stride: columns 20.. start past the row's end.
+        let wide = Layout::new(0, 100, 4, 64, 1).unwrap();
+        let s = wide.span([20, 0, 22, 4], 4096).unwrap();
+        assert!(s.whole_rows);
+        assert_eq!(s.runs().collect::<Vec<_>>(), [(0, 256)]);
     }
 
     #[test]

@@ -167,6 +167,16 @@ impl Objects {
         Objects { map }
     }
 
+    /// How many objects the connection has (wl_display included).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Never: wl_display is always there.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     pub fn get(&self, id: u32) -> Option<&'static Interface> {
         self.map.get(&id).copied()
     }

@@ -159,7 +159,7 @@ struct Buffer {
 }
 
 /// What one app connection knows; shared by its two directions.
-struct State {
+pub(crate) struct State {
     objects: Objects,
     /// Pools by our own key: a client may destroy a pool (its buffers live on) and reuse the
     /// object id for a new one.
@@ -173,7 +173,7 @@ struct State {
 }
 
 impl State {
-    fn new() -> State {
+    pub(crate) fn new() -> State {
         State {
             objects: Objects::new(&WL_DISPLAY_INTERFACE),
             pools: HashMap::new(),
@@ -183,6 +183,11 @@ impl State {
             damage: Damage::default(),
             pipes: Pipes::default(),
         }
+    }
+
+    /// The app's objects as the proxy tracks them (the fuzz checks bound them).
+    pub(crate) fn objects(&self) -> &Objects {
+        &self.objects
     }
 }
 
@@ -319,7 +324,7 @@ fn file_size(f: &File) -> u64 {
 }
 
 /// Handles one request from the app: object bookkeeping, fd translation, shm copies.
-fn request(
+pub(crate) fn request(
     st: &mut State,
     sender: u32,
     opcode: u16,
@@ -539,7 +544,7 @@ fn host_to_app(
 }
 
 /// Handles one event: object bookkeeping and the globals filter. Appends what to forward.
-fn event(
+pub(crate) fn event(
     st: &mut State,
     sender: u32,
     opcode: u16,

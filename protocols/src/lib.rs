@@ -5,6 +5,9 @@
 
 pub mod agent;
 pub mod client;
+/// The invariants of the fuzz targets in `protocols/fuzz`, for them and the corpus test.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod wlstream;
 
 use std::path::{Path, PathBuf};
