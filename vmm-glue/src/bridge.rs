@@ -21,11 +21,58 @@ use bulkhead_ipc::wlstream::{
     fdpass, pump_pipe, Pipes, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION,
 };
 
-/// All shared memory one app may hold through the bridge (sparse: only written pages cost).
-const MAX_SHM_TOTAL: u64 = 2 * 1024 * 1024 * 1024;
+/// What one VM's bridge allows. The bridge binary uses [`Limits::default`]; tests pass small
+/// ones. (Only `streams` and `shm_memory_per_stream` are enforced yet, as before: the per-app
+/// total of shared memory, refunded when the guest drops a pool. The next commits enforce the
+/// rest.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// App streams served at once; more are refused.
+    pub streams: usize,
+    /// Shared memory of one stream.
+    pub shm_memory_per_stream: u64,
+    /// Shared memory of all the VM's streams.
+    pub shm_memory_per_vm: u64,
+    /// Shared-memory pools one stream holds open.
+    pub pools_per_stream: usize,
+    /// Pools of all the VM's streams.
+    pub pools_per_vm: usize,
+    /// Pipes (clipboard and drag-and-drop transfers) open on one stream.
+    pub pipes_per_stream: usize,
+    /// Pipes of all the VM's streams.
+    pub pipes_per_vm: usize,
+}
 
-/// App streams one bridge serves at once; more wait.
-const MAX_STREAMS: usize = 64;
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            streams: 64,
+            shm_memory_per_stream: 2 * 1024 * 1024 * 1024,
+            shm_memory_per_vm: u64::MAX,
+            pools_per_stream: MAX_IDS,
+            pools_per_vm: usize::MAX,
+            pipes_per_stream: usize::MAX,
+            pipes_per_vm: usize::MAX,
+        }
+    }
+}
+
+/// One VM's bridge: the Wayland socket its streams go to, and its limits.
+pub struct Bridge {
+    wayland: PathBuf,
+    limits: Limits,
+}
+
+impl Bridge {
+    pub fn new(wayland: PathBuf, limits: Limits) -> Bridge {
+        Bridge { wayland, limits }
+    }
+
+    /// Bridges one guest stream to a new connection on the VM's Wayland socket.
+    pub fn stream(&self, guest: UnixStream) -> Result<(), String> {
+        bridge(guest, &self.wayland, self.limits.shm_memory_per_stream)
+    }
+}
 
 /// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`, under
 /// the seccomp filter of `crate::sandbox` once listening.
@@ -33,6 +80,8 @@ pub fn serve(listen: &Path, wayland: &Path, seccomp: crate::sandbox::Mode) -> io
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
     crate::sandbox::confine_bridge(seccomp).map_err(io::Error::other)?;
+    let vm = Arc::new(Bridge::new(wayland.to_path_buf(), Limits::default()));
+    let max_streams = vm.limits.streams;
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for guest in listener.incoming() {
         let guest = match guest {
@@ -43,15 +92,15 @@ pub fn serve(listen: &Path, wayland: &Path, seccomp: crate::sandbox::Mode) -> io
             }
         };
         use std::sync::atomic::Ordering;
-        if live.load(Ordering::SeqCst) >= MAX_STREAMS {
-            eprintln!("bulkhead-wl-bridge: more than {MAX_STREAMS} apps; refusing one");
+        if live.load(Ordering::SeqCst) >= max_streams {
+            eprintln!("bulkhead-wl-bridge: more than {max_streams} apps; refusing one");
             continue;
         }
         live.fetch_add(1, Ordering::SeqCst);
-        let wayland = wayland.to_path_buf();
+        let vm = vm.clone();
         let live = live.clone();
         std::thread::spawn(move || {
-            if let Err(e) = bridge(guest, &wayland) {
+            if let Err(e) = vm.stream(guest) {
                 eprintln!("bulkhead-wl-bridge: app stream ended: {e}");
             }
             live.fetch_sub(1, Ordering::SeqCst);
@@ -89,8 +138,7 @@ fn send(w: &Writer, records: &[Record]) -> io::Result<()> {
         .write_all(&bytes)
 }
 
-/// Bridges one guest stream to a new connection on the VM's Wayland socket.
-pub fn bridge(mut guest: UnixStream, wayland: &PathBuf) -> Result<(), String> {
+fn bridge(mut guest: UnixStream, wayland: &Path, max_shm: u64) -> Result<(), String> {
     match Record::read(&mut guest).map_err(|e| e.to_string())? {
         Some(Record::Hello { version }) if version == STREAM_VERSION => {}
         other => {
@@ -124,6 +172,7 @@ pub fn bridge(mut guest: UnixStream, wayland: &PathBuf) -> Result<(), String> {
         &comp,
         &state,
         &writer,
+        max_shm,
     );
     let _ = comp.shutdown(std::net::Shutdown::Both);
     let _ = guest.shutdown(std::net::Shutdown::Both);
@@ -138,6 +187,7 @@ fn guest_to_compositor(
     comp: &UnixStream,
     state: &Mutex<State>,
     w: &Writer,
+    max_shm: u64,
 ) -> Result<(), String> {
     let mut pending: Vec<OwnedFd> = Vec::new();
     loop {
@@ -150,7 +200,7 @@ fn guest_to_compositor(
                 if st.shm.len() >= MAX_IDS || st.shm.contains_key(&id) {
                     return Err(format!("shared memory {id} is a duplicate or one too many"));
                 }
-                if st.shm_total + size > MAX_SHM_TOTAL {
+                if st.shm_total + size > max_shm {
                     return Err("the app holds too much shared memory".into());
                 }
                 let file = memfd(size).map_err(|e| e.to_string())?;
@@ -165,7 +215,7 @@ fn guest_to_compositor(
                     .get(&id)
                     .map(|s| s.size)
                     .ok_or("resize of unknown memory")?;
-                if size < old || st.shm_total - old + size > MAX_SHM_TOTAL {
+                if size < old || st.shm_total - old + size > max_shm {
                     return Err(format!("shared memory {id} cannot become {size} bytes"));
                 }
                 if let Some(s) = st.shm.get_mut(&id) {

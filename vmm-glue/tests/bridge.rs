@@ -6,6 +6,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use bulkhead_ipc::wlstream::{Record, STREAM_VERSION};
+use bulkhead_vmm::bridge::{Bridge, Limits};
 
 /// Runs the bridge on one stream carrying `records` after a hello; returns its result and what
 /// a stand-in compositor received.
@@ -20,7 +21,7 @@ fn run(records: Vec<Record>) -> (Result<(), String>, Vec<u8>) {
         got
     });
     let (mut guest, theirs) = UnixStream::pair().expect("pair");
-    let bridge = std::thread::spawn(move || bulkhead_vmm::bridge::bridge(theirs, &wl));
+    let bridge = std::thread::spawn(move || Bridge::new(wl, Limits::default()).stream(theirs));
     Record::Hello {
         version: STREAM_VERSION,
     }
@@ -110,7 +111,9 @@ fn a_wrong_version_is_refused_before_connecting() {
     }
     .write(&mut guest)
     .expect("hello");
-    let err = bulkhead_vmm::bridge::bridge(theirs, &wl).expect_err("accepted");
+    let err = Bridge::new(wl, Limits::default())
+        .stream(theirs)
+        .expect_err("accepted");
     assert!(err.contains("expected hello version"), "{err}");
 }
 
