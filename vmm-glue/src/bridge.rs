@@ -139,19 +139,28 @@ fn send(w: &Writer, records: &[Record]) -> io::Result<()> {
 }
 
 fn bridge(mut guest: UnixStream, wayland: &Path, max_shm: u64) -> Result<(), String> {
-    match Record::read(&mut guest).map_err(|e| e.to_string())? {
+    let theirs = Record::read(&mut guest).map_err(|e| e.to_string())?;
+    // Ours goes out even when theirs differs, so the guest can say what is wrong too.
+    Record::Hello {
+        version: STREAM_VERSION,
+    }
+    .write(&mut guest)
+    .map_err(|e| e.to_string())?;
+    match theirs {
         Some(Record::Hello { version }) if version == STREAM_VERSION => {}
+        Some(Record::Hello { version }) => {
+            return Err(format!(
+                "the guest speaks stream version {version}, this bridge {STREAM_VERSION}: the \
+                 guest's bulkhead-wl-proxy and the host's bulkhead-wl-bridge must be of one \
+                 release"
+            ))
+        }
         other => {
             return Err(format!(
                 "expected hello version {STREAM_VERSION}, got {other:?}"
             ))
         }
     }
-    Record::Hello {
-        version: STREAM_VERSION,
-    }
-    .write(&mut guest)
-    .map_err(|e| e.to_string())?;
     let comp = UnixStream::connect(wayland)
         .map_err(|e| format!("cannot connect to {}: {e}", wayland.display()))?;
     let state = Arc::new(Mutex::new(State::default()));
@@ -194,6 +203,12 @@ fn guest_to_compositor(
         let Some(rec) = Record::read(&mut guest).map_err(|e| format!("guest: {e}"))? else {
             return Ok(());
         };
+        if rec.stands_for_fd() && pending.len() >= fdpass::MAX_FDS {
+            return Err(format!(
+                "more than {} file descriptors wait for the Wayland bytes that carry them",
+                fdpass::MAX_FDS
+            ));
+        }
         match rec {
             Record::ShmNew { id, size } => {
                 let mut st = lock(state);
@@ -255,11 +270,15 @@ fn guest_to_compositor(
             }
             Record::PipeData { id, data } => lock(state).pipes.deliver(id, &data),
             Record::PipeClose { id } => lock(state).pipes.close(id),
-            Record::Wl(bytes) => {
-                if pending.len() > fdpass::MAX_FDS {
-                    return Err("too many file descriptors for one message batch".into());
+            Record::Wl { fds, data } => {
+                // Descriptors go only with the bytes that declare them.
+                if usize::from(fds) != pending.len() {
+                    return Err(format!(
+                        "Wayland bytes declare {fds} file descriptors, but {} wait to be attached",
+                        pending.len()
+                    ));
                 }
-                fdpass::send(comp, &bytes, &pending).map_err(|e| format!("compositor: {e}"))?;
+                fdpass::send(comp, &data, &pending).map_err(|e| format!("compositor: {e}"))?;
                 pending.clear();
             }
             other => return Err(format!("the guest sent {other:?}")),
@@ -272,16 +291,19 @@ fn compositor_to_guest(comp: &UnixStream, state: &Mutex<State>, w: &Writer) -> R
     loop {
         let mut fds = Vec::new();
         let n = fdpass::recv(comp, &mut buf, &mut fds).map_err(|e| format!("compositor: {e}"))?;
-        if n == 0 && fds.is_empty() {
+        if n == 0 {
+            // A stream socket carries descriptors with bytes only: this is its end.
             return Ok(());
         }
+        let count = u8::try_from(fds.len()).map_err(|_| "too many file descriptors at once")?;
         let mut out = Vec::new();
         for fd in fds {
             out.push(describe(File::from(fd), state)?);
         }
-        if n > 0 {
-            out.push(Record::Wl(buf[..n].to_vec()));
-        }
+        out.push(Record::Wl {
+            fds: count,
+            data: buf[..n].to_vec(),
+        });
         send(w, &out).map_err(|e| format!("guest: {e}"))?;
     }
 }
