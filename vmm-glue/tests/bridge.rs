@@ -22,6 +22,8 @@ const HELLO: u8 = 1;
 const WL: u8 = 2;
 const SHM_NEW: u8 = 3;
 const SHM_WRITE: u8 = 5;
+const SHM_DROP: u8 = 6;
+const PIPE_WRITE: u8 = 7;
 
 const KIB: u64 = 1024;
 
@@ -58,6 +60,14 @@ fn shm_fill(id: u32, offset: u64, len: u64) -> Vec<u8> {
         at += n;
     }
     out
+}
+
+fn shm_drop(id: u32) -> Vec<u8> {
+    frame(SHM_DROP, &id.to_le_bytes())
+}
+
+fn pipe_write(id: u32) -> Vec<u8> {
+    frame(PIPE_WRITE, &id.to_le_bytes())
 }
 
 /// What the stand-in compositor got on one read.
@@ -198,6 +208,13 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn expect_limit(r: Result<(), String>, want: &[&str]) {
+    let err = r.expect_err("the bridge let the stream go over its limit");
+    for w in want {
+        assert!(err.contains(w), "{err:?} does not say {w:?}");
+    }
+}
+
 #[test]
 fn hostile_records_end_the_stream() {
     let _s = serial();
@@ -334,4 +351,204 @@ fn descriptors_go_only_with_the_wayland_bytes_that_declare_them() {
         assert!(err.contains(want), "{err:?} does not say {want:?}");
         assert_eq!(v.drain(), (0, 0), "the compositor got something");
     }
+}
+
+#[test]
+fn filled_memory_is_not_refunded_when_the_guest_drops_its_pool() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        shm_memory_per_stream: 256 * KIB,
+        ..Limits::default()
+    });
+    let mut s = v.open();
+    // Each pool filled, handed to the compositor (which keeps it), then dropped by the app.
+    for id in 1..=2 {
+        s.send(
+            &[
+                shm_new(id, 128 * KIB),
+                shm_fill(id, 0, 128 * KIB),
+                wl(1),
+                shm_drop(id),
+            ]
+            .concat(),
+        );
+    }
+    v.wait_for_fds(0, 2);
+    s.send(&[shm_new(3, 128 * KIB), shm_fill(3, 0, 64 * KIB), wl(1)].concat());
+    expect_limit(
+        s.end(),
+        &["262144 bytes of shared memory filled", "for this app"],
+    );
+    assert_eq!(v.drain().1, 2, "the third pool reached the compositor");
+}
+
+#[test]
+fn filled_memory_is_capped_for_the_vm_across_its_streams() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        shm_memory_per_stream: 1024 * KIB,
+        shm_memory_per_vm: 384 * KIB,
+        ..Limits::default()
+    });
+    // Each stream is opened once the one before is connected: the compositor numbers its
+    // connections in that order.
+    let mut a = v.open();
+    a.send(&[shm_new(1, 256 * KIB), shm_fill(1, 0, 192 * KIB), wl(1)].concat());
+    v.wait_for_fds(0, 1);
+    let mut b = v.open();
+    b.send(&[shm_new(1, 256 * KIB), shm_fill(1, 0, 192 * KIB), wl(1)].concat());
+    v.wait_for_fds(1, 1);
+    let mut c = v.open();
+    c.send(&[shm_new(1, 256 * KIB), shm_fill(1, 0, 64 * KIB), wl(1)].concat());
+    expect_limit(c.end(), &["393216 bytes", "for the VM's apps together"]);
+    // The others go on; once one ends, what it filled is the VM's again.
+    a.send(&wl(0));
+    v.wait_for_bytes(0, 16);
+    assert_eq!(a.end(), Ok(()));
+    let mut d = v.open();
+    d.send(&[shm_new(1, 256 * KIB), shm_fill(1, 0, 128 * KIB), wl(1)].concat());
+    v.wait_for_fds(3, 1);
+    assert_eq!(d.end(), Ok(()));
+    assert_eq!(b.end(), Ok(()));
+}
+
+#[test]
+fn pools_are_capped_per_stream() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        pools_per_stream: 4,
+        ..Limits::default()
+    });
+    let mut s = v.open();
+    let pools: Vec<u8> = (1..=4)
+        .flat_map(|i| [shm_new(i, 4096), wl(1)].concat())
+        .collect();
+    s.send(&pools);
+    // A dropped pool's memfd is closed: it no longer counts.
+    s.send(&[shm_drop(1), shm_new(5, 4096), wl(1)].concat());
+    v.wait_for_fds(0, 5);
+    s.send(&[shm_new(6, 4096), wl(1)].concat());
+    expect_limit(s.end(), &["4 shared-memory pools for this app"]);
+    assert_eq!(v.drain().1, 5);
+}
+
+#[test]
+fn pools_are_capped_for_the_vm() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        pools_per_stream: 4,
+        pools_per_vm: 6,
+        ..Limits::default()
+    });
+    let mut a = v.open();
+    a.send(
+        &(1..=4)
+            .flat_map(|i| [shm_new(i, 4096), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    v.wait_for_fds(0, 4);
+    let mut b = v.open();
+    b.send(
+        &(1..=3)
+            .flat_map(|i| [shm_new(i, 4096), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    expect_limit(
+        b.end(),
+        &["6 shared-memory pools for the VM's apps together"],
+    );
+    v.wait_for_fds(1, 2);
+    v.drain();
+    assert_eq!(v.fds_on(1), 2, "the third pool reached the compositor");
+    a.send(&wl(0));
+    v.wait_for_bytes(0, 5 * 8);
+    assert_eq!(a.end(), Ok(()));
+}
+
+#[test]
+fn pipes_are_capped_per_stream() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        pipes_per_stream: 3,
+        ..Limits::default()
+    });
+    let mut s = v.open();
+    s.send(
+        &(1..=3)
+            .flat_map(|i| [pipe_write(i), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    v.wait_for_fds(0, 3);
+    s.send(&[pipe_write(4), wl(1)].concat());
+    expect_limit(s.end(), &["3 pipes for this app"]);
+    assert_eq!(v.drain().1, 3);
+}
+
+#[test]
+fn pipes_are_capped_for_the_vm() {
+    let _s = serial();
+    let mut v = vm(Limits {
+        pipes_per_stream: 3,
+        pipes_per_vm: 4,
+        ..Limits::default()
+    });
+    let mut a = v.open();
+    a.send(
+        &(1..=3)
+            .flat_map(|i| [pipe_write(i), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    v.wait_for_fds(0, 3);
+    let mut b = v.open();
+    b.send(
+        &(1..=2)
+            .flat_map(|i| [pipe_write(i), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    expect_limit(b.end(), &["4 pipes for the VM's apps together"]);
+    // The first stream's transfers still flow: the compositor writes into one, the guest
+    // gets the data under its id.
+    let mut pipe = v.fd(0, 1);
+    pipe.write_all(b"paste").expect("write into the pipe");
+    let mut reader = &a.guest;
+    assert_eq!(
+        Record::read(&mut reader).expect("hello"),
+        Some(Record::Hello {
+            version: STREAM_VERSION
+        })
+    );
+    assert_eq!(
+        Record::read(&mut reader).expect("data"),
+        Some(Record::PipeData {
+            id: 2,
+            data: b"paste".to_vec()
+        })
+    );
+    assert_eq!(a.end(), Ok(()));
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+#[test]
+fn pipes_take_no_thread_each() {
+    let _s = serial();
+    let mut v = vm(Limits::default());
+    let mut s = v.open();
+    s.send(&wl(0));
+    v.wait_for_bytes(0, 8);
+    let before = threads();
+    s.send(
+        &(1..=12)
+            .flat_map(|i| [pipe_write(i), wl(1)].concat())
+            .collect::<Vec<_>>(),
+    );
+    v.wait_for_fds(0, 12);
+    // (Threads of earlier tests' compositors may still be ending: fewer is fine.)
+    let more = threads().saturating_sub(before);
+    assert!(more < 4, "12 pipes started {more} threads");
+    assert_eq!(s.end(), Ok(()));
 }
