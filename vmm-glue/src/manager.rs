@@ -19,7 +19,7 @@ use bulkhead_ipc::{BootInfo, VmInfo, VmState};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use crate::agent::{self, Connection, Endpoint, Exit, OutputSink};
+use crate::agent::{self, Call, Connection, Endpoint, Exit, OutputSink};
 use crate::monitor::{self, ExitReport, MonitorState, ProcessId};
 use crate::plan::{self, HostEnv, LaunchPlan};
 use crate::switch;
@@ -359,7 +359,7 @@ impl Manager {
         }
         let deadline = started + Duration::from_secs(self.settings.start_timeout.0);
         let mut alive = || id.alive() && !paths.exit_file().exists();
-        let ready = agent::wait_ready(&ep, listener.as_ref(), deadline, &mut alive);
+        let ready = agent::wait_ready(&vm.name, &ep, listener.as_ref(), deadline, &mut alive);
         drop(listener);
         let _ = std::fs::remove_file(&ready_path);
         match ready {
@@ -498,8 +498,9 @@ impl Manager {
         self.changed.notify_all();
         let t = Instant::now();
         if let Some(ep) = &ep {
-            if let Err(e) = Connection::open(ep).and_then(Connection::poweroff) {
-                tracing::info!("VM {name}: poweroff through the agent failed ({e}); terminating");
+            let call = Call::new(name, "poweroff", agent::CALL_TIMEOUT);
+            if let Err(e) = Connection::open(ep, call).and_then(Connection::poweroff) {
+                tracing::info!("{}; terminating", e.in_vm(name));
             }
         }
         if let Some(id) = id {
@@ -565,7 +566,8 @@ impl Manager {
         // A re-adopted VM may still be booting: give its agent the start timeout.
         let deadline = Instant::now() + Duration::from_secs(self.settings.start_timeout.0);
         let conn = loop {
-            match Connection::open(&ep) {
+            // One deadline for connect, handshake, request and the reply that it started.
+            match Connection::open(&ep, Call::new(name, "run", agent::CALL_TIMEOUT)) {
                 Ok(c) => break c,
                 Err(agent::AgentError::Unreachable(m)) if Instant::now() < deadline => {
                     if self.lock().get(name).map(Slot::phase) != Some(Phase::Running) {
@@ -573,11 +575,10 @@ impl Manager {
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => return Err(format!("VM {name:?}: {e}")),
+                Err(e) => return Err(e.in_vm(name)),
             }
         };
-        conn.run(argv, &[], output)
-            .map_err(|e| format!("VM {name:?}: {e}"))
+        conn.run(argv, &[], output).map_err(|e| e.in_vm(name))
     }
 
     /// Starts the VMs marked `autostart`, each on its own thread.
@@ -687,7 +688,7 @@ impl Manager {
             self.finish(&name, StopReason::Crashed(why));
         }
         for (name, ep, after) in idle_checks {
-            let idle = Connection::open(&ep)
+            let idle = Connection::open(&ep, Call::new(&name, "status", agent::CALL_TIMEOUT))
                 .and_then(Connection::status)
                 .is_ok_and(|st| st.running == 0 && st.idle_secs >= after);
             if idle {
