@@ -3,8 +3,9 @@
 //! crashes, shuts idle VMs down, and re-adopts the VMs a previous compositor left running.
 //!
 //! Every operation blocks its caller (an IPC worker thread), never the compositor's loop; a
-//! watcher thread polls monitors and idle times. State changes are reported through the
-//! `events` callback.
+//! watcher thread per VM polls its monitor and idle time, so a guest slow to answer delays no
+//! other VM's. Every call to a guest's agent has a deadline (`agent::CALL_TIMEOUT`). State
+//! changes are reported through the `events` callback.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
@@ -140,11 +141,15 @@ impl Manager {
         for name in &m.order {
             m.adopt(name);
         }
-        let weak = Arc::downgrade(&m);
-        std::thread::Builder::new()
-            .name("vm-watch".into())
-            .spawn(move || watch(weak))
-            .ok();
+        for name in &m.order {
+            let (weak, name) = (Arc::downgrade(&m), name.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("vm-watch {name}"))
+                .spawn(move || watch(weak, &name));
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a VM watcher thread: {e}");
+            }
+        }
         m
     }
 
@@ -644,71 +649,93 @@ impl Manager {
         Ok(self.env.dirs.vm(name).console())
     }
 
-    /// One watcher pass: crashed VMs, idle VMs.
-    fn watch_once(self: &Arc<Self>) {
-        let mut crashed = Vec::new();
-        let mut idle_checks = Vec::new();
-        {
-            let mut slots = self.lock();
-            for (name, s) in slots.iter_mut() {
-                if s.phase() != Phase::Running {
-                    continue;
-                }
-                if let Some(c) = s.child.as_mut() {
-                    let _ = c.try_wait();
-                }
-                if s.monitor.is_some_and(|m| !m.alive()) {
-                    crashed.push(name.clone());
-                    continue;
-                }
-                let after = self.vms.get(name).and_then(|v| v.spec.auto_shutdown);
-                if let (Some(after), Some(ep)) = (after, &s.endpoint) {
-                    let due = s
-                        .last_idle_check
-                        .is_none_or(|t| t.elapsed() >= IDLE_CHECK_INTERVAL);
-                    if due {
-                        s.last_idle_check = Some(Instant::now());
-                        idle_checks.push((name.clone(), ep.clone(), after.0));
-                    }
-                }
-            }
+    /// One watcher pass over VM `name`: has it crashed, is it idle?
+    fn watch_vm(self: &Arc<Self>, name: &str) {
+        match self.look_at(name) {
+            Seen::Nothing => {}
+            Seen::Crashed => self.crashed(name),
+            Seen::IdleCheckDue { ep, after } => self.idle_check(name, &ep, after),
         }
-        for name in crashed {
-            {
-                let mut slots = self.lock();
-                if let Some(s) = slots.get_mut(&name) {
-                    s.phase = Some(Phase::Stopping);
-                }
-            }
-            let paths = self.env.dirs.vm(&name);
-            let why = monitor::read_json::<ExitReport>(&paths.exit_file())
-                .map(|r| r.reason)
-                .unwrap_or_else(|| "its VM monitor was killed".into());
-            tracing::warn!("VM {name} stopped unexpectedly: {why}");
-            self.finish(&name, StopReason::Crashed(why));
+    }
+
+    /// What the watcher of `name` has to do now.
+    fn look_at(&self, name: &str) -> Seen {
+        let mut slots = self.lock();
+        let Some(s) = slots.get_mut(name) else {
+            return Seen::Nothing;
+        };
+        if s.phase() != Phase::Running {
+            return Seen::Nothing;
         }
-        for (name, ep, after) in idle_checks {
-            let idle = Connection::open(&ep, Call::new(&name, "status", agent::CALL_TIMEOUT))
-                .and_then(Connection::status)
-                .is_ok_and(|st| st.running == 0 && st.idle_secs >= after);
-            if idle {
-                tracing::info!("VM {name}: idle for {after} s, shutting it down");
-                let m = self.clone();
-                std::thread::spawn(move || {
-                    let _ = m.stop_for(&name, StopReason::Idle);
-                });
+        if let Some(c) = s.child.as_mut() {
+            let _ = c.try_wait();
+        }
+        if s.monitor.is_some_and(|m| !m.alive()) {
+            s.phase = Some(Phase::Stopping);
+            return Seen::Crashed;
+        }
+        let after = self.vms.get(name).and_then(|v| v.spec.auto_shutdown);
+        let (Some(after), Some(ep)) = (after, &s.endpoint) else {
+            return Seen::Nothing;
+        };
+        let due = s
+            .last_idle_check
+            .is_none_or(|t| t.elapsed() >= IDLE_CHECK_INTERVAL);
+        if !due || self.closing.load(Ordering::SeqCst) {
+            return Seen::Nothing;
+        }
+        s.last_idle_check = Some(Instant::now());
+        Seen::IdleCheckDue {
+            ep: ep.clone(),
+            after: after.0,
+        }
+    }
+
+    fn crashed(&self, name: &str) {
+        let paths = self.env.dirs.vm(name);
+        let why = monitor::read_json::<ExitReport>(&paths.exit_file())
+            .map(|r| r.reason)
+            .unwrap_or_else(|| "its VM monitor was killed".into());
+        tracing::warn!("VM {name} stopped unexpectedly: {why}");
+        self.finish(name, StopReason::Crashed(why));
+    }
+
+    /// Asks the agent whether the VM is idle (by the call's deadline) and shuts it down if so.
+    fn idle_check(self: &Arc<Self>, name: &str, ep: &Endpoint, after: u64) {
+        let call = Call::new(name, "status", agent::CALL_TIMEOUT);
+        let idle = match Connection::open(ep, call).and_then(Connection::status) {
+            Ok(st) => st.running == 0 && st.idle_secs >= after,
+            Err(e) => {
+                tracing::debug!("{}", e.in_vm(name));
+                false
             }
+        };
+        if idle {
+            tracing::info!("VM {name}: idle for {after} s, shutting it down");
+            let (m, name) = (self.clone(), name.to_owned());
+            std::thread::spawn(move || {
+                let _ = m.stop_for(&name, StopReason::Idle);
+            });
         }
     }
 }
 
-fn watch(m: Weak<Manager>) {
+/// What a watcher pass found.
+enum Seen {
+    Nothing,
+    Crashed,
+    IdleCheckDue { ep: Endpoint, after: u64 },
+}
+
+/// Watches VM `name` until the manager is gone: one thread per VM, so a guest that is slow to
+/// answer its idle check holds up no other VM's watch.
+fn watch(m: Weak<Manager>, name: &str) {
     loop {
         std::thread::sleep(WATCH_INTERVAL);
         let Some(m) = m.upgrade() else {
             return;
         };
-        m.watch_once();
+        m.watch_vm(name);
     }
 }
 

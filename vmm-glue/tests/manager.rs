@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulkhead_config::Config;
+use bulkhead_vmm::manager::StopReason;
 use bulkhead_vmm::monitor::{self, MonitorState, ProcessId};
 use bulkhead_vmm::paths::Dirs;
 use bulkhead_vmm::plan::{plan, HostEnv, Vmm};
@@ -209,4 +210,35 @@ fn an_agent_dripping_bytes_fails_the_call_by_its_deadline() {
         took < CALL_DEADLINE + SLACK,
         "the call took {took:?}, its deadline is {CALL_DEADLINE:?}"
     );
+}
+
+#[test]
+fn a_slow_vm_does_not_delay_noticing_that_another_crashed() {
+    let mut s = session(&[("slow", "auto-shutdown = true"), ("fast", "")]);
+    let socket = s.running("slow", false, false);
+    let in_call = dripping_agent(&socket);
+    s.running("fast", false, false);
+    let (m, events) = s.manager();
+    // The slow VM's idle check is under way, held by its guest.
+    in_call
+        .recv_timeout(CALL_DEADLINE)
+        .expect("the watcher never asked the slow VM whether it is idle");
+    // The fast VM's monitor dies.
+    let fast = s.procs.0.get_mut(1).expect("fast's monitor");
+    fast.kill().expect("kill");
+    fast.wait().expect("reap");
+    let t = Instant::now();
+    // Noticed well before the slow call's deadline could free a shared watcher.
+    let limit = CALL_DEADLINE / 2;
+    loop {
+        let e = events
+            .recv_timeout(limit.saturating_sub(t.elapsed()))
+            .expect("the crash of fast went unnoticed while slow's call was under way");
+        if let VmEvent::Stopped { vm, reason } = e {
+            assert_eq!(vm, "fast");
+            assert!(matches!(reason, StopReason::Crashed(_)), "{reason:?}");
+            break;
+        }
+    }
+    drop(m);
 }
