@@ -4,10 +4,11 @@
 //!
 //! Every operation blocks its caller (an IPC worker thread), never the compositor's loop; a
 //! watcher thread per VM polls its monitor and idle time, so a guest slow to answer delays no
-//! other VM's. Every call to a guest's agent has a deadline (`agent::CALL_TIMEOUT`). State
-//! changes are reported through the `events` callback.
+//! other VM's. Every call to a guest's agent has a deadline (`agent::CALL_TIMEOUT`), and the
+//! session's end waits on no guest longer than [`SESSION_STOP_BOUND`] in all. State changes are
+//! reported through the `events` callback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -75,6 +76,10 @@ impl Slot {
 /// How long a poweroff may take before the VM is killed comes from the config; these are the
 /// fixed steps after it.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// The longest the session's end (`stop_all`) waits for all its VMs and their switches
+/// together, however many and whatever their guests do: the first half for guests to power
+/// off through their agents, then SIGTERM to the monitors, then SIGKILL to monitors and VMMs.
+pub const SESSION_STOP_BOUND: Duration = Duration::from_secs(5);
 /// How long a switch may take to listen on every port.
 const SWITCH_START_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -94,6 +99,48 @@ fn now_ms() -> u64 {
 
 type EventSink = Box<dyn Fn(VmEvent) + Send + Sync>;
 
+/// When each step of stopping a VM ends: the guest's own poweroff (through its agent), then
+/// SIGTERM to its monitor, then SIGKILL to the monitor and the VMM.
+#[derive(Debug, Clone, Copy)]
+struct StopSchedule {
+    poweroff_by: Instant,
+    term_by: Instant,
+    kill_by: Instant,
+}
+
+impl StopSchedule {
+    /// A stop asked for (vm-stop, idle): the config's stop timeout, then a grace per signal.
+    fn requested(stop_timeout: Duration) -> StopSchedule {
+        let poweroff_by = Instant::now() + stop_timeout;
+        let term_by = poweroff_by + TERM_GRACE;
+        StopSchedule {
+            poweroff_by,
+            term_by,
+            kill_by: term_by + TERM_GRACE,
+        }
+    }
+
+    /// The session's end, begun at `start`: everything within [`SESSION_STOP_BOUND`].
+    fn session(start: Instant) -> StopSchedule {
+        let at = |percent: u32| start + SESSION_STOP_BOUND * percent / 100;
+        StopSchedule {
+            poweroff_by: at(50),
+            term_by: at(80),
+            kill_by: at(90),
+        }
+    }
+
+    /// Each step no later than in `other`.
+    fn no_later_than(self, other: Option<StopSchedule>) -> StopSchedule {
+        let Some(o) = other else { return self };
+        StopSchedule {
+            poweroff_by: self.poweroff_by.min(o.poweroff_by),
+            term_by: self.term_by.min(o.term_by),
+            kill_by: self.kill_by.min(o.kill_by),
+        }
+    }
+}
+
 pub struct Manager {
     vms: BTreeMap<String, VmConfig>,
     order: Vec<String>,
@@ -104,6 +151,8 @@ pub struct Manager {
     changed: Condvar,
     events: EventSink,
     closing: AtomicBool,
+    /// Once the session ends: its stop schedule, which cuts every stop under way short.
+    session_end: Mutex<Option<StopSchedule>>,
     /// Switches this manager started (reaped when they end); held while a network's switch is
     /// being checked or started, so two VMs starting together start it once.
     switches: Mutex<Vec<Child>>,
@@ -136,6 +185,7 @@ impl Manager {
             changed: Condvar::new(),
             events,
             closing: AtomicBool::new(false),
+            session_end: Mutex::new(None),
             switches: Mutex::new(Vec::new()),
         });
         for name in &m.order {
@@ -203,6 +253,18 @@ impl Manager {
         let paths = self.env.dirs.vm(name);
         // The VMM and helpers die with their monitor (PR_SET_PDEATHSIG); kill any that a
         // SIGKILLed monitor could not take along anyway.
+        self.kill_vm_processes(name);
+        if let Some(s) = plan.and_then(|p| p.scratch.as_ref()) {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        monitor::remove_runtime_files(&paths.runtime);
+        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
+    }
+
+    /// SIGKILL to the VM's VMM and helpers, as its monitor's state names them (and only if
+    /// they run in the VM's runtime dir: a pid may have been reused).
+    fn kill_vm_processes(&self, name: &str) {
+        let paths = self.env.dirs.vm(name);
         if let Some(st) = monitor::read_json::<MonitorState>(&paths.state_file()) {
             for pid in std::iter::once(st.vmm_pid).chain(st.helper_pids) {
                 let started_after = monitor::proc_start_time(pid).is_some();
@@ -211,11 +273,6 @@ impl Manager {
                 }
             }
         }
-        if let Some(s) = plan.and_then(|p| p.scratch.as_ref()) {
-            let _ = std::fs::remove_file(&s.path);
-        }
-        monitor::remove_runtime_files(&paths.runtime);
-        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
     }
 
     /// Every VM with its state.
@@ -363,7 +420,9 @@ impl Manager {
             }
         }
         let deadline = started + Duration::from_secs(self.settings.start_timeout.0);
-        let mut alive = || id.alive() && !paths.exit_file().exists();
+        // A start under way when the session ends gives up at once.
+        let mut alive =
+            || id.alive() && !paths.exit_file().exists() && !self.closing.load(Ordering::SeqCst);
         let ready = agent::wait_ready(&vm.name, &ep, listener.as_ref(), deadline, &mut alive);
         drop(listener);
         let _ = std::fs::remove_file(&ready_path);
@@ -387,7 +446,7 @@ impl Manager {
             }
             Err(e) => {
                 // Stop whatever is left; the monitor cleans up and says why it ended.
-                self.terminate(&vm.name, id);
+                self.terminate(&vm.name, id, StopSchedule::requested(Duration::ZERO));
                 let report = monitor::read_json::<ExitReport>(&paths.exit_file());
                 self.cleanup_leftovers(&vm.name, Some(&plan));
                 let why = report.map(|r| r.reason).unwrap_or_else(|| e.to_string());
@@ -440,26 +499,53 @@ impl Manager {
         Ok(())
     }
 
-    /// SIGTERM to the monitor (it stops the VMM and cleans up), SIGKILL after a grace period.
-    fn terminate(&self, name: &str, id: ProcessId) {
-        let pid = Pid::from_raw(id.pid);
-        if id.alive() {
-            let _ = signal::kill(pid, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + TERM_GRACE;
-        while id.alive() && Instant::now() < deadline {
+    /// `sched`, cut short by the session's end once it began.
+    fn schedule(&self, sched: StopSchedule) -> StopSchedule {
+        let session = *self.session_end.lock().unwrap_or_else(|e| e.into_inner());
+        sched.no_later_than(session)
+    }
+
+    /// Waits until the monitor `id` is gone or the step `by` of `sched` (as the session's end
+    /// may cut it) has passed; `true` when it is gone.
+    fn wait_gone(
+        &self,
+        name: &str,
+        id: ProcessId,
+        sched: StopSchedule,
+        by: fn(&StopSchedule) -> Instant,
+    ) -> bool {
+        loop {
             self.reap(name);
+            if !id.alive() {
+                return true;
+            }
+            if Instant::now() >= by(&self.schedule(sched)) {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM to the monitor (it stops the VMM and cleans up); when it is still there at
+    /// `sched`'s term step, SIGKILL to it and to the VMM and helpers.
+    fn terminate(&self, name: &str, id: ProcessId, sched: StopSchedule) {
         if id.alive() {
-            let _ = signal::kill(pid, Signal::SIGKILL);
+            let _ = signal::kill(Pid::from_raw(id.pid), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + TERM_GRACE;
-        while id.alive() && Instant::now() < deadline {
-            self.reap(name);
-            std::thread::sleep(Duration::from_millis(20));
+        if !self.wait_gone(name, id, sched, |s| s.term_by) {
+            tracing::warn!("VM {name}: its monitor ignored SIGTERM; killing it and its VMM");
+            self.kill_now(name, Some(id));
+            self.wait_gone(name, id, sched, |s| s.kill_by);
         }
         self.reap(name);
+    }
+
+    /// SIGKILL to the monitor, the VMM and the helpers, without waiting.
+    fn kill_now(&self, name: &str, id: Option<ProcessId>) {
+        if let Some(id) = id.filter(ProcessId::alive) {
+            let _ = signal::kill(Pid::from_raw(id.pid), Signal::SIGKILL);
+        }
+        self.kill_vm_processes(name);
     }
 
     /// Reaps the monitor if this manager started it and it exited.
@@ -482,47 +568,54 @@ impl Manager {
 
     fn stop_for(&self, name: &str, reason: StopReason) -> Result<bool, String> {
         self.vm(name)?;
-        let (id, ep) = {
-            let mut slots = self.lock();
-            loop {
-                let phase = slots.get(name).map_or(Phase::Stopped, Slot::phase);
-                match phase {
-                    Phase::Stopped => return Ok(false),
-                    Phase::Running => break,
-                    Phase::Starting | Phase::Stopping => {
-                        slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-            }
-            let Some(s) = slots.get_mut(name) else {
-                return Ok(false);
-            };
-            s.phase = Some(Phase::Stopping);
-            (s.monitor, s.endpoint.clone())
+        let Some((id, ep)) = self.begin_stop(name) else {
+            return Ok(false);
         };
-        self.changed.notify_all();
+        let sched = StopSchedule::requested(Duration::from_secs(self.settings.stop_timeout.0));
         let t = Instant::now();
         if let Some(ep) = &ep {
-            let call = Call::new(name, "poweroff", agent::CALL_TIMEOUT);
-            if let Err(e) = Connection::open(ep, call).and_then(Connection::poweroff) {
-                tracing::info!("{}; terminating", e.in_vm(name));
-            }
+            self.poweroff(name, ep, sched);
         }
         if let Some(id) = id {
-            let deadline = Instant::now() + Duration::from_secs(self.settings.stop_timeout.0);
-            while id.alive() && Instant::now() < deadline {
-                self.reap(name);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if id.alive() {
-                tracing::warn!("VM {name}: did not power off in time; terminating it");
-            } else {
+            if self.wait_gone(name, id, sched, |s| s.poweroff_by) {
                 tracing::info!("VM {name}: powered off in {} ms", t.elapsed().as_millis());
+            } else {
+                tracing::warn!("VM {name}: did not power off in time; terminating it");
             }
-            self.terminate(name, id);
+            self.terminate(name, id, sched);
         }
         self.finish(name, reason);
         Ok(true)
+    }
+
+    /// Marks a running VM as stopping (after a start or stop under way ends); its monitor and
+    /// agent. `None` when it is not running.
+    fn begin_stop(&self, name: &str) -> Option<(Option<ProcessId>, Option<Endpoint>)> {
+        let mut slots = self.lock();
+        loop {
+            match slots.get(name).map_or(Phase::Stopped, Slot::phase) {
+                Phase::Stopped => return None,
+                Phase::Running => break,
+                Phase::Starting | Phase::Stopping => {
+                    slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        let s = slots.get_mut(name)?;
+        s.phase = Some(Phase::Stopping);
+        let found = (s.monitor, s.endpoint.clone());
+        drop(slots);
+        self.changed.notify_all();
+        Some(found)
+    }
+
+    /// Asks the guest's agent to power off, by `sched`'s poweroff step at the latest.
+    fn poweroff(&self, name: &str, ep: &Endpoint, sched: StopSchedule) {
+        let call =
+            Call::new(name, "poweroff", agent::CALL_TIMEOUT).by(self.schedule(sched).poweroff_by);
+        if let Err(e) = Connection::open(ep, call).and_then(Connection::poweroff) {
+            tracing::info!("{}; terminating", e.in_vm(name));
+        }
     }
 
     /// Marks a VM stopped after its monitor ended, cleans up and reports it.
@@ -601,27 +694,52 @@ impl Manager {
         }
     }
 
-    /// Stops every VM (the session is ending), in parallel; returns when all are stopped.
+    /// Stops every VM (the session is ending), in parallel, and their switches; returns within
+    /// [`SESSION_STOP_BOUND`] in all. A VM whose stop is still under way by then (a guest or
+    /// a process that does not go) has its monitor, VMM and helpers killed.
     pub fn stop_all(self: &Arc<Self>) {
+        let start = Instant::now();
+        let sched = StopSchedule::session(start);
+        *self.session_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(sched);
         self.closing.store(true, Ordering::SeqCst);
-        let threads: Vec<_> = self
-            .order
-            .iter()
-            .map(|name| {
-                let m = self.clone();
-                let name = name.clone();
-                std::thread::spawn(move || {
-                    let _ = m.stop(&name);
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+        self.changed.notify_all();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for name in &self.order {
+            let (m, name, tx) = (self.clone(), name.clone(), tx.clone());
+            let spawned = std::thread::Builder::new().spawn(move || {
+                let _ = m.stop(&name);
+                let _ = tx.send(name);
+            });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a thread to stop a VM: {e}");
+            }
         }
-        // The VMs are down: their networks' switches go too.
+        drop(tx);
+        let mut left: BTreeSet<String> = self.order.iter().cloned().collect();
+        let give_up = start + SESSION_STOP_BOUND * 95 / 100;
+        while !left.is_empty() {
+            let wait = give_up.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(name) => {
+                    left.remove(&name);
+                }
+                Err(_) => break,
+            }
+        }
+        for name in &left {
+            tracing::warn!("VM {name}: still stopping at the session's end; killing it");
+            let monitor = self.lock().get(name).and_then(|s| s.monitor);
+            self.kill_now(name, monitor);
+        }
+        self.stop_switches(start + SESSION_STOP_BOUND);
+    }
+
+    /// The VMs are down: their networks' switches go too, by `deadline`.
+    fn stop_switches(&self, deadline: Instant) {
         let all: Vec<VmConfig> = self.vms.values().cloned().collect();
         for network in switch::networks(&all).keys() {
-            switch::stop(&self.env.dirs, network, TERM_GRACE);
+            let grace = deadline.saturating_duration_since(Instant::now());
+            switch::stop(&self.env.dirs, network, grace);
         }
         let mut children = self.switches.lock().unwrap_or_else(|e| e.into_inner());
         for mut c in children.drain(..) {

@@ -24,6 +24,8 @@ use bulkhead_vmm::{Manager, VmEvent};
 
 /// `agent::CALL_TIMEOUT`: the most one agent call may take.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// `manager::SESSION_STOP_BOUND`: the most the session's end waits for all its VMs.
+const SESSION_BOUND: Duration = Duration::from_secs(5);
 /// What thread scheduling and process exit may add.
 const SLACK: Duration = Duration::from_secs(1);
 
@@ -47,6 +49,19 @@ impl Procs {
         let id = ProcessId::of(child.id() as i32).expect("its start time");
         self.0.push(child);
         id
+    }
+
+    /// Whether every process started exits (after being killed) within `d`.
+    fn all_end_within(&mut self, d: Duration) -> bool {
+        let children = std::mem::take(&mut self.0);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for mut c in children {
+                let _ = c.wait();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(d).is_ok()
     }
 }
 
@@ -210,6 +225,38 @@ fn an_agent_dripping_bytes_fails_the_call_by_its_deadline() {
         took < CALL_DEADLINE + SLACK,
         "the call took {took:?}, its deadline is {CALL_DEADLINE:?}"
     );
+}
+
+#[test]
+fn the_session_end_waits_on_no_guest_longer_than_its_bound() {
+    let mut s = session(&[("stuck", ""), ("mute", "")]);
+    // Two VMs whose agents drip and whose monitor and VMM ignore SIGTERM.
+    let sockets = [
+        s.running("stuck", true, true),
+        s.running("mute", true, true),
+    ];
+    let _agents: Vec<_> = sockets.iter().map(|p| dripping_agent(p)).collect();
+    let (m, events) = s.manager();
+    let (_, took) = timed(SESSION_BOUND * 3, move || m.stop_all())
+        .expect("the session's end was still waiting on the guests long after its bound");
+    assert!(
+        took < SESSION_BOUND + SLACK,
+        "stop_all took {took:?}, its bound is {SESSION_BOUND:?}"
+    );
+    // Monitors and VMMs were killed, and the VMs reported stopped.
+    assert!(
+        s.procs.all_end_within(SLACK),
+        "a monitor or VMM outlived the session"
+    );
+    let mut stopped: Vec<String> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            VmEvent::Stopped { vm, .. } => Some(vm),
+            _ => None,
+        })
+        .collect();
+    stopped.sort();
+    assert_eq!(stopped, ["mute", "stuck"]);
 }
 
 #[test]
