@@ -225,6 +225,18 @@ pub fn relay(app: UnixStream, ep: &HostEndpoint) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     match Record::read(&mut host).map_err(|e| e.to_string())? {
         Some(Record::Hello { version }) if version == STREAM_VERSION => {}
+        Some(Record::Hello { version }) => {
+            return Err(format!(
+                "the host's bulkhead-wl-bridge speaks stream version {version}, this proxy \
+                 {STREAM_VERSION}: both must be of one release"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "the host closed the stream before its hello (a bridge of another stream \
+                 version than this proxy's {STREAM_VERSION} may)"
+            ))
+        }
         other => return Err(format!("the host answered {other:?} instead of hello")),
     }
     let state = Arc::new(Mutex::new(State::new()));
@@ -271,7 +283,7 @@ fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(),
         if fds.len() > 4 * fdpass::MAX_FDS {
             return Err("the app sent file descriptors without messages".into());
         }
-        let mut out: Vec<Record> = Vec::new();
+        let mut out = Batch::default();
         let mut wl: Vec<u8> = Vec::new();
         while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
             let mut pre = Vec::new();
@@ -291,20 +303,46 @@ fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(),
             if !pre.is_empty() {
                 // Records for this message go before its bytes, after everything earlier.
                 if !wl.is_empty() {
-                    out.push(Record::Wl(std::mem::take(&mut wl)));
+                    out.wayland(std::mem::take(&mut wl));
                 }
                 out.extend(pre);
             }
             wl.extend_from_slice(&buf[..len]);
             buf.drain(..len);
             if wl.len() > MAX_CHUNK - wire::MAX_MESSAGE {
-                out.push(Record::Wl(std::mem::take(&mut wl)));
+                out.wayland(std::mem::take(&mut wl));
             }
         }
         if !wl.is_empty() {
-            out.push(Record::Wl(wl));
+            out.wayland(wl);
         }
-        send_records(w, &out).map_err(|e| format!("host: {e}"))?;
+        send_records(w, &out.records).map_err(|e| format!("host: {e}"))?;
+    }
+}
+
+/// Records for the host, counting the descriptors the next Wayland bytes carry.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    fds: u8,
+}
+
+impl Batch {
+    fn extend(&mut self, records: Vec<Record>) {
+        for r in records {
+            if r.stands_for_fd() {
+                self.fds = self.fds.saturating_add(1);
+            }
+            self.records.push(r);
+        }
+    }
+
+    /// Wayland bytes, declaring the descriptors of the records since the last ones.
+    fn wayland(&mut self, data: Vec<u8>) {
+        self.records.push(Record::Wl {
+            fds: std::mem::take(&mut self.fds),
+            data,
+        });
     }
 }
 
@@ -514,6 +552,9 @@ fn host_to_app(
             Some(r) => r,
             None => return Ok(()),
         };
+        if rec.stands_for_fd() && pending.len() >= fdpass::MAX_FDS {
+            return Err("the host sent too many file descriptors".into());
+        }
         match rec {
             Record::Blob(data) => pending.push(sealed_memfd(&data).map_err(|e| e.to_string())?),
             Record::PipeWrite { id } => {
@@ -526,15 +567,19 @@ fn host_to_app(
             }
             Record::PipeData { id, data } => lock(state).pipes.deliver(id, &data),
             Record::PipeClose { id } => lock(state).pipes.close(id),
-            Record::Wl(bytes) => {
-                buf.extend_from_slice(&bytes);
+            Record::Wl { fds, data } => {
+                if usize::from(fds) != pending.len() {
+                    return Err(format!(
+                        "the host's Wayland bytes declare {fds} file descriptors, but {} wait \
+                         to be attached",
+                        pending.len()
+                    ));
+                }
+                buf.extend_from_slice(&data);
                 let mut out = Vec::new();
                 wire::drain_messages(&mut buf, |sender, opcode, msg| {
                     event(&mut lock(state), sender, opcode, msg, &mut out)
                 })?;
-                if pending.len() > fdpass::MAX_FDS {
-                    return Err("the host sent too many file descriptors".into());
-                }
                 fdpass::send(app, &out, &pending).map_err(|e| format!("app: {e}"))?;
                 pending.clear();
             }
@@ -691,6 +736,102 @@ mod tests {
             &mut Vec::new(),
         );
         assert!(r.unwrap_err().contains("without its file descriptor"));
+    }
+
+    /// A stand-in bridge on a Unix socket: answers hello with `version`, then sends
+    /// `records` and returns every record the proxy sent until it closed.
+    fn fake_host(
+        dir: &tempfile::TempDir,
+        version: u32,
+        records: Vec<Record>,
+    ) -> (HostEndpoint, std::thread::JoinHandle<Vec<Record>>) {
+        let path = dir.path().join("bridge");
+        let listener = UnixListener::bind(&path).unwrap();
+        let host = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            Record::Hello { version }.write(&mut s).unwrap();
+            for r in records {
+                r.write(&mut s).unwrap();
+            }
+            while let Ok(Some(r)) = Record::read(&mut s) {
+                got.push(r);
+            }
+            got
+        });
+        (HostEndpoint::Unix(path), host)
+    }
+
+    #[test]
+    fn a_bridge_of_another_stream_version_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ep, host) = fake_host(&dir, STREAM_VERSION - 1, vec![]);
+        let (app, _ours) = UnixStream::pair().unwrap();
+        let err = relay(app, &ep).unwrap_err();
+        assert!(
+            err.contains(&format!("speaks stream version {}", STREAM_VERSION - 1)),
+            "{err}"
+        );
+        drop(host);
+    }
+
+    #[test]
+    fn wayland_bytes_declare_the_descriptors_they_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ep, host) = fake_host(&dir, STREAM_VERSION, vec![]);
+        let (app, ours) = UnixStream::pair().unwrap();
+        let relay = std::thread::spawn(move || relay(app, &ep));
+        // wl_display.get_registry(2); wl_registry.bind(1, "wl_shm", 1, 3).
+        let mut msgs = words(&[1, (12 << 16) | 1, 2, 2, (32 << 16), 1, 7]);
+        msgs.extend(b"wl_shm\0\0");
+        msgs.extend(words(&[1, 3]));
+        fdpass::send(&ours, &msgs, &[]).unwrap();
+        // wl_shm.create_pool(4, fd, 4096), its fd with it.
+        let pool = tempfile::tempfile().unwrap();
+        pool.set_len(4096).unwrap();
+        let create = words(&[3, 16 << 16, 4, 4096]);
+        fdpass::send(&ours, &create, &[OwnedFd::from(pool)]).unwrap();
+        ours.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = relay.join().unwrap();
+        let got = host.join().unwrap();
+        let at = got
+            .iter()
+            .position(|r| matches!(r, Record::Wl { data, .. } if data.ends_with(&create)))
+            .expect("create_pool reached the host");
+        assert_eq!(got[at - 1], Record::ShmNew { id: 1, size: 4096 });
+        let counts: Vec<u8> = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::Wl { fds, .. } => Some(*fds),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts.last(), Some(&1), "{got:?}");
+        assert_eq!(counts.iter().map(|c| *c as usize).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn host_bytes_declaring_other_descriptors_end_the_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let keymap = Record::Blob(b"xkb_keymap {}".to_vec());
+        let wl = |fds| Record::Wl {
+            fds,
+            data: words(&[1, 12 << 16, 1]),
+        };
+        for (records, want) in [
+            (
+                vec![keymap.clone(), wl(0)],
+                "declare 0 file descriptors, but 1",
+            ),
+            (vec![wl(1)], "declare 1 file descriptors, but 0"),
+        ] {
+            let (ep, host) = fake_host(&dir, STREAM_VERSION, records);
+            let (app, _ours) = UnixStream::pair().unwrap();
+            let err = relay(app, &ep).unwrap_err();
+            assert!(err.contains(want), "{err}");
+            drop(host);
+            let _ = std::fs::remove_file(dir.path().join("bridge"));
+        }
     }
 
     #[test]

@@ -148,7 +148,11 @@ fn check_record_bounds(r: &Record) {
         Record::ShmNew { size, .. } | Record::ShmResize { size, .. } => {
             assert!(*size <= wlstream::MAX_SHM, "shm of {size} bytes")
         }
-        Record::Wl(d) => assert!(d.len() <= max_data),
+        Record::Wl { fds, data } => {
+            assert!(data.len() < max_data);
+            assert!(usize::from(*fds) <= wlstream::fdpass::MAX_FDS);
+            assert!(*fds == 0 || !data.is_empty(), "descriptors with no bytes");
+        }
         Record::ShmWrite { data, .. } => assert!(data.len() <= max_data - 12),
         Record::PipeData { data, .. } => assert!(data.len() <= max_data - 4),
         Record::Blob(d) => assert!(d.len() <= max_data.min(wlstream::MAX_BLOB)),
@@ -292,15 +296,27 @@ pub fn wlstream_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let one = |r: Record| records(&[r]);
     let mut guest_session = vec![
         hello.clone(),
-        Record::Wl(startup.clone()),
+        Record::Wl {
+            fds: 0,
+            data: startup.clone(),
+        },
         Record::ShmNew { id: 1, size: 8192 },
-        Record::Wl(wl_message(4, 0, &[U(5), U(8192)])),
+        Record::Wl {
+            fds: 1,
+            data: wl_message(4, 0, &[U(5), U(8192)]),
+        },
     ];
     guest_session.extend(wlstream::shm_writes(1, 256, &pixels));
     guest_session.extend([
-        Record::Wl(wl_message(7, 6, &[])),
+        Record::Wl {
+            fds: 0,
+            data: wl_message(7, 6, &[]),
+        },
         Record::PipeWrite { id: 1 },
-        Record::Wl(wl_message(9, 1, &[S("text/plain;charset=utf-8")])),
+        Record::Wl {
+            fds: 1,
+            data: wl_message(9, 1, &[S("text/plain;charset=utf-8")]),
+        },
         Record::PipeData {
             id: 1,
             data: b"pasted text".to_vec(),
@@ -311,11 +327,20 @@ pub fn wlstream_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]);
     let host_session = [
         hello.clone(),
-        Record::Wl(globals.clone()),
+        Record::Wl {
+            fds: 0,
+            data: globals.clone(),
+        },
         Record::Blob(b"xkb_keymap {\n\txkb_keycodes \"evdev\" { };\n};\n".to_vec()),
-        Record::Wl(wl_message(10, 0, &[U(1), U(40)])),
+        Record::Wl {
+            fds: 1,
+            data: wl_message(10, 0, &[U(1), U(40)]),
+        },
         Record::PipeWrite { id: 7 },
-        Record::Wl(wl_message(11, 1, &[S("text/plain")])),
+        Record::Wl {
+            fds: 1,
+            data: wl_message(11, 1, &[S("text/plain")]),
+        },
         Record::PipeData {
             id: 3,
             data: vec![b'x'; 300],
@@ -326,7 +351,13 @@ pub fn wlstream_seeds() -> Vec<(&'static str, Vec<u8>)> {
     truncated.truncate(truncated.len() - 3);
     vec![
         ("hello", one(hello.clone())),
-        ("wl", one(Record::Wl(startup))),
+        (
+            "wl",
+            one(Record::Wl {
+                fds: 0,
+                data: startup,
+            }),
+        ),
         ("shm-new", one(Record::ShmNew { id: 1, size: 4096 })),
         (
             "shm-resize",
@@ -360,7 +391,10 @@ pub fn wlstream_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "empty-records",
             records(&[
-                Record::Wl(Vec::new()),
+                Record::Wl {
+                    fds: 0,
+                    data: Vec::new(),
+                },
                 Record::PipeData {
                     id: 0,
                     data: Vec::new(),

@@ -3,7 +3,10 @@
 //!
 //! One stream per guest app. It starts with [`Record::Hello`] from both sides. Wayland bytes
 //! travel as they are ([`Record::Wl`]); file descriptors cannot, so each is replaced by a record
-//! sent just before the bytes of the message that carries it, in order:
+//! sent before the bytes of the message that carries it, in order, and those bytes' record
+//! declares how many it carries: every descriptor made for the records since the previous
+//! Wayland bytes, no more and no fewer (a receiver refuses a count that differs). The records
+//! that stand for a descriptor:
 //!
 //! - guest → host [`Record::ShmNew`]: the app created a wl_shm pool; the bridge creates a host
 //!   memfd of that size and passes it on. The pool's contents follow as [`Record::ShmWrite`]
@@ -20,8 +23,10 @@
 
 use std::io::{self, Read, Write};
 
-/// Version both sides speak.
-pub const STREAM_VERSION: u32 = 1;
+/// Version both sides speak. Each side sends its hello and refuses another version, saying
+/// both. Version 2: Wayland bytes declare the descriptors they carry (before, whatever was
+/// pending rode on the next bytes).
+pub const STREAM_VERSION: u32 = 2;
 
 /// The host vsock port the guest proxy connects to, one connection per app.
 pub const WAYLAND_PORT: u32 = 5000;
@@ -44,15 +49,41 @@ pub const MAX_IDS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Hello { version: u32 },
-    Wl(Vec<u8>),
-    ShmNew { id: u32, size: u64 },
-    ShmResize { id: u32, size: u64 },
-    ShmWrite { id: u32, offset: u64, data: Vec<u8> },
-    ShmDrop { id: u32 },
-    PipeWrite { id: u32 },
-    PipeData { id: u32, data: Vec<u8> },
-    PipeClose { id: u32 },
+    Hello {
+        version: u32,
+    },
+    /// Wayland bytes, carrying the `fds` descriptors made for the records since the last ones
+    /// (at most [`fdpass::MAX_FDS`]; none without bytes).
+    Wl {
+        fds: u8,
+        data: Vec<u8>,
+    },
+    ShmNew {
+        id: u32,
+        size: u64,
+    },
+    ShmResize {
+        id: u32,
+        size: u64,
+    },
+    ShmWrite {
+        id: u32,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    ShmDrop {
+        id: u32,
+    },
+    PipeWrite {
+        id: u32,
+    },
+    PipeData {
+        id: u32,
+        data: Vec<u8>,
+    },
+    PipeClose {
+        id: u32,
+    },
     Blob(Vec<u8>),
 }
 
@@ -80,8 +111,9 @@ impl Record {
                 p.extend(version.to_le_bytes());
                 HELLO
             }
-            Record::Wl(d) => {
-                p.extend(d);
+            Record::Wl { fds, data } => {
+                p.push(*fds);
+                p.extend(data);
                 WL
             }
             Record::ShmNew { id, size } => {
@@ -162,7 +194,24 @@ impl Record {
                     version: u32_at(0)?,
                 }
             }
-            WL => Record::Wl(p.to_vec()),
+            WL => {
+                let (&fds, data) = p
+                    .split_first()
+                    .ok_or_else(|| bad("Wayland bytes without their descriptor count"))?;
+                if usize::from(fds) > fdpass::MAX_FDS {
+                    return Err(bad(format!(
+                        "Wayland bytes with {fds} descriptors, more than {}",
+                        fdpass::MAX_FDS
+                    )));
+                }
+                if fds > 0 && data.is_empty() {
+                    return Err(bad("descriptors without Wayland bytes to carry them"));
+                }
+                Record::Wl {
+                    fds,
+                    data: data.to_vec(),
+                }
+            }
             SHM_NEW | SHM_RESIZE => {
                 exact(12)?;
                 let (id, size) = (u32_at(0)?, u64_at(4)?);
@@ -233,6 +282,14 @@ impl Record {
     pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
         w.write_all(&self.encode()?)
     }
+
+    /// Whether the record stands for a descriptor, which the next [`Record::Wl`] must count.
+    pub fn stands_for_fd(&self) -> bool {
+        matches!(
+            self,
+            Record::ShmNew { .. } | Record::PipeWrite { .. } | Record::Blob(_)
+        )
+    }
 }
 
 /// The local ends of transfers whose data arrives from the other side of the stream (each a
@@ -275,6 +332,15 @@ impl Pipes {
     /// `PipeClose`: the writer is done; closing our end tells the reader.
     pub fn close(&mut self, id: u32) {
         self.open.remove(&id);
+    }
+
+    /// Transfers open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
     }
 }
 
@@ -329,7 +395,14 @@ mod tests {
     fn records_roundtrip() {
         let records = [
             Record::Hello { version: 1 },
-            Record::Wl(vec![1, 2, 3]),
+            Record::Wl {
+                fds: 0,
+                data: vec![1, 2, 3],
+            },
+            Record::Wl {
+                fds: 28,
+                data: vec![4],
+            },
             Record::ShmNew { id: 7, size: 4096 },
             Record::ShmResize { id: 7, size: 8192 },
             Record::ShmWrite {
@@ -368,6 +441,10 @@ mod tests {
             .concat(),
             vec![3, 0, 0, 0, SHM_WRITE, 1, 2],
             vec![9, 0],
+            // Wayland bytes without their count, with more fds than a batch, with fds only.
+            vec![1, 0, 0, 0, WL],
+            vec![3, 0, 0, 0, WL, 29, 1],
+            vec![2, 0, 0, 0, WL, 1],
         ];
         for c in cases {
             assert!(Record::read(&mut &c[..]).is_err(), "{c:?} accepted");

@@ -3,10 +3,16 @@
 //! The agent is reached over vsock: through vhost-device-vsock's Unix socket ("hybrid vsock":
 //! write `CONNECT <port>\n`, read `OK <port>\n`) for QEMU guests, or AF_VSOCK to the guest's CID
 //! for crosvm. Everything the guest sends is parsed with bounds and treated as untrusted.
+//!
+//! Every call has one deadline for all of it (connect, handshake, request and reply): each
+//! read and write waits only for the time left, so a guest that drips a byte now and then
+//! cannot stretch a call. A call past its deadline fails with [`AgentError::TimedOut`], which
+//! names the VM and the call.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bulkhead_ipc::agent::{
@@ -15,6 +21,10 @@ use bulkhead_ipc::agent::{
 
 use crate::terminal;
 
+/// The longest one agent call may take, from connect to the reply (a run's output afterwards
+/// is not part of it).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the host reaches a guest's agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -22,6 +32,57 @@ pub enum Endpoint {
     Hybrid(PathBuf),
     /// Kernel vsock (crosvm's vhost-vsock) to this CID.
     Vsock(u32),
+}
+
+/// One call to a VM's agent: which VM, what for, and by when it must be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub vm: String,
+    /// What the call does (`status`, `poweroff`, `run`, `hello`), for errors.
+    pub what: &'static str,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Call {
+    /// A call that must be done within `within` from now.
+    pub fn new(vm: &str, what: &'static str, within: Duration) -> Call {
+        let started = Instant::now();
+        Call {
+            vm: vm.to_owned(),
+            what,
+            started,
+            deadline: started + within,
+        }
+    }
+
+    /// The same call, due no later than `t`.
+    pub fn by(mut self, t: Instant) -> Call {
+        self.deadline = self.deadline.min(t);
+        self
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The time left, or the error for a call past its deadline.
+    fn left(&self) -> Result<Duration, AgentError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(self.timed_out())
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn timed_out(&self) -> AgentError {
+        AgentError::TimedOut {
+            vm: self.vm.clone(),
+            call: self.what,
+            limit: self.deadline.saturating_duration_since(self.started),
+        }
+    }
 }
 
 /// What can go wrong talking to the agent. The text in each variant may quote the guest, so it
@@ -36,6 +97,12 @@ pub enum AgentError {
     Protocol(String),
     /// The agent refused the request; its message says why.
     Refused(String),
+    /// The call was not done by its deadline.
+    TimedOut {
+        vm: String,
+        call: &'static str,
+        limit: Duration,
+    },
 }
 
 impl std::fmt::Display for AgentError {
@@ -44,6 +111,11 @@ impl std::fmt::Display for AgentError {
             AgentError::Unreachable(m) => write!(f, "the guest agent is not reachable: {m}"),
             AgentError::Protocol(m) => write!(f, "the guest agent broke the protocol: {m}"),
             AgentError::Refused(m) => write!(f, "{m}"),
+            AgentError::TimedOut { vm, call, limit } => write!(
+                f,
+                "VM {vm:?}: the guest agent's {call} call did not finish within {:.1} s",
+                limit.as_secs_f64()
+            ),
         }
     }
 }
@@ -62,6 +134,14 @@ impl AgentError {
     fn refused(text: impl AsRef<str>) -> AgentError {
         AgentError::Refused(terminal::guest_message(text.as_ref()))
     }
+
+    /// The error with the VM's name in front, unless it names the VM already.
+    pub fn in_vm(&self, vm: &str) -> String {
+        match self {
+            AgentError::TimedOut { .. } => self.to_string(),
+            _ => format!("VM {vm:?}: {self}"),
+        }
+    }
 }
 
 impl From<WireError> for AgentError {
@@ -71,6 +151,68 @@ impl From<WireError> for AgentError {
             WireError::Protocol(m) => AgentError::protocol(m),
         }
     }
+}
+
+/// Connects to the hybrid-vsock socket without blocking past the call's deadline: its owner
+/// (vhost-device-vsock, a helper a compromised guest may control) could leave its backlog
+/// full, and a blocking connect would then wait for as long as it likes.
+fn connect_unix(path: &Path, call: &Call) -> Result<UnixStream, AgentError> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let unreachable = |e: Errno| AgentError::unreachable(format!("{}: {e}", path.display()));
+    let addr = UnixAddr::new(path).map_err(unreachable)?;
+    loop {
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None).map_err(unreachable)?;
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let s = UnixStream::from(fd);
+                s.set_nonblocking(false)
+                    .map_err(|e| AgentError::unreachable(e.to_string()))?;
+                return Ok(s);
+            }
+            // A full backlog: Unix sockets do not finish the connect later; try again.
+            Err(Errno::EAGAIN) => {
+                let left = call.left()?;
+                std::thread::sleep(left.min(Duration::from_millis(10)));
+            }
+            Err(e) => return Err(unreachable(e)),
+        }
+    }
+}
+
+/// Connects to the guest's agent over kernel vsock, waiting for the connection (which the
+/// guest's kernel answers) only until the call's deadline.
+fn connect_vsock(cid: u32, call: &Call) -> Result<vsock::VsockStream, AgentError> {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::socket::{connect, getsockopt, socket, sockopt, AddressFamily, SockFlag};
+    use nix::sys::socket::{SockType, VsockAddr};
+    let unreachable = |e: Errno| AgentError::unreachable(format!("vsock cid {cid}: {e}"));
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket(AddressFamily::Vsock, SockType::Stream, flags, None).map_err(unreachable)?;
+    match connect(fd.as_raw_fd(), &VsockAddr::new(cid, AGENT_PORT)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(unreachable(e)),
+    }
+    loop {
+        let left = call.left()?;
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX).max(1);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(unreachable(e)),
+        }
+    }
+    match getsockopt(&fd, sockopt::SocketError).map_err(unreachable)? {
+        0 => {}
+        e => return Err(unreachable(Errno::from_raw(e))),
+    }
+    let s = vsock::VsockStream::from(fd);
+    s.set_nonblocking(false)
+        .map_err(|e| AgentError::unreachable(e.to_string()))?;
+    Ok(s)
 }
 
 trait Stream: Read + Write + Send {
@@ -91,9 +233,53 @@ impl Stream for vsock::VsockStream {
     }
 }
 
-/// One connection to the agent, past the hello exchange.
+/// A stream whose every read and write waits at most until the deadline (none: forever).
+struct Timed {
+    inner: Box<dyn Stream>,
+    deadline: Option<Instant>,
+}
+
+impl Timed {
+    fn arm(&self) -> io::Result<()> {
+        let left = match self.deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the call's deadline passed",
+                    ));
+                }
+                Some(left)
+            }
+        };
+        self.inner.set_timeout(left)
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One connection to the agent, past the hello exchange, for one call.
 pub struct Connection {
-    stream: Box<dyn Stream>,
+    stream: Timed,
+    call: Call,
 }
 
 /// What happens while a command runs.
@@ -124,48 +310,24 @@ pub struct Status {
     pub uptime_ms: u64,
 }
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Connection {
-    /// Connects and exchanges hellos.
-    pub fn open(ep: &Endpoint) -> Result<Connection, AgentError> {
-        let unreachable = |e: io::Error| AgentError::unreachable(e.to_string());
-        let stream: Box<dyn Stream> = match ep {
-            Endpoint::Hybrid(path) => {
-                let mut s = UnixStream::connect(path).map_err(unreachable)?;
-                s.set_timeout(Some(HANDSHAKE_TIMEOUT))
-                    .map_err(unreachable)?;
-                s.write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
-                    .map_err(unreachable)?;
-                // The answer is one short line; read it byte by byte so nothing after it is
-                // consumed, and never more than 64 bytes.
-                let mut line = Vec::new();
-                let mut byte = [0u8; 1];
-                while line.len() < 64 {
-                    match s.read(&mut byte) {
-                        Ok(0) => break,
-                        Ok(_) if byte[0] == b'\n' => break,
-                        Ok(_) => line.push(byte[0]),
-                        Err(e) => return Err(unreachable(e)),
-                    }
-                }
-                if !line.starts_with(b"OK ") {
-                    return Err(AgentError::unreachable(format!(
-                        "vsock connect to port {AGENT_PORT} answered {:?}",
-                        String::from_utf8_lossy(&line)
-                    )));
-                }
-                Box::new(s)
-            }
-            Endpoint::Vsock(cid) => {
-                let s = vsock::VsockStream::connect(&vsock::VsockAddr::new(*cid, AGENT_PORT))
-                    .map_err(unreachable)?;
-                s.set_timeout(Some(HANDSHAKE_TIMEOUT))
-                    .map_err(unreachable)?;
-                Box::new(s)
-            }
+    /// Connects and exchanges hellos, all by the call's deadline (which its request and reply
+    /// then share).
+    pub fn open(ep: &Endpoint, call: Call) -> Result<Connection, AgentError> {
+        let inner: Box<dyn Stream> = match ep {
+            Endpoint::Hybrid(path) => Box::new(connect_unix(path, &call)?),
+            Endpoint::Vsock(cid) => Box::new(connect_vsock(*cid, &call)?),
         };
-        let mut c = Connection { stream };
+        let mut c = Connection {
+            stream: Timed {
+                inner,
+                deadline: Some(call.deadline),
+            },
+            call,
+        };
+        if let Endpoint::Hybrid(_) = ep {
+            c.hybrid_connect()?;
+        }
         c.send(&HostMessage::Hello {
             version: PROTOCOL_VERSION,
         })?;
@@ -178,13 +340,50 @@ impl Connection {
         }
     }
 
-    fn send(&mut self, m: &HostMessage) -> Result<(), AgentError> {
-        agent::write_message(&mut self.stream, m)?;
+    /// vhost-device-vsock's handshake: `CONNECT <port>`, answered by `OK <port>`.
+    fn hybrid_connect(&mut self) -> Result<(), AgentError> {
+        let unreachable = |e: io::Error| AgentError::unreachable(e.to_string());
+        let sent = self
+            .stream
+            .write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes());
+        sent.map_err(|e| self.fail(unreachable(e)))?;
+        // The answer is one short line; read it byte by byte so nothing after it is
+        // consumed, and never more than 64 bytes.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < 64 {
+            match self.stream.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => line.push(byte[0]),
+                Err(e) => return Err(self.fail(unreachable(e))),
+            }
+        }
+        if !line.starts_with(b"OK ") {
+            return Err(AgentError::unreachable(format!(
+                "vsock connect to port {AGENT_PORT} answered {:?}",
+                String::from_utf8_lossy(&line)
+            )));
+        }
         Ok(())
     }
 
+    /// Past the deadline, whatever went wrong is the deadline's doing.
+    fn fail(&self, e: AgentError) -> AgentError {
+        match self.stream.deadline {
+            Some(d) if Instant::now() >= d => self.call.timed_out(),
+            _ => e,
+        }
+    }
+
+    fn send(&mut self, m: &HostMessage) -> Result<(), AgentError> {
+        let r = agent::write_message(&mut self.stream, m);
+        r.map_err(|e| self.fail(e.into()))
+    }
+
     fn frame(&mut self) -> Result<Frame<GuestMessage>, AgentError> {
-        agent::read_frame(&mut self.stream)?
+        let r = agent::read_frame(&mut self.stream);
+        r.map_err(|e| self.fail(e.into()))?
             .ok_or_else(|| AgentError::unreachable("the agent closed the connection"))
     }
 
@@ -251,8 +450,8 @@ impl Connection {
         };
         let sink_err = |e: io::Error| AgentError::unreachable(format!("output: {e}"));
         output(RunEvent::Started(pid)).map_err(sink_err)?;
-        // The command may run for as long as it likes.
-        let _ = self.stream.set_timeout(None);
+        // The command may run for as long as it likes: its output is not part of the call.
+        self.stream.deadline = None;
         loop {
             match self.frame()? {
                 Frame::Stdout(d) => output(RunEvent::Stdout(&d)).map_err(sink_err)?,
@@ -279,7 +478,9 @@ pub struct Ready {
 
 /// Waits until the agent answers: through its one-time ready message on `listener` (hybrid
 /// vsock) or, without one, by polling. Gives up at `deadline` or when `alive` says the VM died.
+/// Every read from the guest, and every call to its agent, ends by `deadline`.
 pub fn wait_ready(
+    vm: &str,
     ep: &Endpoint,
     listener: Option<&UnixListener>,
     deadline: Instant,
@@ -289,24 +490,21 @@ pub fn wait_ready(
         l.set_nonblocking(true)
             .map_err(|e| AgentError::unreachable(e.to_string()))?;
     }
+    let hello = || Call::new(vm, "hello", CALL_TIMEOUT).by(deadline);
     loop {
         if let Some(l) = listener {
             match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-                    if let Ok(Some(Frame::Message(GuestMessage::Ready { init_ms, agent_ms }))) =
-                        agent::read_frame::<GuestMessage, _>(&mut s)
-                    {
+                Ok((s, _)) => {
+                    if let Some(ready) = ready_message(s, hello().deadline) {
                         // Confirm the agent port answers too.
-                        Connection::open(ep)?;
-                        return Ok(Some(Ready { init_ms, agent_ms }));
+                        Connection::open(ep, hello())?;
+                        return Ok(Some(ready));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(AgentError::unreachable(e.to_string())),
             }
-        } else if Connection::open(ep).is_ok() {
+        } else if Connection::open(ep, hello()).is_ok() {
             return Ok(None);
         }
         if !alive() {
@@ -322,6 +520,21 @@ pub fn wait_ready(
         } else {
             200
         }));
+    }
+}
+
+/// The agent's ready message on a connection to the ready port, read by `deadline`.
+fn ready_message(s: UnixStream, deadline: Instant) -> Option<Ready> {
+    s.set_nonblocking(false).ok()?;
+    let mut s = Timed {
+        inner: Box::new(s),
+        deadline: Some(deadline),
+    };
+    match agent::read_frame::<GuestMessage, _>(&mut s) {
+        Ok(Some(Frame::Message(GuestMessage::Ready { init_ms, agent_ms }))) => {
+            Some(Ready { init_ms, agent_ms })
+        }
+        _ => None,
     }
 }
 
@@ -369,7 +582,9 @@ mod tests {
         })
         .unwrap();
         let (_dir, ep) = agent_answering(refusal);
-        let e = Connection::open(&ep).err().unwrap();
+        let e = Connection::open(&ep, Call::new("test", "hello", CALL_TIMEOUT))
+            .err()
+            .unwrap();
         assert!(matches!(e, AgentError::Refused(_)), "{e:?}");
         assert!(e.to_string().starts_with("\u{FFFD}]52;c;"), "{e}");
         assert_clean(&e);
@@ -377,7 +592,9 @@ mod tests {
         let json = serde_json::json!({ "type": hostile }).to_string();
         let bad = agent::encode(FrameKind::Message, json.as_bytes()).unwrap();
         let (_dir, ep) = agent_answering(bad);
-        let e = Connection::open(&ep).err().unwrap();
+        let e = Connection::open(&ep, Call::new("test", "hello", CALL_TIMEOUT))
+            .err()
+            .unwrap();
         assert!(matches!(e, AgentError::Protocol(_)), "{e:?}");
         assert_clean(&e);
         // The wrong message, quoted whole.
@@ -387,7 +604,9 @@ mod tests {
         })
         .unwrap();
         let (_dir, ep) = agent_answering(hello);
-        let e = Connection::open(&ep).err().unwrap();
+        let e = Connection::open(&ep, Call::new("test", "hello", CALL_TIMEOUT))
+            .err()
+            .unwrap();
         assert!(matches!(e, AgentError::Protocol(_)), "{e:?}");
         assert_clean(&e);
     }

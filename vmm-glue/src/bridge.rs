@@ -5,35 +5,199 @@
 //! socket, exactly as crosvm's cross-domain does, so the compositor sees the same clients from
 //! both transports. It does not parse Wayland: it turns the stream's records back into file
 //! descriptors (shared memory it owns and fills with the rectangles the guest sends, pipes) and
-//! the compositor's descriptors into records (keymaps as their contents, pipe write ends). Every
-//! record is checked against fixed limits; a bad stream ends that app's connection only.
+//! the compositor's descriptors into records (keymaps as their contents, pipe write ends).
+//!
+//! Every record is checked against fixed limits (`limits`): what each stream and the VM as a
+//! whole may hold of filled shared memory, pools and pipes, and descriptors attached only to
+//! the Wayland bytes that declare them. A stream that goes over one, or breaks the protocol,
+//! ends with the reason logged; the VM's other streams keep going. Each stream runs two
+//! threads (`up`: guest to compositor; `down`: compositor and pipes to guest), whatever it does.
 
-use std::collections::HashMap;
+mod down;
+pub mod limits;
+mod up;
+
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::io;
+use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, Pipes, Record, MAX_BLOB, MAX_CHUNK, MAX_IDS, STREAM_VERSION,
-};
+use bulkhead_ipc::wlstream::{Pipes, Record, STREAM_VERSION};
 
-/// All shared memory one app may hold through the bridge (sparse: only written pages cost).
-const MAX_SHM_TOTAL: u64 = 2 * 1024 * 1024 * 1024;
+use limits::StreamUse;
+pub use limits::{Exceeded, Limits, Resource, Scope, VmUse};
 
-/// App streams one bridge serves at once; more wait.
-const MAX_STREAMS: usize = 64;
+/// Why a stream ended before its guest closed it.
+#[derive(Debug)]
+pub enum StreamError {
+    /// It went over one of the bridge's limits.
+    Limit(Exceeded),
+    /// The guest sent what the stream protocol does not allow (or speaks another version).
+    Protocol(String),
+    /// The compositor sent a descriptor the bridge cannot carry.
+    Compositor(String),
+    /// Reading or writing one of the stream's ends failed, or making a memfd or pipe did.
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::Limit(e) => write!(f, "{e}"),
+            StreamError::Protocol(m) | StreamError::Compositor(m) => write!(f, "{m}"),
+            StreamError::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StreamError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Exceeded> for StreamError {
+    fn from(e: Exceeded) -> Self {
+        StreamError::Limit(e)
+    }
+}
+
+/// Maps an I/O error of `what` (one of the stream's ends, a memfd, a pipe).
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> StreamError {
+    move |source| StreamError::Io { what, source }
+}
+
+/// Maps an error reading the guest's records: malformed ones are the guest's doing.
+fn guest_read(e: io::Error) -> StreamError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        StreamError::Protocol(format!("guest: {e}"))
+    } else {
+        StreamError::Io {
+            what: "guest",
+            source: e,
+        }
+    }
+}
+
+/// One VM's bridge: the Wayland socket its streams go to, its limits, and what its streams
+/// hold together.
+pub struct Bridge {
+    wayland: PathBuf,
+    limits: Limits,
+    usage: Arc<VmUse>,
+}
+
+impl Bridge {
+    pub fn new(wayland: PathBuf, limits: Limits) -> Bridge {
+        Bridge {
+            wayland,
+            limits,
+            usage: Arc::default(),
+        }
+    }
+
+    /// What the VM's streams hold now.
+    pub fn usage(&self) -> &VmUse {
+        &self.usage
+    }
+
+    /// Bridges one guest stream to a new connection on the VM's Wayland socket, until either
+    /// side ends it or it breaks a rule.
+    pub fn stream(&self, guest: UnixStream) -> Result<(), StreamError> {
+        hello(&guest)?;
+        let comp = UnixStream::connect(&self.wayland)
+            .map_err(io_err("cannot connect to the VM's Wayland socket"))?;
+        let (wake_r, wake_w) = nonblocking_pipe().map_err(io_err("cannot make a pipe"))?;
+        let shared = Shared {
+            usage: Mutex::new(StreamUse::new(self.usage.clone(), self.limits)),
+            pipes: Mutex::default(),
+            pumps: Mutex::default(),
+            wake: wake_w,
+        };
+        std::thread::scope(|s| {
+            let down = std::thread::Builder::new()
+                .spawn_scoped(s, || {
+                    let r = down::run(&comp, &guest, &shared, wake_r);
+                    let _ = guest.shutdown(Shutdown::Both);
+                    r
+                })
+                .map_err(io_err("cannot start the stream's thread"))?;
+            let up = up::run(&guest, &comp, &shared);
+            let _ = comp.shutdown(Shutdown::Both);
+            let _ = guest.shutdown(Shutdown::Both);
+            let down = down.join().unwrap_or_else(|_| {
+                Err(StreamError::Compositor(
+                    "the stream's thread panicked".into(),
+                ))
+            });
+            up.and(down)
+        })
+        // `shared` goes here: what the stream held is given back to the VM, now that the
+        // compositor's connection is closed.
+    }
+}
+
+/// Both sides say which stream version they speak; ours goes out even when theirs differs, so
+/// the guest can say what is wrong too.
+fn hello(mut guest: &UnixStream) -> Result<(), StreamError> {
+    let theirs = Record::read(&mut guest).map_err(guest_read)?;
+    Record::Hello {
+        version: STREAM_VERSION,
+    }
+    .write(&mut guest)
+    .map_err(io_err("guest"))?;
+    match theirs {
+        Some(Record::Hello { version }) if version == STREAM_VERSION => Ok(()),
+        Some(Record::Hello { version }) => Err(StreamError::Protocol(format!(
+            "the guest speaks stream version {version}, this bridge {STREAM_VERSION}: the \
+             guest's bulkhead-wl-proxy and the host's bulkhead-wl-bridge must be of one release"
+        ))),
+        other => Err(StreamError::Protocol(format!(
+            "expected hello version {STREAM_VERSION}, got {other:?}"
+        ))),
+    }
+}
+
+/// What a stream's two threads share.
+struct Shared {
+    usage: Mutex<StreamUse>,
+    /// Compositor fds that data from the guest goes into (wl_data_source.send), by id.
+    pipes: Mutex<Pipes>,
+    /// Read ends of new pipes whose data goes to the guest, for `down` to pump.
+    pumps: Mutex<Vec<(u32, File)>>,
+    /// Written to after adding to `pumps`: wakes `down`.
+    wake: File,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pipe whose ends never block (and are closed on exec).
+fn nonblocking_pipe() -> io::Result<(File, File)> {
+    use nix::fcntl::OFlag;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    Ok((File::from(r), File::from(w)))
+}
 
 /// Accepts guest streams on `listen` and bridges each to the Wayland socket `wayland`, under
 /// the seccomp filter of `crate::sandbox` once listening.
 pub fn serve(listen: &Path, wayland: &Path, seccomp: crate::sandbox::Mode) -> io::Result<()> {
+    raise_fd_limit();
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
     crate::sandbox::confine_bridge(seccomp).map_err(io::Error::other)?;
-    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let vm = Arc::new(Bridge::new(wayland.to_path_buf(), Limits::default()));
+    let live = Arc::new(AtomicUsize::new(0));
     for guest in listener.incoming() {
         let guest = match guest {
             Ok(g) => g,
@@ -42,231 +206,37 @@ pub fn serve(listen: &Path, wayland: &Path, seccomp: crate::sandbox::Mode) -> io
                 continue;
             }
         };
-        use std::sync::atomic::Ordering;
-        if live.load(Ordering::SeqCst) >= MAX_STREAMS {
-            eprintln!("bulkhead-wl-bridge: more than {MAX_STREAMS} apps; refusing one");
+        let max = vm.limits.streams;
+        if live.load(Ordering::SeqCst) >= max {
+            eprintln!("bulkhead-wl-bridge: more than {max} apps; refusing one");
             continue;
         }
         live.fetch_add(1, Ordering::SeqCst);
-        let wayland = wayland.to_path_buf();
-        let live = live.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = bridge(guest, &wayland) {
+        let (vm, live2) = (vm.clone(), live.clone());
+        let started = std::thread::Builder::new().spawn(move || {
+            if let Err(e) = vm.stream(guest) {
                 eprintln!("bulkhead-wl-bridge: app stream ended: {e}");
             }
-            live.fetch_sub(1, Ordering::SeqCst);
+            live2.fetch_sub(1, Ordering::SeqCst);
         });
+        if let Err(e) = started {
+            eprintln!("bulkhead-wl-bridge: cannot start a stream's thread: {e}");
+            live.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     Ok(())
 }
 
-struct Shm {
-    file: File,
-    size: u64,
-}
-
-#[derive(Default)]
-struct State {
-    shm: HashMap<u32, Shm>,
-    shm_total: u64,
-    /// Compositor fds that data from the guest goes into (wl_data_source.send).
-    pipes: Pipes,
-}
-
-fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-type Writer = Arc<Mutex<UnixStream>>;
-
-fn send(w: &Writer, records: &[Record]) -> io::Result<()> {
-    let mut bytes = Vec::new();
-    for r in records {
-        bytes.extend(r.encode()?);
-    }
-    w.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .write_all(&bytes)
-}
-
-/// Bridges one guest stream to a new connection on the VM's Wayland socket.
-pub fn bridge(mut guest: UnixStream, wayland: &PathBuf) -> Result<(), String> {
-    match Record::read(&mut guest).map_err(|e| e.to_string())? {
-        Some(Record::Hello { version }) if version == STREAM_VERSION => {}
-        other => {
-            return Err(format!(
-                "expected hello version {STREAM_VERSION}, got {other:?}"
-            ))
+/// Every stream holds 4 descriptors (guest, compositor, wake pipe) and up to 28 waiting to be
+/// attached; the VM's pools and pipes add theirs: about 3,200 at the limits, more than the
+/// usual soft limit of 1,024. Raised to the hard limit, before the seccomp filter.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!("bulkhead-wl-bridge: cannot raise the fd limit to {hard}: {e}");
+            }
         }
     }
-    Record::Hello {
-        version: STREAM_VERSION,
-    }
-    .write(&mut guest)
-    .map_err(|e| e.to_string())?;
-    let comp = UnixStream::connect(wayland)
-        .map_err(|e| format!("cannot connect to {}: {e}", wayland.display()))?;
-    let state = Arc::new(Mutex::new(State::default()));
-    let writer: Writer = Arc::new(Mutex::new(guest.try_clone().map_err(|e| e.to_string())?));
-    let (comp2, s2, w2) = (
-        comp.try_clone().map_err(|e| e.to_string())?,
-        state.clone(),
-        writer.clone(),
-    );
-    let guest2 = guest.try_clone().map_err(|e| e.to_string())?;
-    let down = std::thread::spawn(move || {
-        let r = compositor_to_guest(&comp2, &s2, &w2);
-        let _ = guest2.shutdown(std::net::Shutdown::Both);
-        r
-    });
-    let up = guest_to_compositor(
-        guest.try_clone().map_err(|e| e.to_string())?,
-        &comp,
-        &state,
-        &writer,
-    );
-    let _ = comp.shutdown(std::net::Shutdown::Both);
-    let _ = guest.shutdown(std::net::Shutdown::Both);
-    let down = down
-        .join()
-        .unwrap_or_else(|_| Err("bridge thread panicked".into()));
-    up.and(down)
-}
-
-fn guest_to_compositor(
-    mut guest: UnixStream,
-    comp: &UnixStream,
-    state: &Mutex<State>,
-    w: &Writer,
-) -> Result<(), String> {
-    let mut pending: Vec<OwnedFd> = Vec::new();
-    loop {
-        let Some(rec) = Record::read(&mut guest).map_err(|e| format!("guest: {e}"))? else {
-            return Ok(());
-        };
-        match rec {
-            Record::ShmNew { id, size } => {
-                let mut st = lock(state);
-                if st.shm.len() >= MAX_IDS || st.shm.contains_key(&id) {
-                    return Err(format!("shared memory {id} is a duplicate or one too many"));
-                }
-                if st.shm_total + size > MAX_SHM_TOTAL {
-                    return Err("the app holds too much shared memory".into());
-                }
-                let file = memfd(size).map_err(|e| e.to_string())?;
-                pending.push(OwnedFd::from(file.try_clone().map_err(|e| e.to_string())?));
-                st.shm_total += size;
-                st.shm.insert(id, Shm { file, size });
-            }
-            Record::ShmResize { id, size } => {
-                let mut st = lock(state);
-                let old = st
-                    .shm
-                    .get(&id)
-                    .map(|s| s.size)
-                    .ok_or("resize of unknown memory")?;
-                if size < old || st.shm_total - old + size > MAX_SHM_TOTAL {
-                    return Err(format!("shared memory {id} cannot become {size} bytes"));
-                }
-                if let Some(s) = st.shm.get_mut(&id) {
-                    s.file.set_len(size).map_err(|e| e.to_string())?;
-                    s.size = size;
-                }
-                st.shm_total = st.shm_total - old + size;
-            }
-            Record::ShmWrite { id, offset, data } => {
-                let st = lock(state);
-                let s = st.shm.get(&id).ok_or("write to unknown memory")?;
-                let end = offset
-                    .checked_add(data.len() as u64)
-                    .ok_or("write past the end")?;
-                if end > s.size {
-                    return Err(format!(
-                        "write of {} bytes at {offset} past {} bytes",
-                        data.len(),
-                        s.size
-                    ));
-                }
-                s.file
-                    .write_all_at(&data, offset)
-                    .map_err(|e| e.to_string())?;
-            }
-            Record::ShmDrop { id } => {
-                let mut st = lock(state);
-                if let Some(s) = st.shm.remove(&id) {
-                    st.shm_total -= s.size;
-                }
-            }
-            Record::PipeWrite { id } => {
-                let (r, wr) = nix::unistd::pipe().map_err(|e| e.to_string())?;
-                pending.push(wr);
-                let w = w.clone();
-                std::thread::spawn(move || pump_pipe(File::from(r), id, |recs| send(&w, recs)));
-            }
-            Record::PipeData { id, data } => lock(state).pipes.deliver(id, &data),
-            Record::PipeClose { id } => lock(state).pipes.close(id),
-            Record::Wl(bytes) => {
-                if pending.len() > fdpass::MAX_FDS {
-                    return Err("too many file descriptors for one message batch".into());
-                }
-                fdpass::send(comp, &bytes, &pending).map_err(|e| format!("compositor: {e}"))?;
-                pending.clear();
-            }
-            other => return Err(format!("the guest sent {other:?}")),
-        }
-    }
-}
-
-fn compositor_to_guest(comp: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(), String> {
-    let mut buf = vec![0u8; MAX_CHUNK];
-    loop {
-        let mut fds = Vec::new();
-        let n = fdpass::recv(comp, &mut buf, &mut fds).map_err(|e| format!("compositor: {e}"))?;
-        if n == 0 && fds.is_empty() {
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        for fd in fds {
-            out.push(describe(File::from(fd), state)?);
-        }
-        if n > 0 {
-            out.push(Record::Wl(buf[..n].to_vec()));
-        }
-        send(w, &out).map_err(|e| format!("guest: {e}"))?;
-    }
-}
-
-/// Turns a descriptor the compositor sends into a record: a pipe write end (the guest app
-/// writes, we forward) or a file's contents (keymaps).
-fn describe(f: File, state: &Mutex<State>) -> Result<Record, String> {
-    let meta = f.metadata().map_err(|e| e.to_string())?;
-    if meta.file_type().is_fifo() {
-        let flags = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
-            .map_err(|e| e.to_string())?;
-        if flags & libc::O_ACCMODE != libc::O_WRONLY {
-            return Err("the compositor sent a pipe read end, which no protocol here uses".into());
-        }
-        let id = lock(state).pipes.add(f).map_err(|e| e.to_string())?;
-        Ok(Record::PipeWrite { id })
-    } else if meta.is_file() {
-        let len = meta.len() as usize;
-        if len > MAX_BLOB {
-            return Err(format!(
-                "a shared file of {len} bytes is larger than {MAX_BLOB}"
-            ));
-        }
-        let mut data = vec![0u8; len];
-        f.read_exact_at(&mut data, 0).map_err(|e| e.to_string())?;
-        Ok(Record::Blob(data))
-    } else {
-        Err("the compositor sent a file descriptor of an unknown kind".into())
-    }
-}
-
-fn memfd(size: u64) -> io::Result<File> {
-    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-    let fd = memfd_create(c"bulkhead-shm", MemFdCreateFlag::MFD_CLOEXEC)?;
-    let f = File::from(fd);
-    f.set_len(size)?;
-    Ok(f)
 }

@@ -3,10 +3,12 @@
 //! crashes, shuts idle VMs down, and re-adopts the VMs a previous compositor left running.
 //!
 //! Every operation blocks its caller (an IPC worker thread), never the compositor's loop; a
-//! watcher thread polls monitors and idle times. State changes are reported through the
-//! `events` callback.
+//! watcher thread per VM polls its monitor and idle time, so a guest slow to answer delays no
+//! other VM's. Every call to a guest's agent has a deadline (`agent::CALL_TIMEOUT`), and the
+//! session's end waits on no guest longer than [`SESSION_STOP_BOUND`] in all. State changes are
+//! reported through the `events` callback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -19,7 +21,7 @@ use bulkhead_ipc::{BootInfo, VmInfo, VmState};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use crate::agent::{self, Connection, Endpoint, Exit, OutputSink};
+use crate::agent::{self, Call, Connection, Endpoint, Exit, OutputSink};
 use crate::monitor::{self, ExitReport, MonitorState, ProcessId};
 use crate::plan::{self, HostEnv, LaunchPlan};
 use crate::switch;
@@ -74,6 +76,10 @@ impl Slot {
 /// How long a poweroff may take before the VM is killed comes from the config; these are the
 /// fixed steps after it.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// The longest the session's end (`stop_all`) waits for all its VMs and their switches
+/// together, however many and whatever their guests do: the first half for guests to power
+/// off through their agents, then SIGTERM to the monitors, then SIGKILL to monitors and VMMs.
+pub const SESSION_STOP_BOUND: Duration = Duration::from_secs(5);
 /// How long a switch may take to listen on every port.
 const SWITCH_START_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -93,6 +99,48 @@ fn now_ms() -> u64 {
 
 type EventSink = Box<dyn Fn(VmEvent) + Send + Sync>;
 
+/// When each step of stopping a VM ends: the guest's own poweroff (through its agent), then
+/// SIGTERM to its monitor, then SIGKILL to the monitor and the VMM.
+#[derive(Debug, Clone, Copy)]
+struct StopSchedule {
+    poweroff_by: Instant,
+    term_by: Instant,
+    kill_by: Instant,
+}
+
+impl StopSchedule {
+    /// A stop asked for (vm-stop, idle): the config's stop timeout, then a grace per signal.
+    fn requested(stop_timeout: Duration) -> StopSchedule {
+        let poweroff_by = Instant::now() + stop_timeout;
+        let term_by = poweroff_by + TERM_GRACE;
+        StopSchedule {
+            poweroff_by,
+            term_by,
+            kill_by: term_by + TERM_GRACE,
+        }
+    }
+
+    /// The session's end, begun at `start`: everything within [`SESSION_STOP_BOUND`].
+    fn session(start: Instant) -> StopSchedule {
+        let at = |percent: u32| start + SESSION_STOP_BOUND * percent / 100;
+        StopSchedule {
+            poweroff_by: at(50),
+            term_by: at(80),
+            kill_by: at(90),
+        }
+    }
+
+    /// Each step no later than in `other`.
+    fn no_later_than(self, other: Option<StopSchedule>) -> StopSchedule {
+        let Some(o) = other else { return self };
+        StopSchedule {
+            poweroff_by: self.poweroff_by.min(o.poweroff_by),
+            term_by: self.term_by.min(o.term_by),
+            kill_by: self.kill_by.min(o.kill_by),
+        }
+    }
+}
+
 pub struct Manager {
     vms: BTreeMap<String, VmConfig>,
     order: Vec<String>,
@@ -103,6 +151,8 @@ pub struct Manager {
     changed: Condvar,
     events: EventSink,
     closing: AtomicBool,
+    /// Once the session ends: its stop schedule, which cuts every stop under way short.
+    session_end: Mutex<Option<StopSchedule>>,
     /// Switches this manager started (reaped when they end); held while a network's switch is
     /// being checked or started, so two VMs starting together start it once.
     switches: Mutex<Vec<Child>>,
@@ -135,16 +185,21 @@ impl Manager {
             changed: Condvar::new(),
             events,
             closing: AtomicBool::new(false),
+            session_end: Mutex::new(None),
             switches: Mutex::new(Vec::new()),
         });
         for name in &m.order {
             m.adopt(name);
         }
-        let weak = Arc::downgrade(&m);
-        std::thread::Builder::new()
-            .name("vm-watch".into())
-            .spawn(move || watch(weak))
-            .ok();
+        for name in &m.order {
+            let (weak, name) = (Arc::downgrade(&m), name.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("vm-watch {name}"))
+                .spawn(move || watch(weak, &name));
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a VM watcher thread: {e}");
+            }
+        }
         m
     }
 
@@ -198,6 +253,18 @@ impl Manager {
         let paths = self.env.dirs.vm(name);
         // The VMM and helpers die with their monitor (PR_SET_PDEATHSIG); kill any that a
         // SIGKILLed monitor could not take along anyway.
+        self.kill_vm_processes(name);
+        if let Some(s) = plan.and_then(|p| p.scratch.as_ref()) {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        monitor::remove_runtime_files(&paths.runtime);
+        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
+    }
+
+    /// SIGKILL to the VM's VMM and helpers, as its monitor's state names them (and only if
+    /// they run in the VM's runtime dir: a pid may have been reused).
+    fn kill_vm_processes(&self, name: &str) {
+        let paths = self.env.dirs.vm(name);
         if let Some(st) = monitor::read_json::<MonitorState>(&paths.state_file()) {
             for pid in std::iter::once(st.vmm_pid).chain(st.helper_pids) {
                 let started_after = monitor::proc_start_time(pid).is_some();
@@ -206,11 +273,6 @@ impl Manager {
                 }
             }
         }
-        if let Some(s) = plan.and_then(|p| p.scratch.as_ref()) {
-            let _ = std::fs::remove_file(&s.path);
-        }
-        monitor::remove_runtime_files(&paths.runtime);
-        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
     }
 
     /// Every VM with its state.
@@ -358,8 +420,10 @@ impl Manager {
             }
         }
         let deadline = started + Duration::from_secs(self.settings.start_timeout.0);
-        let mut alive = || id.alive() && !paths.exit_file().exists();
-        let ready = agent::wait_ready(&ep, listener.as_ref(), deadline, &mut alive);
+        // A start under way when the session ends gives up at once.
+        let mut alive =
+            || id.alive() && !paths.exit_file().exists() && !self.closing.load(Ordering::SeqCst);
+        let ready = agent::wait_ready(&vm.name, &ep, listener.as_ref(), deadline, &mut alive);
         drop(listener);
         let _ = std::fs::remove_file(&ready_path);
         match ready {
@@ -382,7 +446,7 @@ impl Manager {
             }
             Err(e) => {
                 // Stop whatever is left; the monitor cleans up and says why it ended.
-                self.terminate(&vm.name, id);
+                self.terminate(&vm.name, id, StopSchedule::requested(Duration::ZERO));
                 let report = monitor::read_json::<ExitReport>(&paths.exit_file());
                 self.cleanup_leftovers(&vm.name, Some(&plan));
                 let why = report.map(|r| r.reason).unwrap_or_else(|| e.to_string());
@@ -435,26 +499,53 @@ impl Manager {
         Ok(())
     }
 
-    /// SIGTERM to the monitor (it stops the VMM and cleans up), SIGKILL after a grace period.
-    fn terminate(&self, name: &str, id: ProcessId) {
-        let pid = Pid::from_raw(id.pid);
-        if id.alive() {
-            let _ = signal::kill(pid, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + TERM_GRACE;
-        while id.alive() && Instant::now() < deadline {
+    /// `sched`, cut short by the session's end once it began.
+    fn schedule(&self, sched: StopSchedule) -> StopSchedule {
+        let session = *self.session_end.lock().unwrap_or_else(|e| e.into_inner());
+        sched.no_later_than(session)
+    }
+
+    /// Waits until the monitor `id` is gone or the step `by` of `sched` (as the session's end
+    /// may cut it) has passed; `true` when it is gone.
+    fn wait_gone(
+        &self,
+        name: &str,
+        id: ProcessId,
+        sched: StopSchedule,
+        by: fn(&StopSchedule) -> Instant,
+    ) -> bool {
+        loop {
             self.reap(name);
+            if !id.alive() {
+                return true;
+            }
+            if Instant::now() >= by(&self.schedule(sched)) {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM to the monitor (it stops the VMM and cleans up); when it is still there at
+    /// `sched`'s term step, SIGKILL to it and to the VMM and helpers.
+    fn terminate(&self, name: &str, id: ProcessId, sched: StopSchedule) {
         if id.alive() {
-            let _ = signal::kill(pid, Signal::SIGKILL);
+            let _ = signal::kill(Pid::from_raw(id.pid), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + TERM_GRACE;
-        while id.alive() && Instant::now() < deadline {
-            self.reap(name);
-            std::thread::sleep(Duration::from_millis(20));
+        if !self.wait_gone(name, id, sched, |s| s.term_by) {
+            tracing::warn!("VM {name}: its monitor ignored SIGTERM; killing it and its VMM");
+            self.kill_now(name, Some(id));
+            self.wait_gone(name, id, sched, |s| s.kill_by);
         }
         self.reap(name);
+    }
+
+    /// SIGKILL to the monitor, the VMM and the helpers, without waiting.
+    fn kill_now(&self, name: &str, id: Option<ProcessId>) {
+        if let Some(id) = id.filter(ProcessId::alive) {
+            let _ = signal::kill(Pid::from_raw(id.pid), Signal::SIGKILL);
+        }
+        self.kill_vm_processes(name);
     }
 
     /// Reaps the monitor if this manager started it and it exited.
@@ -477,46 +568,54 @@ impl Manager {
 
     fn stop_for(&self, name: &str, reason: StopReason) -> Result<bool, String> {
         self.vm(name)?;
-        let (id, ep) = {
-            let mut slots = self.lock();
-            loop {
-                let phase = slots.get(name).map_or(Phase::Stopped, Slot::phase);
-                match phase {
-                    Phase::Stopped => return Ok(false),
-                    Phase::Running => break,
-                    Phase::Starting | Phase::Stopping => {
-                        slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-            }
-            let Some(s) = slots.get_mut(name) else {
-                return Ok(false);
-            };
-            s.phase = Some(Phase::Stopping);
-            (s.monitor, s.endpoint.clone())
+        let Some((id, ep)) = self.begin_stop(name) else {
+            return Ok(false);
         };
-        self.changed.notify_all();
+        let sched = StopSchedule::requested(Duration::from_secs(self.settings.stop_timeout.0));
         let t = Instant::now();
         if let Some(ep) = &ep {
-            if let Err(e) = Connection::open(ep).and_then(Connection::poweroff) {
-                tracing::info!("VM {name}: poweroff through the agent failed ({e}); terminating");
-            }
+            self.poweroff(name, ep, sched);
         }
         if let Some(id) = id {
-            let deadline = Instant::now() + Duration::from_secs(self.settings.stop_timeout.0);
-            while id.alive() && Instant::now() < deadline {
-                self.reap(name);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if id.alive() {
-                tracing::warn!("VM {name}: did not power off in time; terminating it");
-            } else {
+            if self.wait_gone(name, id, sched, |s| s.poweroff_by) {
                 tracing::info!("VM {name}: powered off in {} ms", t.elapsed().as_millis());
+            } else {
+                tracing::warn!("VM {name}: did not power off in time; terminating it");
             }
-            self.terminate(name, id);
+            self.terminate(name, id, sched);
         }
         self.finish(name, reason);
         Ok(true)
+    }
+
+    /// Marks a running VM as stopping (after a start or stop under way ends); its monitor and
+    /// agent. `None` when it is not running.
+    fn begin_stop(&self, name: &str) -> Option<(Option<ProcessId>, Option<Endpoint>)> {
+        let mut slots = self.lock();
+        loop {
+            match slots.get(name).map_or(Phase::Stopped, Slot::phase) {
+                Phase::Stopped => return None,
+                Phase::Running => break,
+                Phase::Starting | Phase::Stopping => {
+                    slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        let s = slots.get_mut(name)?;
+        s.phase = Some(Phase::Stopping);
+        let found = (s.monitor, s.endpoint.clone());
+        drop(slots);
+        self.changed.notify_all();
+        Some(found)
+    }
+
+    /// Asks the guest's agent to power off, by `sched`'s poweroff step at the latest.
+    fn poweroff(&self, name: &str, ep: &Endpoint, sched: StopSchedule) {
+        let call =
+            Call::new(name, "poweroff", agent::CALL_TIMEOUT).by(self.schedule(sched).poweroff_by);
+        if let Err(e) = Connection::open(ep, call).and_then(Connection::poweroff) {
+            tracing::info!("{}; terminating", e.in_vm(name));
+        }
     }
 
     /// Marks a VM stopped after its monitor ended, cleans up and reports it.
@@ -565,7 +664,8 @@ impl Manager {
         // A re-adopted VM may still be booting: give its agent the start timeout.
         let deadline = Instant::now() + Duration::from_secs(self.settings.start_timeout.0);
         let conn = loop {
-            match Connection::open(&ep) {
+            // One deadline for connect, handshake, request and the reply that it started.
+            match Connection::open(&ep, Call::new(name, "run", agent::CALL_TIMEOUT)) {
                 Ok(c) => break c,
                 Err(agent::AgentError::Unreachable(m)) if Instant::now() < deadline => {
                     if self.lock().get(name).map(Slot::phase) != Some(Phase::Running) {
@@ -573,11 +673,10 @@ impl Manager {
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => return Err(format!("VM {name:?}: {e}")),
+                Err(e) => return Err(e.in_vm(name)),
             }
         };
-        conn.run(argv, &[], output)
-            .map_err(|e| format!("VM {name:?}: {e}"))
+        conn.run(argv, &[], output).map_err(|e| e.in_vm(name))
     }
 
     /// Starts the VMs marked `autostart`, each on its own thread.
@@ -595,27 +694,52 @@ impl Manager {
         }
     }
 
-    /// Stops every VM (the session is ending), in parallel; returns when all are stopped.
+    /// Stops every VM (the session is ending), in parallel, and their switches; returns within
+    /// [`SESSION_STOP_BOUND`] in all. A VM whose stop is still under way by then (a guest or
+    /// a process that does not go) has its monitor, VMM and helpers killed.
     pub fn stop_all(self: &Arc<Self>) {
+        let start = Instant::now();
+        let sched = StopSchedule::session(start);
+        *self.session_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(sched);
         self.closing.store(true, Ordering::SeqCst);
-        let threads: Vec<_> = self
-            .order
-            .iter()
-            .map(|name| {
-                let m = self.clone();
-                let name = name.clone();
-                std::thread::spawn(move || {
-                    let _ = m.stop(&name);
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+        self.changed.notify_all();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for name in &self.order {
+            let (m, name, tx) = (self.clone(), name.clone(), tx.clone());
+            let spawned = std::thread::Builder::new().spawn(move || {
+                let _ = m.stop(&name);
+                let _ = tx.send(name);
+            });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a thread to stop a VM: {e}");
+            }
         }
-        // The VMs are down: their networks' switches go too.
+        drop(tx);
+        let mut left: BTreeSet<String> = self.order.iter().cloned().collect();
+        let give_up = start + SESSION_STOP_BOUND * 95 / 100;
+        while !left.is_empty() {
+            let wait = give_up.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(name) => {
+                    left.remove(&name);
+                }
+                Err(_) => break,
+            }
+        }
+        for name in &left {
+            tracing::warn!("VM {name}: still stopping at the session's end; killing it");
+            let monitor = self.lock().get(name).and_then(|s| s.monitor);
+            self.kill_now(name, monitor);
+        }
+        self.stop_switches(start + SESSION_STOP_BOUND);
+    }
+
+    /// The VMs are down: their networks' switches go too, by `deadline`.
+    fn stop_switches(&self, deadline: Instant) {
         let all: Vec<VmConfig> = self.vms.values().cloned().collect();
         for network in switch::networks(&all).keys() {
-            switch::stop(&self.env.dirs, network, TERM_GRACE);
+            let grace = deadline.saturating_duration_since(Instant::now());
+            switch::stop(&self.env.dirs, network, grace);
         }
         let mut children = self.switches.lock().unwrap_or_else(|e| e.into_inner());
         for mut c in children.drain(..) {
@@ -643,71 +767,93 @@ impl Manager {
         Ok(self.env.dirs.vm(name).console())
     }
 
-    /// One watcher pass: crashed VMs, idle VMs.
-    fn watch_once(self: &Arc<Self>) {
-        let mut crashed = Vec::new();
-        let mut idle_checks = Vec::new();
-        {
-            let mut slots = self.lock();
-            for (name, s) in slots.iter_mut() {
-                if s.phase() != Phase::Running {
-                    continue;
-                }
-                if let Some(c) = s.child.as_mut() {
-                    let _ = c.try_wait();
-                }
-                if s.monitor.is_some_and(|m| !m.alive()) {
-                    crashed.push(name.clone());
-                    continue;
-                }
-                let after = self.vms.get(name).and_then(|v| v.spec.auto_shutdown);
-                if let (Some(after), Some(ep)) = (after, &s.endpoint) {
-                    let due = s
-                        .last_idle_check
-                        .is_none_or(|t| t.elapsed() >= IDLE_CHECK_INTERVAL);
-                    if due {
-                        s.last_idle_check = Some(Instant::now());
-                        idle_checks.push((name.clone(), ep.clone(), after.0));
-                    }
-                }
-            }
+    /// One watcher pass over VM `name`: has it crashed, is it idle?
+    fn watch_vm(self: &Arc<Self>, name: &str) {
+        match self.look_at(name) {
+            Seen::Nothing => {}
+            Seen::Crashed => self.crashed(name),
+            Seen::IdleCheckDue { ep, after } => self.idle_check(name, &ep, after),
         }
-        for name in crashed {
-            {
-                let mut slots = self.lock();
-                if let Some(s) = slots.get_mut(&name) {
-                    s.phase = Some(Phase::Stopping);
-                }
-            }
-            let paths = self.env.dirs.vm(&name);
-            let why = monitor::read_json::<ExitReport>(&paths.exit_file())
-                .map(|r| r.reason)
-                .unwrap_or_else(|| "its VM monitor was killed".into());
-            tracing::warn!("VM {name} stopped unexpectedly: {why}");
-            self.finish(&name, StopReason::Crashed(why));
+    }
+
+    /// What the watcher of `name` has to do now.
+    fn look_at(&self, name: &str) -> Seen {
+        let mut slots = self.lock();
+        let Some(s) = slots.get_mut(name) else {
+            return Seen::Nothing;
+        };
+        if s.phase() != Phase::Running {
+            return Seen::Nothing;
         }
-        for (name, ep, after) in idle_checks {
-            let idle = Connection::open(&ep)
-                .and_then(Connection::status)
-                .is_ok_and(|st| st.running == 0 && st.idle_secs >= after);
-            if idle {
-                tracing::info!("VM {name}: idle for {after} s, shutting it down");
-                let m = self.clone();
-                std::thread::spawn(move || {
-                    let _ = m.stop_for(&name, StopReason::Idle);
-                });
+        if let Some(c) = s.child.as_mut() {
+            let _ = c.try_wait();
+        }
+        if s.monitor.is_some_and(|m| !m.alive()) {
+            s.phase = Some(Phase::Stopping);
+            return Seen::Crashed;
+        }
+        let after = self.vms.get(name).and_then(|v| v.spec.auto_shutdown);
+        let (Some(after), Some(ep)) = (after, &s.endpoint) else {
+            return Seen::Nothing;
+        };
+        let due = s
+            .last_idle_check
+            .is_none_or(|t| t.elapsed() >= IDLE_CHECK_INTERVAL);
+        if !due || self.closing.load(Ordering::SeqCst) {
+            return Seen::Nothing;
+        }
+        s.last_idle_check = Some(Instant::now());
+        Seen::IdleCheckDue {
+            ep: ep.clone(),
+            after: after.0,
+        }
+    }
+
+    fn crashed(&self, name: &str) {
+        let paths = self.env.dirs.vm(name);
+        let why = monitor::read_json::<ExitReport>(&paths.exit_file())
+            .map(|r| r.reason)
+            .unwrap_or_else(|| "its VM monitor was killed".into());
+        tracing::warn!("VM {name} stopped unexpectedly: {why}");
+        self.finish(name, StopReason::Crashed(why));
+    }
+
+    /// Asks the agent whether the VM is idle (by the call's deadline) and shuts it down if so.
+    fn idle_check(self: &Arc<Self>, name: &str, ep: &Endpoint, after: u64) {
+        let call = Call::new(name, "status", agent::CALL_TIMEOUT);
+        let idle = match Connection::open(ep, call).and_then(Connection::status) {
+            Ok(st) => st.running == 0 && st.idle_secs >= after,
+            Err(e) => {
+                tracing::debug!("{}", e.in_vm(name));
+                false
             }
+        };
+        if idle {
+            tracing::info!("VM {name}: idle for {after} s, shutting it down");
+            let (m, name) = (self.clone(), name.to_owned());
+            std::thread::spawn(move || {
+                let _ = m.stop_for(&name, StopReason::Idle);
+            });
         }
     }
 }
 
-fn watch(m: Weak<Manager>) {
+/// What a watcher pass found.
+enum Seen {
+    Nothing,
+    Crashed,
+    IdleCheckDue { ep: Endpoint, after: u64 },
+}
+
+/// Watches VM `name` until the manager is gone: one thread per VM, so a guest that is slow to
+/// answer its idle check holds up no other VM's watch.
+fn watch(m: Weak<Manager>, name: &str) {
     loop {
         std::thread::sleep(WATCH_INTERVAL);
         let Some(m) = m.upgrade() else {
             return;
         };
-        m.watch_once();
+        m.watch_vm(name);
     }
 }
 

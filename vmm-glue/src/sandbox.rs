@@ -94,6 +94,10 @@ const BRIDGE_SYSCALLS: &[(i64, &str)] = &[
         "thread start (Rust's stack-overflow handler)",
     ),
     (libc::SYS_sched_getaffinity, "thread start"),
+    (
+        libc::SYS_ppoll,
+        "waiting on a stream's compositor socket and pipes at once",
+    ),
     (libc::SYS_futex, "locks and joins"),
     (libc::SYS_sched_yield, "locks"),
     (libc::SYS_gettid, "thread bookkeeping"),
