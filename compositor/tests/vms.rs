@@ -933,3 +933,187 @@ fn port_child(network: &str, vm: &str) -> Option<i32> {
         .position(|p| p.split(',').any(|kv| kv == format!("vm={vm}")))?;
     children.get(index).map(|p| p.pid)
 }
+
+/// The pids the monitor recorded for the VMM and its helpers.
+fn vm_pids(c: &Compositor, vm: &str) -> Vec<i32> {
+    let path = c.runtime.join("bulkhead/vms").join(vm).join("state.json");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
+    let mut pids = vec![v["vmm_pid"].as_i64().expect("vmm_pid") as i32];
+    for h in v["helper_pids"].as_array().expect("helper_pids") {
+        pids.push(h.as_i64().expect("pid") as i32);
+    }
+    pids
+}
+
+/// A test VM with everything that adds a helper: a home (virtiofsd), user networking (passt),
+/// graphics (the Wayland bridge), and a second VM whose files must stay out of reach.
+fn confined_vms(extra: &str) -> String {
+    config(&format!(
+        "{}\n[[vm]]\nname = \"other\"\ncolor = \"#2ecc71\"\n",
+        vm("test", &format!("{extra}\n[[vm.network]]\ntype = \"user\""))
+    ))
+}
+
+/// What no VMM or helper may reach, as the probe's KIND:TARGET ({home} and {run} are the
+/// user's home and runtime dir): the user's files, the config, other VMs, the host's sockets.
+const FORBIDDEN: &[&str] = &[
+    "open:{home}/marker",
+    "open:{home}/config.toml",
+    "list:{run}/bulkhead/vms/other",
+    "unix:{run}/bulkhead/vms/other/wayland-0",
+    "unix:{run}/bulkhead/ipc.sock",
+    "unix:{run}/wayland-*",
+    "list:/tmp/.X11-unix",
+    "unix:/run/dbus/system_bus_socket",
+    "list:/run/dbus",
+    "list:/home",
+    "list:/root",
+    "list:/var",
+    "open:/etc/passwd",
+];
+
+/// A FORBIDDEN target's path for compositor `c` (the globbed host socket: as named).
+fn forbidden_path(c: &Compositor, t: &str) -> PathBuf {
+    let (_, target) = t.split_once(':').expect("KIND:TARGET");
+    let path = target
+        .replace("{home}", &c.dir.path().display().to_string())
+        .replace("{run}", &c.runtime.display().to_string());
+    if path.contains('*') {
+        return c.host_socket.clone();
+    }
+    PathBuf::from(path)
+}
+
+/// Inspects the running VMM and each helper from outside: its root holds none of what it must
+/// not see, and it has namespaces of its own.
+fn vmm_and_helpers_see_only_their_vm(user: Option<(u32, u32)>) {
+    let c = Compositor::start_with(&confined_vms(""), user, &[]);
+    std::fs::write(c.dir.path().join("marker"), "the user's").expect("marker");
+    assert_eq!(run_ok(&c, "test", &["echo", "up"]), "up\n");
+    let pids = vm_pids(&c, "test");
+    assert_eq!(
+        pids.len(),
+        5,
+        "qemu, vsock, wl-bridge, virtiofsd, passt: {pids:?}"
+    );
+    let ns = |pid: i32, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("ns link")
+    };
+    let host = c.pid() as i32;
+    let vmm = pids[0];
+    for pid in pids {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        let comm = comm.trim();
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        for t in FORBIDDEN {
+            let f = forbidden_path(&c, t);
+            let inside = root.join(f.strip_prefix("/").expect("absolute"));
+            assert!(
+                std::fs::symlink_metadata(&inside).is_err(),
+                "{comm} ({pid}) sees {}",
+                f.display()
+            );
+        }
+        // The VMM's own runtime dir is there (virtiofsd and passt pivot further, into their
+        // own sandboxes).
+        if pid == vmm {
+            let own = c.runtime.join("bulkhead/vms/test");
+            assert!(root.join(own.strip_prefix("/").unwrap()).is_dir(), "{comm}");
+        }
+        for kind in ["mnt", "pid", "ipc", "user"] {
+            assert_ne!(
+                ns(pid, kind),
+                ns(host, kind),
+                "{comm} shares the {kind} namespace"
+            );
+        }
+        // passt is the guest's way out: it alone keeps the host's network.
+        if comm != "passt" && comm != "passt.avx2" {
+            assert_ne!(ns(pid, "net"), ns(host, "net"), "{comm} shares the network");
+        }
+    }
+    stop(&c, "test");
+}
+
+#[test]
+fn the_vmm_and_its_helpers_see_only_their_own_vm() {
+    vmm_and_helpers_see_only_their_vm(None);
+}
+
+#[test]
+fn the_vmm_and_its_helpers_see_only_their_own_vm_unprivileged() {
+    vmm_and_helpers_see_only_their_vm(Some((65534, 65534)));
+}
+
+/// A probe in QEMU's place, started by the monitor as QEMU would be, tries to open, list and
+/// connect to everything it must not reach; every attempt fails.
+fn a_probe_in_place_of_the_vmm_reaches_nothing(user: Option<(u32, u32)>) {
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe-vmm");
+    // Listeners it must not reach: an abstract socket (X11's kind), a socket in /tmp, a
+    // service on the host's loopback.
+    let abstract_name = format!("bulkhead-probe-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).expect("abstract");
+        std::os::unix::net::UnixListener::bind_addr(&addr).expect("abstract listener")
+    };
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let port = tcp.local_addr().expect("addr").port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp_sock = tmp.path().join("x.sock");
+    let _tmp_listener = std::os::unix::net::UnixListener::bind(&tmp_sock).expect("listener");
+    let mut targets: Vec<String> = FORBIDDEN.iter().map(|t| t.to_string()).collect();
+    targets.extend([
+        format!("unix:{}", tmp_sock.display()),
+        format!("abstract:{abstract_name}"),
+        format!("tcp:127.0.0.1:{port}"),
+    ]);
+    let probes = std::iter::once("\"--probe\"".to_string())
+        .chain(targets.iter().map(|t| format!("{t:?}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cfg = confined_vms(&format!("extra-args = [{probes}]")).replace(
+        "[vmm]\n",
+        &format!("[vmm]\nqemu = \"{}\"\n", probe.display()),
+    );
+    let c = Compositor::start_with(&cfg, user, &[]);
+    std::fs::write(c.dir.path().join("marker"), "the user's").expect("marker");
+    // What the probe must not reach exists on the host.
+    for t in [
+        "open:{home}/marker",
+        "open:{home}/config.toml",
+        "unix:{run}/wayland-*",
+    ] {
+        assert!(forbidden_path(&c, t).exists(), "{t}");
+    }
+    let _ = c.vm_cli("vm-start", &["test"]);
+    let log = c.dir.path().join("state/bulkhead/vms/test/qemu.log");
+    wait_until("the probe's report", 60, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("probe: done"))
+    });
+    let report = std::fs::read_to_string(&log).expect("log");
+    eprintln!("{report}");
+    assert!(!report.contains("probe: reached"), "{report}");
+    assert_eq!(
+        report.matches("probe: blocked").count(),
+        targets.len(),
+        "{report}"
+    );
+    tcp.set_nonblocking(true).expect("nonblocking");
+    assert!(
+        matches!(tcp.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host's loopback service was reached"
+    );
+}
+
+#[test]
+fn a_probe_in_place_of_qemu_reaches_nothing_of_the_host() {
+    a_probe_in_place_of_the_vmm_reaches_nothing(None);
+}
+
+#[test]
+fn a_probe_in_place_of_qemu_reaches_nothing_of_the_host_unprivileged() {
+    a_probe_in_place_of_the_vmm_reaches_nothing(Some((65534, 65534)));
+}
