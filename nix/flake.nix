@@ -34,7 +34,7 @@
         vm-tools = crate pkgs {
           pname = "bulkhead-vm-tools";
           crate = "bulkhead-vmm";
-          bins = [ "vm-run" "vm-start" "vm-stop" "vm-shell" "vm-list" "bulkhead-wl-bridge" "bulkhead-term-filter" ];
+          bins = [ "vm-run" "vm-start" "vm-stop" "vm-shell" "vm-list" "bulkhead-wl-bridge" "bulkhead-term-filter" "bulkhead-vm-monitor" ];
           description = "Bulkhead's host VM tools";
           extraPostInstall = ''
             install -Dm644 ${src}/vmm-glue/completions/vm.bash $out/share/bash-completion/completions/vm-run

@@ -115,7 +115,7 @@ in
       type = types.package;
       default = self.packages.${system}.vm-tools;
       defaultText = literalExpression "bulkhead.packages.\${system}.vm-tools";
-      description = "The host VM tools: vm-run, vm-start, vm-stop, vm-shell, vm-list, bulkhead-wl-bridge, bulkhead-term-filter.";
+      description = "The host VM tools: vm-run, vm-start, vm-stop, vm-shell, vm-list, bulkhead-wl-bridge, bulkhead-term-filter, bulkhead-vm-monitor.";
     };
     guestToolsPackage = mkOption {
       type = types.package;

@@ -43,12 +43,6 @@ enum Command {
         #[command(subcommand)]
         request: MsgRequest,
     },
-    /// Internal: the per-VM monitor process the compositor starts (not for people).
-    #[command(hide = true)]
-    VmMonitor {
-        /// The VM's runtime directory, holding its plan.json.
-        runtime_dir: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -79,9 +73,6 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { path }) => validate(path.or(cli.config)),
         Some(Command::Msg { request }) => msg(request),
-        Some(Command::VmMonitor { runtime_dir }) => {
-            ExitCode::from(bulkhead_vmm::monitor::run(&runtime_dir).clamp(0, 255) as u8)
-        }
         None => start(cli.config, cli.backend, cli.startup),
     }
 }

@@ -21,8 +21,15 @@ use crate::state::{Desktop, State};
 /// events into the event loop.
 pub fn start(desk: &Desktop) -> Result<Arc<Manager>, String> {
     let env = HostEnv::detect(&desk.config.vmm)?;
+    // The VM monitor is a program of its own, next to this one (a build, an install) or on PATH.
     let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the bulkhead binary for VM monitors: {e}"))?;
+        .ok()
+        .map(|e| e.with_file_name("bulkhead-vm-monitor"))
+        .filter(|p| p.is_file())
+        .or_else(|| bulkhead_vmm::plan::find_program("bulkhead-vm-monitor"))
+        .ok_or(
+            "bulkhead-vm-monitor is neither next to bulkhead nor on PATH; install the VM tools",
+        )?;
     let (tx, rx) = channel::channel::<VmEvent>();
     desk.loop_handle
         .insert_source(rx, |event, _, state| {

@@ -91,7 +91,11 @@ fn stop(c: &Compositor, vm: &str) {
 
 /// The VMM's pid from the monitor's state file.
 fn vmm_pid(c: &Compositor, vm: &str) -> i32 {
-    let path = c.runtime.join("bulkhead/vms").join(vm).join("state.json");
+    let path = c
+        .runtime
+        .join("bulkhead/control")
+        .join(vm)
+        .join("state.json");
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
     v["vmm_pid"].as_i64().expect("vmm_pid") as i32
@@ -553,8 +557,8 @@ fn a_restarted_compositor_adopts_the_running_vm() {
     let status = c.end_session();
     assert!(status.success(), "the compositor ended with {status}");
     assert_eq!(c.leftover_processes(), Vec::<i32>::new());
-    let exit =
-        std::fs::read_to_string(c.runtime.join("bulkhead/vms/test/exit.json")).expect("exit.json");
+    let exit = std::fs::read_to_string(c.runtime.join("bulkhead/control/test/exit.json"))
+        .expect("exit.json");
     assert!(exit.contains("the guest powered off"), "{exit}");
 }
 
@@ -594,7 +598,7 @@ fn twenty_start_stop_cycles_leave_nothing_behind() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["exit.json", "wayland-0", "wayland-0.lock"]);
+    assert_eq!(left, ["wayland-0", "wayland-0.lock"]);
     assert!(!scratch(&c, "test").exists());
 }
 
@@ -936,7 +940,11 @@ fn port_child(network: &str, vm: &str) -> Option<i32> {
 
 /// The pids the monitor recorded for the VMM and its helpers.
 fn vm_pids(c: &Compositor, vm: &str) -> Vec<i32> {
-    let path = c.runtime.join("bulkhead/vms").join(vm).join("state.json");
+    let path = c
+        .runtime
+        .join("bulkhead/control")
+        .join(vm)
+        .join("state.json");
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
     let mut pids = vec![v["vmm_pid"].as_i64().expect("vmm_pid") as i32];
@@ -958,6 +966,7 @@ fn confined_vms(extra: &str) -> String {
 /// What no VMM or helper may reach, as the probe's KIND:TARGET ({home} and {run} are the
 /// user's home and runtime dir): the user's files, the config, other VMs, the host's sockets.
 const FORBIDDEN: &[&str] = &[
+    "list:{run}/bulkhead/control",
     "open:{home}/marker",
     "open:{home}/config.toml",
     "list:{run}/bulkhead/vms/other",
@@ -1116,4 +1125,57 @@ fn a_probe_in_place_of_qemu_reaches_nothing_of_the_host() {
 #[test]
 fn a_probe_in_place_of_qemu_reaches_nothing_of_the_host_unprivileged() {
     a_probe_in_place_of_the_vmm_reaches_nothing(Some((65534, 65534)));
+}
+
+/// What a compromised VMM may write (its runtime dir) is never read by the host: a monitor
+/// file naming another process, a state file naming it as the VMM, an exit report and a plan
+/// planted there change nothing when the compositor restarts, re-adopts and stops the VM.
+#[test]
+fn files_the_vmm_can_write_are_never_trusted() {
+    let mut c = Compositor::start(&config(&vm("test", "")));
+    assert_eq!(run_ok(&c, "test", &["echo", "up"]), "up\n");
+    let qemu = vmm_pid(&c, "test");
+    // A process of the user's that a forged pid file would have the host kill.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("sleep");
+    let pid = bystander.id() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let start_time: u64 = stat[stat.rfind(')').expect("comm") + 2..]
+        .split_whitespace()
+        .nth(19)
+        .expect("starttime")
+        .parse()
+        .expect("number");
+    let runtime = c.runtime.join("bulkhead/vms/test");
+    let plant = |name: &str, json: serde_json::Value| {
+        std::fs::write(runtime.join(name), json.to_string()).expect("plant");
+    };
+    plant(
+        "monitor.json",
+        serde_json::json!({ "pid": pid, "start_time": start_time }),
+    );
+    plant(
+        "state.json",
+        serde_json::json!({ "vmm": "qemu", "vmm_pid": pid, "helper_pids": [pid],
+                            "started_unix_ms": 0 }),
+    );
+    plant(
+        "exit.json",
+        serde_json::json!({ "reason": "planted", "code": 0, "signal": null,
+                            "requested": false }),
+    );
+    c.kill_hard();
+    c.spawn_compositor();
+    let info = state_of(&c, "test");
+    assert_eq!(info.state, VmState::Running, "{info:?}");
+    assert_eq!(vmm_pid(&c, "test"), qemu, "the real VM was re-adopted");
+    stop(&c, "test");
+    assert!(
+        bystander.try_wait().expect("wait").is_none(),
+        "the host killed a process a planted file named"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }

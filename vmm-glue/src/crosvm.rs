@@ -39,10 +39,8 @@ pub fn command(
         format!("--cpus={}", s.cpus),
         format!("--socket={}", p(&paths.crosvm_control())),
         format!("--vsock=cid={}", s.cid),
-        format!(
-            "--serial=type=file,path={},hardware=serial,num=1,console",
-            p(&paths.log("console"))
-        ),
+        // Through a pipe the monitor writes to a capped, rotated file.
+        "--serial=type=file,path=/proc/self/fd/3,hardware=serial,num=1,console".into(),
     ];
     if let Some(initrd) = inputs.initramfs {
         a.push(format!("--initrd={}", p(initrd)));
@@ -90,7 +88,7 @@ pub fn command(
         ));
         a.push(format!("--wayland-sock={}", p(&paths.wayland())));
     }
-    let mut fds = Vec::new();
+    let mut fds = vec![PassFd::ConsoleLog];
     for n in &s.networks {
         match &n.kind {
             NetKind::Tap { name, .. } => {

@@ -85,11 +85,6 @@ const SWITCH_START_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The file next to a VM's plan that names its monitor (for re-adoption).
-fn monitor_file(runtime: &Path) -> PathBuf {
-    runtime.join("monitor.json")
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,7 +155,7 @@ pub struct Manager {
 
 impl Manager {
     /// A manager for the VMs of `config`. Re-adopts VMs whose monitor still runs and cleans up
-    /// after those whose monitor died. `monitor_exe` is the binary that runs `vm-monitor`.
+    /// after those whose monitor died. `monitor_exe` is `bulkhead-vm-monitor`.
     pub fn new(
         config: &Config,
         env: HostEnv,
@@ -224,7 +219,7 @@ impl Manager {
     /// Picks up a VM a previous compositor left running.
     fn adopt(&self, name: &str) {
         let paths = self.env.dirs.vm(name);
-        let Some(id) = monitor::read_json::<ProcessId>(&monitor_file(&paths.runtime)) else {
+        let Some(id) = monitor::read_json::<ProcessId>(&paths.monitor_file()) else {
             return;
         };
         let plan = monitor::read_json::<LaunchPlan>(&paths.plan());
@@ -258,7 +253,7 @@ impl Manager {
             let _ = std::fs::remove_file(&s.path);
         }
         monitor::remove_runtime_files(&paths.runtime);
-        let _ = std::fs::remove_file(monitor_file(&paths.runtime));
+        let _ = std::fs::remove_file(paths.monitor_file());
     }
 
     /// SIGKILL to the VM's VMM and helpers, as its monitor's state names them (and only if
@@ -377,7 +372,7 @@ impl Manager {
             plan::check_vfio(Path::new("/sys"), &bdf.to_string())?;
         }
         let paths = self.env.dirs.vm(&vm.name);
-        for dir in [&paths.runtime, &paths.state] {
+        for dir in [&paths.runtime, &paths.control, &paths.state] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             use std::os::unix::fs::PermissionsExt;
@@ -401,14 +396,12 @@ impl Manager {
         };
         let mut cmd =
             monitor::detached_command(self.monitor_exe.as_os_str(), &paths.log("monitor"))?;
-        cmd.arg("vm-monitor")
-            .arg(&paths.runtime)
-            .current_dir(&paths.runtime);
+        cmd.arg(&paths.control).current_dir(&paths.control);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the VM monitor: {e}"))?;
         let id = ProcessId::of(child.id() as i32).ok_or("the VM monitor exited at once")?;
-        let _ = monitor::write_json(&monitor_file(&paths.runtime), &id);
+        let _ = monitor::write_json(&paths.monitor_file(), &id);
         let ep = endpoint(&plan);
         {
             let mut slots = self.lock();

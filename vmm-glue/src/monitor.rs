@@ -1,4 +1,4 @@
-//! The per-VM monitor process (`bulkhead vm-monitor RUNTIME_DIR`).
+//! The per-VM monitor process (`bulkhead-vm-monitor CONTROL_DIR`).
 //!
 //! The compositor starts one monitor per running VM, in its own session and process group, so
 //! the VM outlives a compositor crash. The monitor prepares what the plan says (scratch disk,
@@ -92,16 +92,18 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `value` as JSON to `path` atomically (temp file + rename).
+/// Writes `value` as JSON to `path` atomically (temp file + rename). The temp file is created
+/// anew, never through a symlink or into a file someone left there.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    let _ = fs::remove_file(&tmp);
     {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(&data)?;
     }
@@ -139,8 +141,7 @@ pub fn unblock_signals_in_child(cmd: &mut Command) {
 /// sockets in its environment, and a session of its own so a signal to the compositor's
 /// process group (Ctrl-C in a terminal) does not reach it.
 pub fn detached_command(program: &std::ffi::OsStr, log: &Path) -> Result<Command, String> {
-    let out =
-        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let out = open_log(log)?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null())
@@ -164,23 +165,24 @@ pub fn detached_command(program: &std::ffi::OsStr, log: &Path) -> Result<Command
 
 /// The monitor's main: never returns an error to a caller that could act on it, so it reports
 /// through `exit.json` and the exit code.
-pub fn run(runtime_dir: &Path) -> i32 {
+pub fn run(control_dir: &Path) -> i32 {
     // Whatever mask we were started with, stop requests must reach us.
     let _ = signal::sigprocmask(
         signal::SigmaskHow::SIG_SETMASK,
         Some(&signal::SigSet::empty()),
         None,
     );
-    let plan_path = runtime_dir.join("plan.json");
+    let plan_path = control_dir.join("plan.json");
     let Some(plan) = read_json::<LaunchPlan>(&plan_path) else {
         eprintln!(
-            "bulkhead vm-monitor: no readable plan at {}",
+            "bulkhead-vm-monitor: no readable plan at {}",
             plan_path.display()
         );
         return 2;
     };
     let mut m = Monitor {
         plan,
+        console: None,
         created_taps: Vec::new(),
         helpers: Vec::new(),
     };
@@ -188,12 +190,12 @@ pub fn run(runtime_dir: &Path) -> i32 {
     let t = Instant::now();
     m.cleanup();
     eprintln!(
-        "bulkhead vm-monitor: {}: cleaned up in {} ms",
+        "bulkhead-vm-monitor: {}: cleaned up in {} ms",
         m.plan.vm,
         t.elapsed().as_millis()
     );
-    eprintln!("bulkhead vm-monitor: {}: {}", m.plan.vm, report.reason);
-    let exit_path = m.plan.runtime_dir.join("exit.json");
+    eprintln!("bulkhead-vm-monitor: {}: {}", m.plan.vm, report.reason);
+    let exit_path = m.plan.control_dir.join("exit.json");
     let _ = write_json(&exit_path, &report);
     if report.code == Some(0) || report.requested {
         0
@@ -204,6 +206,8 @@ pub fn run(runtime_dir: &Path) -> i32 {
 
 struct Monitor {
     plan: LaunchPlan,
+    /// The read end of the VMM's console pipe, until its pump starts.
+    console: Option<std::os::fd::OwnedFd>,
     created_taps: Vec<String>,
     helpers: Vec<(String, Pid)>,
 }
@@ -260,13 +264,18 @@ impl Monitor {
             Ok(pid) => pid,
             Err(e) => return self.fail(e),
         };
+        // Only now a thread: every confined process is cloned from a single-threaded monitor.
+        if let Some(r) = self.console.take() {
+            let path = self.plan.state_dir.join("console.log");
+            std::thread::spawn(move || pump_console(File::from(r), &path, CONSOLE_LOG_MAX));
+        }
         let state = MonitorState {
             vmm: self.plan.vmm,
             vmm_pid: vmm.as_raw(),
             helper_pids: self.helpers.iter().map(|(_, p)| p.as_raw()).collect(),
             started_unix_ms: now_ms(),
         };
-        let _ = write_json(&self.plan.runtime_dir.join("state.json"), &state);
+        let _ = write_json(&self.plan.control_dir.join("state.json"), &state);
         self.wait(vmm)
     }
 
@@ -347,9 +356,6 @@ impl Monitor {
             .mode(0o700)
             .create(&self.plan.state_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.plan.state_dir.display()))?;
-        // The VMM appends its console there (the only file of the state dir it sees).
-        let console = self.plan.state_dir.join("console.log");
-        drop(open_log(&console)?);
         if let Some(s) = &self.plan.scratch {
             make_scratch(&s.path, s.size)?;
         }
@@ -403,7 +409,7 @@ impl Monitor {
     }
 
     /// Starts `p` confined to its view of the host (see `confine`), its output in its log.
-    fn spawn(&self, p: &ProcessSpec) -> Result<Pid, String> {
+    fn spawn(&mut self, p: &ProcessSpec) -> Result<Pid, String> {
         let log_path = self.plan.state_dir.join(format!("{}.log", p.name));
         let log = open_log(&log_path)?;
         let log2 = log
@@ -421,13 +427,18 @@ impl Monitor {
                 )
             })?;
         let view = crate::confine::view(&self.plan, p, &resolved);
-        let fds = p
-            .fds
-            .iter()
-            .map(|f| match f {
-                PassFd::Tap(name) => crate::jail::open_tap(name),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut fds = Vec::new();
+        for f in &p.fds {
+            fds.push(match f {
+                PassFd::Tap(name) => crate::jail::open_tap(name)?,
+                PassFd::ConsoleLog => {
+                    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                        .map_err(|e| format!("a pipe for the console log: {e}"))?;
+                    self.console = Some(r);
+                    w
+                }
+            });
+        }
         crate::jail::spawn(crate::jail::Launch {
             program: &resolved,
             argv: &p.argv,
@@ -492,6 +503,53 @@ impl Monitor {
     }
 }
 
+/// How much of a VM's console one log file holds before it is rotated to `.log.old`.
+pub const CONSOLE_LOG_MAX: u64 = 4 << 20;
+
+/// Copies the VMM's console output into `path`, starting a new file (the previous one kept as
+/// `.log.old`) whenever it reaches `max` bytes, until the VMM closes the pipe.
+pub fn pump_console(mut from: impl std::io::Read, path: &Path, max: u64) {
+    let max = max.max(1);
+    let mut out = match open_log(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bulkhead-vm-monitor: the console log: {e}");
+            return;
+        }
+    };
+    let mut written = 0u64;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            if written >= max {
+                match open_log(path) {
+                    Ok(f) => out = f,
+                    Err(e) => {
+                        eprintln!("bulkhead-vm-monitor: rotating the console log: {e}");
+                        return;
+                    }
+                }
+                written = 0;
+            }
+            let take = chunk
+                .len()
+                .min(usize::try_from(max - written).unwrap_or(usize::MAX));
+            if out.write_all(&chunk[..take]).is_err() {
+                return;
+            }
+            written += take as u64;
+            chunk = &chunk[take..];
+        }
+    }
+}
+
 /// Opens a helper's log for writing, the previous start's kept as `.log.old`. Never through a
 /// symlink and never an existing file: whatever is at the path is moved aside first.
 fn open_log(path: &Path) -> Result<File, String> {
@@ -516,10 +574,8 @@ pub fn remove_runtime_files(dir: &Path) {
         let ours = name.starts_with("vsock")
             || name.starts_with("fs-")
             || name.starts_with("switch-")
-            || matches!(
-                name.as_str(),
-                "console.sock" | "qmp.sock" | "crosvm.sock" | "state.json" | "plan.json"
-            );
+            || name.starts_with("passt-")
+            || matches!(name.as_str(), "console.sock" | "qmp.sock" | "crosvm.sock");
         if ours {
             let _ = fs::remove_file(e.path());
         }
@@ -675,6 +731,41 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert!(!id.alive());
         let _ = child.wait();
+    }
+
+    #[test]
+    fn the_console_log_is_capped_and_rotated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "the previous start").expect("old log");
+        // A guest that prints 10 KiB with a 4 KiB cap: the last file holds at most the cap,
+        // the one before it is kept, nothing grows past the cap.
+        let spew: Vec<u8> = (0..10 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+        pump_console(&spew[..], &path, 4096);
+        let last = std::fs::read(&path).expect("log");
+        let before = std::fs::read(path.with_extension("log.old")).expect("old");
+        assert!(
+            last.len() <= 4096 && before.len() <= 4096,
+            "{} {}",
+            last.len(),
+            before.len()
+        );
+        assert!(
+            spew.ends_with(&last),
+            "the newest output is in the newest file"
+        );
+    }
+
+    #[test]
+    fn json_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "untouched").expect("target");
+        let p = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&target, p.with_extension("json.tmp")).expect("symlink");
+        write_json(&p, &1u32).expect("write");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "untouched");
+        assert_eq!(read_json::<u32>(&p), Some(1));
     }
 
     #[test]

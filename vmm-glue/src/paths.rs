@@ -1,7 +1,10 @@
 //! Where a VM's files live.
 //!
 //! - runtime dir `$XDG_RUNTIME_DIR/bulkhead/vms/<vm>/`: sockets (Wayland, vsock, virtiofs,
-//!   console, QMP), the launch plan, the monitor's pid and state — gone at logout;
+//!   console, QMP), which the VMM and its helpers see and may write — gone at logout;
+//! - control dir `$XDG_RUNTIME_DIR/bulkhead/control/<vm>/`: the launch plan, the monitor's pid,
+//!   state and exit report, which no VMM or helper sees, so the host never trusts a file a
+//!   compromised VMM could have written;
 //! - state dir `$XDG_STATE_HOME/bulkhead/vms/<vm>/`: logs and the per-start scratch disk;
 //! - data dir `$XDG_DATA_HOME/bulkhead/vms/<vm>/`: what persists, the home.
 
@@ -13,6 +16,7 @@ pub struct Dirs {
     /// `$XDG_RUNTIME_DIR` itself (the confinement hides everything else in it).
     pub runtime_base: PathBuf,
     pub runtime: PathBuf,
+    pub control: PathBuf,
     pub state: PathBuf,
     pub data: PathBuf,
 }
@@ -43,6 +47,7 @@ impl Dirs {
         Dirs {
             runtime_base: runtime_base.to_owned(),
             runtime: runtime_base.join("bulkhead/vms"),
+            control: runtime_base.join("bulkhead/control"),
             state: state_home.join("bulkhead/vms"),
             data: data_home.join("bulkhead/vms"),
         }
@@ -69,6 +74,7 @@ impl Dirs {
     pub fn vm(&self, name: &str) -> VmPaths {
         VmPaths {
             runtime: self.runtime.join(name),
+            control: self.control.join(name),
             state: self.state.join(name),
             data: self.data.join(name),
         }
@@ -79,6 +85,7 @@ impl Dirs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPaths {
     pub runtime: PathBuf,
+    pub control: PathBuf,
     pub state: PathBuf,
     pub data: PathBuf,
 }
@@ -112,15 +119,19 @@ impl VmPaths {
         self.runtime.join("crosvm.sock")
     }
     pub fn plan(&self) -> PathBuf {
-        self.runtime.join("plan.json")
+        self.control.join("plan.json")
     }
     /// Written by the monitor once the VMM runs: pids and start times.
     pub fn state_file(&self) -> PathBuf {
-        self.runtime.join("state.json")
+        self.control.join("state.json")
     }
     /// Written by the monitor when the VMM has ended: why.
     pub fn exit_file(&self) -> PathBuf {
-        self.runtime.join("exit.json")
+        self.control.join("exit.json")
+    }
+    /// Names the VM's monitor process (for re-adoption).
+    pub fn monitor_file(&self) -> PathBuf {
+        self.control.join("monitor.json")
     }
     pub fn scratch(&self) -> PathBuf {
         self.state.join("scratch.img")

@@ -154,6 +154,9 @@ pub enum PassFd {
     /// The tap device of this name (the VMM has no way to open it from its own network
     /// namespace).
     Tap(String),
+    /// The write end of a pipe the monitor copies into the VM's console log, capped and
+    /// rotated (the guest decides how much its console prints).
+    ConsoleLog,
 }
 
 /// A tap device the monitor prepares before the VMM opens it.
@@ -184,6 +187,8 @@ pub struct LaunchPlan {
     pub vm: String,
     pub vmm: Vmm,
     pub runtime_dir: PathBuf,
+    /// Where the monitor keeps its state: outside every view.
+    pub control_dir: PathBuf,
     pub state_dir: PathBuf,
     pub helpers: Vec<ProcessSpec>,
     pub vmm_process: ProcessSpec,
@@ -396,7 +401,7 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
             (c.helpers, c.vmm, None)
         }
     };
-    vmm_process.access = vmm_access(vm, &paths, env, &inputs_ref, tcg);
+    vmm_process.access = vmm_access(vm, env, &inputs_ref, tcg);
     // The user's extra arguments go last, but before crosvm's positional kernel argument.
     let at = match vmm {
         Vmm::Qemu => vmm_process.argv.len(),
@@ -409,6 +414,7 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
         vm: vm.name.clone(),
         vmm,
         runtime_dir: paths.runtime.clone(),
+        control_dir: paths.control.clone(),
         state_dir: paths.state.clone(),
         helpers,
         vmm_process,
@@ -424,19 +430,9 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
 /// What a VMM (QEMU or crosvm alike) uses of the host: its images, the console log, the
 /// sockets of its vhost-user devices and switch ports, KVM, passed-through PCI devices, and
 /// the sound server when the VM has sound.
-fn vmm_access(
-    vm: &VmConfig,
-    paths: &crate::paths::VmPaths,
-    env: &HostEnv,
-    inputs: &Inputs,
-    tcg: bool,
-) -> Vec<Access> {
+fn vmm_access(vm: &VmConfig, env: &HostEnv, inputs: &Inputs, tcg: bool) -> Vec<Access> {
     let s = &vm.spec;
-    let mut a = vec![
-        Access::read(inputs.kernel),
-        Access::read(inputs.root_disk),
-        Access::write(paths.log("console")),
-    ];
+    let mut a = vec![Access::read(inputs.kernel), Access::read(inputs.root_disk)];
     a.extend(inputs.initramfs.map(Access::read));
     a.extend(inputs.scratch.map(Access::write));
     for d in &s.disks {

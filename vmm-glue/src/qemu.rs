@@ -127,13 +127,14 @@ pub fn command(
     if !pci {
         a.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
     }
-    // The serial console: a socket for vm-shell, logged to a file whatever is connected.
+    // The serial console: a socket for vm-shell, logged whatever is connected, through a
+    // pipe the monitor writes to a capped, rotated file (QEMU never sees the state dir).
+    let mut fds = vec![PassFd::ConsoleLog];
     a.extend([
         "-chardev".into(),
         format!(
-            "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+            "socket,id=console,path={},server=on,wait=off,logfile=/proc/self/fd/3,logappend=on",
             p(&paths.console()),
-            p(&paths.log("console"))
         ),
         "-serial".into(),
         "chardev:console".into(),
@@ -177,7 +178,6 @@ pub fn command(
             format!("{},chardev=fs{i},tag={tag}", dev("vhost-user-fs")),
         ]);
     }
-    let mut fds = Vec::new();
     for (i, n) in s.networks.iter().enumerate() {
         let netdev = match &n.kind {
             NetKind::User => {

@@ -117,11 +117,12 @@ impl Session {
         let spec = self.config.vms.iter().find(|v| v.name == vm).expect("vm");
         let paths = self.env.dirs.vm(vm);
         std::fs::create_dir_all(&paths.runtime).expect("runtime dir");
+        std::fs::create_dir_all(&paths.control).expect("control dir");
         std::fs::create_dir_all(&paths.state).expect("state dir");
         let p = plan(spec, &self.config.vmm, &self.env).expect("plan");
         monitor::write_json(&paths.plan(), &p).expect("plan.json");
         let monitor = self.procs.start(&paths.runtime, deaf);
-        monitor::write_json(&paths.runtime.join("monitor.json"), &monitor).expect("monitor.json");
+        monitor::write_json(&paths.monitor_file(), &monitor).expect("monitor.json");
         if vmm {
             let vmm = self.procs.start(&paths.runtime, deaf);
             let state = MonitorState {

@@ -140,11 +140,13 @@ impl Compositor {
             let copy = dir.path().join("bulkhead");
             std::fs::copy(&exe, &copy).expect("copy binary");
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            // The VM manager looks for its Wayland bridge next to itself.
-            let bridge = dir.path().join("bulkhead-wl-bridge");
-            std::fs::copy(exe.with_file_name("bulkhead-wl-bridge"), &bridge).expect("copy bridge");
-            std::fs::set_permissions(&bridge, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
+            // The VM manager looks for its monitor and Wayland bridge next to itself.
+            for helper in ["bulkhead-vm-monitor", "bulkhead-wl-bridge"] {
+                let to = dir.path().join(helper);
+                std::fs::copy(exe.with_file_name(helper), &to).expect("copy helper");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
             exe = copy;
             for p in [dir.path(), &runtime, &config_path] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
