@@ -12,7 +12,7 @@ pub fn sanitize_title(raw: &str) -> String {
     let mut count = 0;
     let mut pending_space = false;
     for c in raw.chars() {
-        if is_format_char(c) {
+        if bulkhead_vmm::terminal::is_format(c) {
             continue;
         }
         if c.is_control() || c.is_whitespace() {
@@ -37,19 +37,6 @@ pub fn sanitize_title(raw: &str) -> String {
         count += 1;
     }
     out
-}
-
-/// Unicode format characters (general category Cf) that matter for spoofing, plus the
-/// interlinear and tag blocks.
-fn is_format_char(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}'
-        | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{E0000}'..='\u{E007F}')
 }
 
 #[cfg(test)]
@@ -93,7 +80,7 @@ mod tests {
         fn sanitised_titles_are_safe(raw in "\\PC{0,400}|[\\x00-\\x1f\u{202a}-\u{202e}\u{2066}-\u{2069}a ]{0,400}") {
             let t = sanitize_title(&raw);
             proptest::prop_assert!(t.chars().count() <= MAX_TITLE_CHARS);
-            proptest::prop_assert!(!t.chars().any(|c| c.is_control() || is_format_char(c)));
+            proptest::prop_assert!(!t.chars().any(|c| c.is_control() || bulkhead_vmm::terminal::is_format(c)));
             proptest::prop_assert!(!t.starts_with(' ') && !t.ends_with(' '));
         }
     }

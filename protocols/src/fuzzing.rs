@@ -11,6 +11,7 @@
 //!   items and the same error as one that has them all at once.
 
 use std::io::{self, Read};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -487,4 +488,59 @@ pub fn agent_seeds() -> Vec<(&'static str, Vec<u8>)> {
             out(FrameKind::Message, br#"{"type":"run","argv":["true"]}"#),
         ),
     ]
+}
+
+/// Runs every file of a fuzz target's corpus `dir` through `check` (as the corpus tests of
+/// this crate and the guest proxy do), after checking that its seeds are exactly what the
+/// generator makes now; `BULKHEAD_WRITE_SEEDS=1` rewrites them first. Test support: it panics
+/// on what it finds.
+pub fn run_corpus(dir: &Path, seeds: Vec<(&str, Vec<u8>)>, check: fn(&[u8])) {
+    let target = dir.display();
+    let corpus = || {
+        let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{target}: {e}"))
+            .map(|e| {
+                let path = e.expect("corpus entry").path();
+                let bytes = std::fs::read(&path).expect("corpus file");
+                let name = path.file_name().expect("a file name");
+                (name.to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
+        inputs.sort();
+        inputs
+    };
+    if std::env::var_os("BULKHEAD_WRITE_SEEDS").is_some() {
+        for (name, _) in corpus() {
+            if name.starts_with("seed-") {
+                std::fs::remove_file(dir.join(name)).expect("remove an old seed");
+            }
+        }
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write a seed");
+        }
+    }
+    let inputs = corpus();
+    let committed: Vec<_> = inputs
+        .iter()
+        .filter(|(n, _)| n.starts_with("seed-"))
+        .cloned()
+        .collect();
+    let mut generated: Vec<_> = seeds
+        .into_iter()
+        .map(|(n, b)| (format!("seed-{n}"), b))
+        .collect();
+    generated.sort();
+    assert!(
+        committed == generated,
+        "the seeds of {target} differ from the generator's; rewrite them with BULKHEAD_WRITE_SEEDS=1"
+    );
+    for (name, bytes) in &inputs {
+        assert!(
+            name.starts_with("seed-") || name.starts_with("regression-"),
+            "{target}/{name}: corpus files are seeds or regressions"
+        );
+        if let Err(panic) = std::panic::catch_unwind(|| check(bytes)) {
+            std::panic::resume_unwind(Box::new(format!("{target}/{name}: {panic:?}")));
+        }
+    }
 }

@@ -641,8 +641,9 @@ pub fn guest_message(raw: &str) -> String {
     out
 }
 
-/// Invisible characters that reorder or hide text.
-fn is_format(c: char) -> bool {
+/// Invisible characters that reorder or hide text (the compositor's title sanitiser uses the
+/// same set).
+pub fn is_format(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
