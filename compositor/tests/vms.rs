@@ -1179,3 +1179,130 @@ fn files_the_vmm_can_write_are_never_trusted() {
     let _ = bystander.kill();
     let _ = bystander.wait();
 }
+
+/// A tmux server of the test's own running `vm-shell` in an 80x24 pane: what a person sees.
+struct ShellPane {
+    server: String,
+}
+
+impl ShellPane {
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.server, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("tmux runs (install it: .ci/install-deps)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> Vec<String> {
+        self.tmux(&["capture-pane", "-p", "-t", "vm"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Types `keys` (tmux key names) and waits until the screen satisfies `ok`.
+    fn type_until(&self, keys: &[&str], what: &str, ok: impl Fn(&[String]) -> bool) {
+        let mut args = vec!["send-keys", "-t", "vm"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}; the screen:\n{}",
+                s.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ShellPane {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .output();
+    }
+}
+
+/// vm-shell in a real terminal (tmux): less and vi of the guest draw as they should through
+/// the terminal filter, and the guest's OSC 52 never reaches the terminal's clipboard.
+#[test]
+fn full_screen_programs_draw_in_vm_shell_and_the_guest_cannot_set_the_clipboard() {
+    let c = Compositor::start(&config(&vm("test", "")));
+    assert_eq!(run_ok(&c, "test", &["echo", "up"]), "up\n");
+    let shell = workspace_binary("vm-shell");
+    let pane = ShellPane {
+        server: format!("bulkhead-vm-shell-{}", std::process::id()),
+    };
+    let command = format!(
+        "env XDG_RUNTIME_DIR={} BULKHEAD_SOCKET={} {} test",
+        c.runtime.display(),
+        c.ipc.display(),
+        shell.display()
+    );
+    pane.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "vm",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    pane.tmux(&["set", "-g", "set-clipboard", "on"]);
+    pane.type_until(
+        &[
+            "stty rows 24 cols 80; seq 1 100 > /tmp/f; echo rea''dy",
+            "Enter",
+        ],
+        "the console answers",
+        |s| s.iter().any(|l| l.trim() == "ready"),
+    );
+    // less: the first lines of the file from the top row, its prompt on the last.
+    pane.type_until(&["less /tmp/f", "Enter"], "less draws the file", |s| {
+        s.len() >= 24 && (0..23).all(|i| s[i].trim() == (i + 1).to_string())
+    });
+    pane.type_until(&["q"], "less ends", |s| !s.iter().any(|l| l.trim() == "12"));
+    pane.type_until(
+        &["clear; echo af''ter-less", "Enter"],
+        "the shell is back",
+        |s| s.iter().any(|l| l.trim() == "after-less"),
+    );
+    // vi: the file at the top, the cursor on it; :q leaves.
+    pane.type_until(&["vi /tmp/f", "Enter"], "vi draws the file", |s| {
+        s.len() >= 24 && s[0].trim() == "1" && s[1].trim() == "2" && s[22].trim() == "23"
+    });
+    pane.tmux(&["send-keys", "-t", "vm", ":q", "Enter"]);
+    pane.type_until(
+        &["clear; echo af''ter-vi", "Enter"],
+        "the shell is back",
+        |s| s.iter().any(|l| l.trim() == "after-vi"),
+    );
+    // The guest tries to set the terminal's clipboard (OSC 52, "pwned" in base64).
+    pane.type_until(
+        &["printf '\\033]52;c;cHduZWQ=\\007'; echo sen''t", "Enter"],
+        "the sequence was sent",
+        |s| s.iter().any(|l| l.trim() == "sent"),
+    );
+    let buffers = pane.tmux(&["list-buffers"]);
+    assert!(
+        !buffers.contains("pwned"),
+        "the guest set the clipboard: {buffers}"
+    );
+}

@@ -23,6 +23,8 @@ use crate::plan::{Access, LaunchPlan, ProcessSpec};
 /// System files every confined process reads: programs, libraries, the loader's cache.
 const SYSTEM: &[&str] = &[
     "/usr",
+    // NixOS: every program, library and loader lives in the store.
+    "/nix/store",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",

@@ -28,6 +28,18 @@ const BASE: &str = "/tmp";
 /// The open-file limit of a confined process.
 const NOFILE: u64 = 4096;
 
+/// Parts of /proc a confined process may read but never write.
+const PROC_READ_ONLY: &[&str] = &["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
+
+/// Parts of /proc a confined process must not even read or trigger.
+const PROC_HIDDEN: &[&str] = &[
+    "/proc/sysrq-trigger",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/kallsyms",
+];
+
 /// The most host paths one view may bind.
 const MAX_BINDS: usize = 256;
 
@@ -73,6 +85,10 @@ struct Prepared {
     binds: Vec<Bind>,
     links: Vec<(CString, CString)>,
     proc_dir: CString,
+    /// Parts of the new /proc made read-only (false) or hidden behind /dev/null (true): a
+    /// process that is uid 0 on the host (root's mapping) must not write sysctls such as
+    /// kernel.core_pattern, which check the uid and no capability, or the sysrq trigger.
+    proc_guarded: Vec<(CString, bool)>,
     cwd: CString,
     /// The fds the program gets, in order from 0.
     fds: Vec<OwnedFd>,
@@ -144,7 +160,8 @@ fn prepare(l: Launch) -> Result<Prepared, String> {
             target: under_base(&b.path)?,
             dir: ft.is_dir(),
             writable: b.writable,
-            device: ft.is_char_device() || ft.is_block_device(),
+            // Device nodes, and directories of them (/dev/vfio), keep working.
+            device: ft.is_char_device() || ft.is_block_device() || b.path.starts_with("/dev"),
         });
     }
     let mut links = Vec::new();
@@ -172,6 +189,15 @@ fn prepare(l: Launch) -> Result<Prepared, String> {
         binds,
         links,
         proc_dir: under_base(Path::new("/proc"))?,
+        proc_guarded: PROC_READ_ONLY
+            .iter()
+            .map(|p| Ok((under_base(Path::new(p))?, false)))
+            .chain(
+                PROC_HIDDEN
+                    .iter()
+                    .map(|p| Ok((under_base(Path::new(p))?, true))),
+            )
+            .collect::<Result<_, String>>()?,
         cwd: cstr(l.cwd.as_os_str().as_bytes())?,
         fds,
         keep_capabilities: l.keep_capabilities,
@@ -200,10 +226,16 @@ pub fn spawn(l: Launch) -> Result<Pid, String> {
     }
     let mut stack = vec![0u8; CHILD_STACK];
     let (sync_fd, err_fd) = (sync_r.as_raw_fd(), err_w.as_raw_fd());
+    let (sync_w_fd, err_r_fd) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
     let child = Box::new(|| -> isize {
         // SAFETY: this runs in the cloned child (no CLONE_VM: its own copy of memory), which
-        // only makes system calls on what `prepare` built and then execs or exits.
-        unsafe { child_main(&p, sync_fd, err_fd) }
+        // only makes system calls on what `prepare` built and then execs or exits. Its copies
+        // of the parent's pipe ends go first, so a parent that dies is seen as EOF.
+        unsafe {
+            libc::close(sync_w_fd);
+            libc::close(err_r_fd);
+            child_main(&p, sync_fd, err_fd)
+        }
     });
     // SAFETY: the monitor is single-threaded, so the child's copy of memory is consistent (no
     // lock held by another thread); the child never returns into Rust code of the parent.
@@ -231,13 +263,13 @@ pub fn spawn(l: Launch) -> Result<Pid, String> {
     let mut w = File::from(sync_w);
     let _ = std::io::Write::write_all(&mut w, b"g");
     drop(w);
-    let mut msg = String::new();
-    let _ = File::from(err_r).take(4096).read_to_string(&mut msg);
+    let mut msg = Vec::new();
+    let _ = File::from(err_r).take(4096).read_to_end(&mut msg);
     if msg.is_empty() {
         return Ok(pid);
     }
     let _ = nix::sys::wait::waitpid(pid, None);
-    Err(msg)
+    Err(String::from_utf8_lossy(&msg).into_owned())
 }
 
 /// The child's ids: itself when unprivileged; every id when root, so the host's ownership
@@ -319,6 +351,9 @@ unsafe fn child_main(p: &Prepared, sync_fd: RawFd, err: RawFd) -> isize {
         if let Some(r) = place_fds(p, err) {
             return r;
         }
+        // What the monitor ignores (SIGHUP) or Rust's runtime did (SIGPIPE) is not inherited.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
         libc::execve(
             p.program.as_ptr(),
             p.argv_ptrs.as_ptr(),
@@ -390,6 +425,11 @@ unsafe fn build_root(p: &Prepared, err: RawFd) -> Option<isize> {
         {
             return Some(die(err, b"mounting /proc"));
         }
+        for (path, hide) in &p.proc_guarded {
+            if let Some(r) = guard_proc(path, *hide, err) {
+                return Some(r);
+            }
+        }
         // pivot_root(".", "."): the old root ends up on top of the new one, then goes.
         let dot = c".".as_ptr();
         if libc::chdir(p.base.as_ptr()) < 0
@@ -405,6 +445,40 @@ unsafe fn build_root(p: &Prepared, err: RawFd) -> Option<isize> {
         }
         if libc::chdir(p.cwd.as_ptr()) < 0 {
             return Some(die(err, p.cwd.as_bytes()));
+        }
+        None
+    }
+}
+
+/// Makes one part of the new /proc read-only, or hides it behind /dev/null (the host's
+/// /dev/null, still reachable before the pivot). Absent parts are fine (kernels differ).
+///
+/// # Safety
+/// Only in the cloned child, after /proc is mounted and before pivot_root.
+unsafe fn guard_proc(path: &CString, hide: bool, err: RawFd) -> Option<isize> {
+    // SAFETY: only called in the cloned child (see the function's contract).
+    unsafe {
+        let null = std::ptr::null::<libc::c_char>();
+        let none = std::ptr::null::<libc::c_void>();
+        let src = if hide {
+            c"/dev/null".as_ptr()
+        } else {
+            path.as_ptr()
+        };
+        if libc::mount(src, path.as_ptr(), null, libc::MS_BIND, none) < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+                return None;
+            }
+            return Some(die(err, path.as_bytes()));
+        }
+        let ro = libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC;
+        if !hide && libc::mount(null, path.as_ptr(), null, ro, none) < 0 {
+            return Some(die(err, path.as_bytes()));
         }
         None
     }
@@ -436,7 +510,13 @@ unsafe fn bind(b: &Bind, source: RawFd, err: RawFd) -> Option<isize> {
         if made < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
             return Some(die(err, b.target.as_bytes()));
         }
-        let flags = libc::MS_BIND | libc::MS_REC;
+        // Read-only binds leave submounts out: a remount reaches only the top mount, so a
+        // submount brought along would stay writable.
+        let flags = if b.writable {
+            libc::MS_BIND | libc::MS_REC
+        } else {
+            libc::MS_BIND
+        };
         let src = proc_fd_path(source);
         if libc::mount(src.as_ptr().cast(), b.target.as_ptr(), null, flags, none) < 0 {
             return Some(die(err, b.target.as_bytes()));

@@ -2,11 +2,11 @@
 //!
 //! The compositor starts one monitor per running VM, in its own session and process group, so
 //! the VM outlives a compositor crash. The monitor prepares what the plan says (scratch disk,
-//! home, taps), confines itself and everything it starts to a mount namespace in which the
-//! user's runtime, state and data trees are empty but for this VM's own directories (no
-//! `ipc.sock`, no host Wayland socket, no other VM), starts the helpers and the VMM, waits,
-//! and cleans up when the VMM ends: helpers stopped, scratch disk deleted, taps it created
-//! removed, and `exit.json` saying why.
+//! home, taps), starts each helper and then the VMM in a jail of its own (`crate::jail`, with
+//! the view `crate::confine` builds from the plan: its VM's runtime dir and declared files,
+//! nothing else of the host), waits, and cleans up when the VMM ends: helpers stopped, scratch
+//! disk deleted, taps it created removed, and `exit.json` in the control dir saying why. The
+//! monitor itself stays unconfined and trusts nothing a jailed process can write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -267,7 +267,12 @@ impl Monitor {
         // Only now a thread: every confined process is cloned from a single-threaded monitor.
         if let Some(r) = self.console.take() {
             let path = self.plan.state_dir.join("console.log");
-            std::thread::spawn(move || pump_console(File::from(r), &path, CONSOLE_LOG_MAX));
+            let pump = std::thread::Builder::new()
+                .name("console".into())
+                .spawn(move || pump_console(File::from(r), &path, CONSOLE_LOG_MAX));
+            if let Err(e) = pump {
+                eprintln!("bulkhead-vm-monitor: no console log: {e}");
+            }
         }
         let state = MonitorState {
             vmm: self.plan.vmm,

@@ -401,7 +401,7 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
             (c.helpers, c.vmm, None)
         }
     };
-    vmm_process.access = vmm_access(vm, env, &inputs_ref, tcg);
+    vmm_process.access = vmm_access(vm, vmm, env, &inputs_ref, tcg);
     // The user's extra arguments go last, but before crosvm's positional kernel argument.
     let at = match vmm {
         Vmm::Qemu => vmm_process.argv.len(),
@@ -430,7 +430,7 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
 /// What a VMM (QEMU or crosvm alike) uses of the host: its images, the console log, the
 /// sockets of its vhost-user devices and switch ports, KVM, passed-through PCI devices, and
 /// the sound server when the VM has sound.
-fn vmm_access(vm: &VmConfig, env: &HostEnv, inputs: &Inputs, tcg: bool) -> Vec<Access> {
+fn vmm_access(vm: &VmConfig, vmm: Vmm, env: &HostEnv, inputs: &Inputs, tcg: bool) -> Vec<Access> {
     let s = &vm.spec;
     let mut a = vec![Access::read(inputs.kernel), Access::read(inputs.root_disk)];
     a.extend(inputs.initramfs.map(Access::read));
@@ -443,8 +443,21 @@ fn vmm_access(vm: &VmConfig, env: &HostEnv, inputs: &Inputs, tcg: bool) -> Vec<A
     }
     for n in &s.networks {
         if let NetKind::Switch { network, .. } = &n.kind {
-            a.push(Access::write(env.dirs.switch_port(network, &vm.name)));
+            // The port's directory, not its socket: a restarted switch makes a new socket
+            // there, which a bind of the old one would never show.
+            a.push(Access::write(env.dirs.switch_port_dir(network, &vm.name)));
         }
+    }
+    if vmm == Vmm::Crosvm {
+        // crosvm serves virtio-fs and vsock itself (QEMU leaves both to helpers).
+        a.extend(inputs.home.map(Access::write));
+        for sh in &s.shares {
+            a.push(Access {
+                path: sh.path.clone(),
+                writable: !sh.read_only,
+            });
+        }
+        a.push(Access::write("/dev/vhost-vsock"));
     }
     a.extend(s.vhost_user.iter().map(|v| Access::write(&v.socket)));
     if !tcg {

@@ -103,3 +103,27 @@ fn a_confined_process_sees_only_its_view() {
     assert_eq!(lines[7], "no-sys");
     assert!(given.path().join("written").exists());
 }
+
+/// A confined process that is uid 0 on the host (root's id mapping) can neither write sysctls
+/// (kernel.core_pattern checks the uid, no capability: a new core pattern would run a program
+/// as host root) nor reach the sysrq trigger or kernel memory. The pattern is written back
+/// unchanged, so a failure of this test changes nothing on the machine.
+#[test]
+fn a_confined_process_cannot_write_sysctls_or_reach_the_kernel() {
+    let (code, out) = run_in_view(
+        Vec::new(),
+        false,
+        "cp=$(cat /proc/sys/kernel/core_pattern); \
+         (echo \"$cp\" > /proc/sys/kernel/core_pattern) 2>/dev/null \
+           && echo wrote-sysctl || echo sysctl-read-only; \
+         for f in sysrq-trigger kcore keys timer_list kallsyms; do \
+           if [ -e /proc/$f ] && [ ! -c /proc/$f ]; then echo exposed $f; fi; \
+         done",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "sysctl-read-only\n");
+    // Not vacuous: this kernel has some of them (some kernels lack sysrq-trigger or kcore).
+    assert!(["/proc/keys", "/proc/kallsyms", "/proc/sysrq-trigger"]
+        .iter()
+        .any(|p| Path::new(p).exists()));
+}
