@@ -394,6 +394,7 @@ impl State {
     }
 
     fn output_infos(&self) -> Vec<OutputInfo> {
+        let renderer = self.backend.renderer_name();
         self.desk
             .space
             .outputs()
@@ -404,6 +405,7 @@ impl State {
                     geometry: rect(geo),
                     scale: o.current_scale().fractional_scale(),
                     refresh_mhz: o.current_mode().map_or(0, |m| m.refresh),
+                    renderer: Some(renderer.to_string()),
                 })
             })
             .collect()

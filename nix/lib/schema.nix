@@ -154,6 +154,7 @@ in
         (f "xwayland" "bool" "Run Xwayland for host X11 apps (default: when it is installed).")
         (f "exportEnvironment" "bool" "Export WAYLAND_DISPLAY & co. to systemd and D-Bus (default: on the DRM backend).")
         (f "launchFocus" "duration" "How long a launched VM app's first window may still take the keyboard (default 120s, at most 1h).")
+        (f "renderer" { enum = [ "auto" "pixman" ]; } "How the DRM session draws: \"auto\" (GLES when the GPU's EGL works, else pixman) or \"pixman\" (always on the CPU).")
       ]; } "What the session starts and when it locks ([session]).")
     (fk "outputs" "output" { tables = [
         (f "name" "str" "Connector name, e.g. \"DP-1\".")

@@ -108,6 +108,7 @@
     xwayland = false;
     exportEnvironment = true;
     launchFocus = "90s";
+    renderer = "pixman";
   };
   outputs = [
     { name = "DP-1"; mode = "2560x1440@143.97"; position = "0,0"; scale = 1.5; transform = "normal"; }

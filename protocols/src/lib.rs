@@ -318,6 +318,9 @@ pub struct OutputInfo {
     pub scale: f64,
     /// Refresh rate in millihertz.
     pub refresh_mhz: i32,
+    /// What draws it: "gles" or "pixman".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<String>,
 }
 
 /// The IPC socket path: `$BULKHEAD_SOCKET`, else `<runtime dir>/bulkhead/ipc.sock`.

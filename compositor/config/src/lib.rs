@@ -253,6 +253,20 @@ pub struct SessionConfig {
     /// How long after a launch (launcher, vm-run) its VM's first window may still take the
     /// keyboard (unset: 120s). Other new VM windows open without focus.
     pub launch_focus: Option<Duration>,
+    /// How the DRM session draws: GLES when the GPU's EGL works, else pixman (`auto`), or
+    /// always pixman on the CPU (`pixman`).
+    pub renderer: Renderer,
+}
+
+/// The DRM session's renderer (`[session] renderer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Renderer {
+    /// GLES through GBM and EGL; pixman into dumb buffers when those fail.
+    #[default]
+    Auto,
+    /// pixman into dumb buffers, never GLES.
+    Pixman,
 }
 
 /// The two-level clipboard (`[clipboard]`).

@@ -31,6 +31,7 @@ use smithay::reexports::wayland_server::backend::GlobalId;
 use smithay::utils::{DeviceFd, Transform};
 
 use bulkhead_config::desktop::OutputTransform;
+use bulkhead_config::Renderer;
 
 use crate::backend::drm_policy::{
     self, DeviceKind, InputSettings, LayoutEntry, ModeInfo, SessionAction, SessionEvent,
@@ -242,7 +243,7 @@ impl Drm {
                 None
             }
         };
-        let pipeline = make_pipeline(&fd, gbm.as_ref())?;
+        let pipeline = make_pipeline(&fd, gbm.as_ref(), desk.config.session.renderer)?;
 
         // Input: libinput opens the seat's devices through the same session.
         let mut libinput = Libinput::new_with_udev(LibinputSessionInterface::from(session.clone()));
@@ -335,6 +336,14 @@ impl Drm {
     /// The lit outputs.
     pub fn outputs(&self) -> impl Iterator<Item = &Output> {
         self.surfaces.iter().map(|s| &s.output)
+    }
+
+    /// What draws the outputs: "gles" or "pixman".
+    pub fn renderer_name(&self) -> &'static str {
+        match self.pipeline {
+            Pipeline::Gles { .. } => "gles",
+            Pipeline::Pixman { .. } => "pixman",
+        }
     }
 
     pub fn screenshot(&mut self, desk: &Desktop) -> Result<Screenshot, String> {
@@ -742,15 +751,20 @@ impl Drm {
 fn make_pipeline(
     fd: &DrmDeviceFd,
     gbm: Option<&GbmDevice<DrmDeviceFd>>,
+    choice: Renderer,
 ) -> Result<Pipeline, DrmBackendError> {
-    let gles = match gbm {
-        Some(gbm) => make_gles(fd, gbm),
-        None => Err("GBM is unavailable".to_string()),
+    let gles = match (choice, gbm) {
+        (Renderer::Pixman, _) => Err("the config asks for pixman ([session] renderer)".to_string()),
+        (Renderer::Auto, Some(gbm)) => make_gles(fd, gbm),
+        (Renderer::Auto, None) => Err("GBM is unavailable".to_string()),
     };
     match gles {
         Ok(p) => Ok(p),
         Err(gles) => {
-            tracing::warn!("GLES rendering is unavailable ({gles}); drawing with pixman into dumb buffers (slower)");
+            if choice == Renderer::Auto {
+                tracing::warn!("GLES rendering is unavailable ({gles}); drawing with pixman into dumb buffers (slower)");
+            }
+            tracing::info!("renderer: pixman into dumb buffers");
             PixmanRenderer::new()
                 .map(|renderer| Pipeline::Pixman { renderer })
                 .map_err(|e| DrmBackendError::Renderer {
@@ -770,8 +784,25 @@ fn make_gles(fd: &DrmDeviceFd, gbm: &GbmDevice<DrmDeviceFd>) -> Result<Pipeline,
         EGLContext::new(&display).map_err(|e| format!("cannot create an EGL context: {e}"))?;
     // SAFETY: the context was just created and is only ever used on this (the event loop's)
     // thread.
-    let renderer = unsafe { GlesRenderer::new(context) }
+    let mut renderer = unsafe { GlesRenderer::new(context) }
         .map_err(|e| format!("cannot create the GLES renderer: {e}"))?;
+    let name = renderer
+        .with_context(|gl| {
+            // SAFETY: the context is current inside with_context; glGetString returns a
+            // static NUL-terminated string or null.
+            unsafe {
+                let p = gl.GetString(smithay::backend::renderer::gles::ffi::RENDERER);
+                (!p.is_null()).then(|| {
+                    std::ffi::CStr::from_ptr(p.cast())
+                        .to_string_lossy()
+                        .into_owned()
+                })
+            }
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    tracing::info!("renderer: GLES on {name}");
     let node = DrmNode::from_file(fd)
         .ok()
         .and_then(|n| n.node_with_type(NodeType::Render).and_then(Result::ok));

@@ -189,6 +189,15 @@ pub struct Screenshot {
 }
 
 impl Backend {
+    /// What draws the outputs: "gles" or "pixman".
+    pub fn renderer_name(&self) -> &'static str {
+        match self {
+            Backend::Headless(_) => "pixman",
+            Backend::Winit(_) => "gles",
+            Backend::Drm(d) => d.renderer_name(),
+        }
+    }
+
     pub fn screenshot(&mut self, desk: &Desktop) -> Result<Screenshot, String> {
         match self {
             Backend::Headless(b) => screenshot_with::<
