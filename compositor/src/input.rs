@@ -224,10 +224,15 @@ impl State {
                 self.on_pointer_motion_relative(event.delta(), event.delta_unaccel(), event.time());
             }
             InputEvent::PointerMotionAbsolute { event } => {
-                let Some(out) = self.desk.space.outputs().next().cloned() else {
-                    return;
-                };
-                let Some(geo) = self.desk.space.output_geometry(&out) else {
+                // An absolute device (a tablet, a VM's virtual tablet) spans the whole layout,
+                // so every output can be reached with it, as with a mouse.
+                let Some(geo) = self
+                    .desk
+                    .space
+                    .outputs()
+                    .filter_map(|o| self.desk.space.output_geometry(o))
+                    .reduce(|a, b| a.merge(b))
+                else {
                     return;
                 };
                 let pos = event.position_transformed(geo.size) + geo.loc.to_f64();

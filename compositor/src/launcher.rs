@@ -316,9 +316,11 @@ impl State {
                     .stdin(std::process::Stdio::null());
                 bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
                 crate::accept::restore_fd_limit(&mut c);
-                if let Err(err) = c.spawn() {
-                    self.desk
-                        .notify_for_user(&e.domain, format!("Cannot run {}: {err}", e.name));
+                match c.spawn() {
+                    Ok(child) => self.desk.children.push(child),
+                    Err(err) => self
+                        .desk
+                        .notify_for_user(&e.domain, format!("Cannot run {}: {err}", e.name)),
                 }
             }
             Domain::Vm(vm) => {

@@ -22,6 +22,7 @@ pub mod sanitize;
 pub mod selections;
 pub mod session;
 pub mod shell;
+pub mod sleep;
 pub mod state;
 pub mod text;
 pub mod vms;
@@ -40,10 +41,15 @@ use crate::state::{Desktop, State};
 /// How to start the compositor.
 pub struct RunOptions {
     pub config: Config,
+    /// Why the config file could not be used (the session then runs on the defaults).
+    pub config_error: Option<String>,
     pub backend: BackendKind,
     /// Program run on the host socket once the compositor is up (tests, demos).
     pub startup_command: Option<String>,
 }
+
+/// How long the notice of a config that could not be used stays on screen.
+const CONFIG_ERROR_SHOWN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs the compositor until it is asked to quit.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -117,9 +123,33 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         },
         None => tracing::warn!("neither XDG_DATA_HOME nor HOME is set: no app entries written"),
     }
+    if kind == BackendKind::Drm {
+        // The real session locks before the machine sleeps (logind's sleep inhibitor).
+        let watched =
+            event_loop
+                .handle()
+                .insert_source(sleep::watch(), |event, _, state: &mut State| {
+                    if let smithay::reexports::calloop::channel::Event::Msg(e) = event {
+                        state.on_sleep_event(e);
+                    }
+                });
+        if let Err(e) = watched {
+            tracing::warn!("no lock before sleep: {e}");
+        }
+    }
     vms.autostart();
     state.start_xwayland();
     state.start_session();
+    if let Some(e) = opts.config_error {
+        let text = format!("Config not used, defaults instead: {e}");
+        let color = state.desk.domain_color(&crate::domain::Domain::Host);
+        state.desk.notifications.push_lasting(
+            crate::sanitize::sanitize_title(&text),
+            color,
+            CONFIG_ERROR_SHOWN,
+        );
+        state.desk.request_redraw();
+    }
     if let Some(cmd) = opts.startup_command {
         state
             .run_action(&bulkhead_config::Action::Spawn(cmd))
@@ -128,6 +158,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     event_loop
         .run(None, &mut state, |state| {
+            state.desk.reap_children();
             state.refresh_pointer_focus();
             state.desk.space.refresh();
             state.desk.popups.cleanup();

@@ -77,21 +77,47 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr and, for the desktop session (where a display manager may drop stderr),
+/// also to `$XDG_STATE_HOME/bulkhead/session.log`, the previous session's kept as
+/// `session.log.old`.
+fn init_logging(backend: BackendKind) {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let file = (backend.resolve() == BackendKind::Drm)
+        .then(bulkhead_compositor::session::open_session_log)
+        .flatten();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match file {
+        Some((path, file)) => {
+            builder
+                .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
+                .with_ansi(false)
+                .init();
+            tracing::info!("this session's log: {}", path.display());
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
 }
 
-fn load_config(explicit: Option<PathBuf>) -> Result<Config, String> {
+/// The config to start with, and what was wrong with the file if it could not be used. A
+/// broken file never keeps the session from starting (a black screen, or a loop back to the
+/// display manager): it starts with the defaults and says why in a notification, and the
+/// file is still watched, so fixing it applies.
+fn load_config(explicit: Option<PathBuf>) -> (Config, Option<String>) {
     match Config::locate(explicit.as_deref()) {
-        Some(path) => Config::load(&path).map_err(|e| e.to_string()),
-        None => Ok(Config::builtin_default()),
+        Some(path) => match Config::load(&path) {
+            Ok(c) => (c, None),
+            Err(e) => {
+                let mut c = Config::builtin_default();
+                c.source = path;
+                (c, Some(e.to_string()))
+            }
+        },
+        None => (Config::builtin_default(), None),
     }
 }
 
@@ -184,17 +210,14 @@ fn send(socket: &std::path::Path, req: &Request) -> ExitCode {
 }
 
 fn start(config: Option<PathBuf>, backend: BackendKind, startup: Option<String>) -> ExitCode {
-    init_logging();
-    let config = match load_config(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("bulkhead: the config has errors; nothing was started");
-            return ExitCode::FAILURE;
-        }
-    };
+    init_logging(backend);
+    let (config, config_error) = load_config(config);
+    if let Some(e) = &config_error {
+        tracing::error!("{e}; starting with the default config");
+    }
     match run(RunOptions {
         config,
+        config_error,
         backend,
         startup_command: startup,
     }) {

@@ -30,6 +30,8 @@ pub struct Notice {
     pub text: String,
     pub color: Color,
     pub created: Instant,
+    /// How long it stays ([`LIFETIME`], or longer for what the user must not miss).
+    lifetime: Duration,
     /// The VM that caused it (`None`: the host or the compositor itself).
     owner: Option<String>,
     /// Notices of one kind and source share a key and one place on screen (see
@@ -68,6 +70,16 @@ impl Notifications {
             return;
         };
         self.push_notice(owner, text, color, None, 1, now);
+    }
+
+    /// A host notice that stays `lifetime` (a broken config at login, which the user must not
+    /// miss while the session comes up).
+    pub fn push_lasting(&mut self, text: String, color: Color, lifetime: Duration) {
+        let now = Instant::now();
+        self.push_notice(None, text, color, None, 1, now);
+        if let Some(n) = self.shown.last_mut() {
+            n.lifetime = lifetime;
+        }
     }
 
     /// A notice that a source may cause again and again (a VM opening windows): while one of
@@ -165,6 +177,7 @@ impl Notifications {
             text,
             color,
             created: now,
+            lifetime: LIFETIME,
             owner: owner.map(str::to_string),
             key,
             count,
@@ -176,7 +189,7 @@ impl Notifications {
     pub fn expire(&mut self, now: Instant) -> bool {
         let before = self.shown.len();
         self.shown
-            .retain(|n| now.duration_since(n.created) < LIFETIME);
+            .retain(|n| now.duration_since(n.created) < n.lifetime);
         before != self.shown.len()
     }
 }

@@ -8,6 +8,45 @@ use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 
 use crate::state::State;
 
+/// Opens the desktop session's log, `$XDG_STATE_HOME/bulkhead/session.log` (default
+/// `~/.local/state`), keeping the previous session's as `session.log.old`: a display manager
+/// may send the session's stderr nowhere, and a session that failed must leave its reason
+/// where the user can read it after they are back at the greeter. `None` (and a warning on
+/// stderr) when it cannot be made.
+pub fn open_session_log() -> Option<(std::path::PathBuf, std::fs::File)> {
+    let dir = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state"))
+        })?
+        .join("bulkhead");
+    let open = || -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("session.log");
+        match std::fs::rename(&path, dir.join("session.log.old")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, file))
+    };
+    match open() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!(
+                "bulkhead: cannot write the session log in {}: {e}",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
 impl State {
     /// Runs a host command line through `sh -c` with the host socket.
     pub fn spawn_host(&mut self, cmd: &str) -> Result<(), String> {
@@ -18,7 +57,10 @@ impl State {
             .stdin(std::process::Stdio::null());
         bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
         crate::accept::restore_fd_limit(&mut c);
-        c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        let child = c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        // Reaped by the event loop once it exits (`Desktop::reap_children`), so no program the
+        // session started stays a zombie until logout.
+        self.desk.children.push(child);
         Ok(())
     }
 

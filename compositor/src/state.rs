@@ -108,6 +108,10 @@ pub struct Desktop {
     /// The last input, and whether the idle lock already ran since.
     pub last_activity: Instant,
     pub idle_locked: bool,
+    /// Programs the session started (autostart, launcher, lock), reaped as they exit.
+    pub children: Vec<std::process::Child>,
+    /// The logind sleep inhibitor and whether a sleep waits for the lock (`crate::sleep`).
+    pub sleep: crate::sleep::Sleep,
     /// A config reload is scheduled (the file changed).
     pub reload_pending: bool,
     /// The launcher, while open.
@@ -382,6 +386,8 @@ impl Desktop {
             reload_pending: false,
             last_activity: Instant::now(),
             idle_locked: false,
+            children: Vec::new(),
+            sleep: Default::default(),
             data_control: Default::default(),
             super_tap: None,
             notices,
@@ -550,6 +556,12 @@ impl Desktop {
 
     pub fn request_redraw(&mut self) {
         self.dirty = true;
+    }
+
+    /// Collects the exit status of every started program that has ended.
+    pub fn reap_children(&mut self) {
+        self.children
+            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
     }
 }
 

@@ -134,6 +134,9 @@ struct Surface {
     redraw: bool,
     /// A timer will send frame callbacks for a frame that had no damage.
     idle_timer: bool,
+    /// The queued frame shows the locker's surface; the one on screen does.
+    queued_shows_lock: bool,
+    shows_lock: bool,
 }
 
 pub struct Drm {
@@ -338,6 +341,11 @@ impl Drm {
         self.surfaces.iter().map(|s| &s.output)
     }
 
+    /// Whether every lit output shows the locker on screen (its last page flip had it).
+    pub fn lock_presented(&self) -> bool {
+        !self.surfaces.is_empty() && self.surfaces.iter().all(|s| s.shows_lock)
+    }
+
     /// What draws the outputs: "gles" or "pixman".
     pub fn renderer_name(&self) -> &'static str {
         match self.pipeline {
@@ -403,6 +411,7 @@ impl Drm {
         match result {
             Ok(true) => {
                 s.waiting_vblank = true;
+                s.queued_shows_lock = desk.lock.surface_for(&s.output).is_some();
                 desk.frames_composed += 1;
             }
             Ok(false) => self.schedule_idle_frame(i, desk),
@@ -629,6 +638,8 @@ impl Drm {
             waiting_vblank: false,
             redraw: false,
             idle_timer: false,
+            queued_shows_lock: false,
+            shows_lock: false,
         });
         Ok(())
     }
@@ -712,6 +723,7 @@ impl Drm {
         for s in &mut self.surfaces {
             s.waiting_vblank = false;
             s.redraw = false;
+            s.shows_lock = false;
             if let Err(e) = with_compositor!(&mut s.compositor, c => c.reset_state()) {
                 tracing::warn!("cannot reset output {}: {e}", s.name);
             }
@@ -889,12 +901,16 @@ fn on_vblank(state: &mut State, crtc: crtc::Handle) {
         tracing::warn!("page flip on {} failed: {e}", s.name);
     }
     s.waiting_vblank = false;
+    s.shows_lock = s.queued_shows_lock;
     let output = s.output.clone();
     let refresh = s.refresh;
     let redraw = std::mem::take(&mut s.redraw);
     post_render(desk, &output, refresh);
     if redraw && drm.screens_on {
         drm.render_surface(i, desk);
+    }
+    if desk.sleep.preparing() && drm.lock_presented() {
+        state.lock_presented_everywhere();
     }
 }
 

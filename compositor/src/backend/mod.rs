@@ -189,6 +189,14 @@ pub struct Screenshot {
 }
 
 impl Backend {
+    /// Whether every output shows the locker on screen (only the DRM session can tell).
+    pub fn lock_presented(&self) -> bool {
+        match self {
+            Backend::Drm(d) => d.lock_presented(),
+            Backend::Headless(_) | Backend::Winit(_) => false,
+        }
+    }
+
     /// What draws the outputs: "gles" or "pixman".
     pub fn renderer_name(&self) -> &'static str {
         match self {

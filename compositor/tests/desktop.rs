@@ -1,0 +1,434 @@
+//! Logging into Bulkhead for real: the desktop test machine (`rootfs/build-guest --profile
+//! desktop`) boots under QEMU (TCG) with virtio-gpu, a virtio keyboard and tablet; greetd and
+//! tuigreet start the session; Bulkhead runs on DRM/KMS with libinput and a logind seat.
+//! Everything is typed and clicked through QMP and seen through QMP screendumps of the
+//! scanouts, as a person at the machine would (docs/session.md).
+
+mod common;
+#[path = "desktop/machine.rs"]
+mod machine;
+
+use bulkhead_ipc::{OutputInfo, Reply, WindowInfo};
+use common::Image;
+use machine::{Boot, Machine};
+
+/// `[appearance] background`'s default: Bulkhead's desktop.
+const BACKGROUND: [u8; 3] = [0x1e, 0x1e, 0x24];
+/// The locker's colour (`swaylock -c ff00ff`).
+const LOCKER: [u8; 3] = [0xff, 0x00, 0xff];
+/// work's frame colour.
+const WORK: [u8; 3] = [0x30, 0x60, 0xff];
+/// A notification's background (`compositor/src/notify.rs`).
+const NOTICE: [u8; 3] = [0x26, 0x26, 0x2c];
+/// The launcher's selected entry (`compositor/src/launcher.rs`).
+const LAUNCHER_SELECTED: [u8; 3] = [0x44, 0x44, 0x50];
+
+fn config(renderer: &str, outputs: &str) -> String {
+    format!(
+        r##"[session]
+lock = "swaylock -f -c ff00ff"
+renderer = "{renderer}"
+
+[keyboard]
+# QMP's key presses come one command at a time; no repeats under a slow machine.
+repeat-delay = 2000
+
+[[vm]]
+name = "work"
+color = "#3060ff"
+
+[[app]]
+name = "Terminal"
+command = ["foot"]
+{outputs}"##
+    )
+}
+
+/// The share of `img`'s pixels that are `color`.
+fn share(img: &Image, color: [u8; 3]) -> f64 {
+    let n = img.rgba.chunks_exact(4).filter(|p| p[..3] == color).count();
+    n as f64 / (img.width as f64 * img.height as f64)
+}
+
+/// Bulkhead's desktop: some of its background shows (windows may cover most of it).
+fn is_desktop(img: &Image) -> bool {
+    share(img, BACKGROUND) > 0.02
+}
+
+/// How many pixels are light (text on a console).
+fn lit(img: &Image) -> usize {
+    img.rgba
+        .chunks_exact(4)
+        .filter(|p| p[0] > 0x80 && p[1] > 0x80 && p[2] > 0x80)
+        .count()
+}
+
+/// A text screen (the greeter or a console): black with some text, none of Bulkhead's colours.
+fn is_text_screen(img: &Image) -> bool {
+    share(img, [0, 0, 0]) > 0.9 && share(img, BACKGROUND) == 0.0 && lit(img) > 100
+}
+
+fn reply(m: &mut Machine, args: &str) -> Option<Reply> {
+    m.msg(args).and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn outputs(m: &mut Machine) -> Vec<OutputInfo> {
+    match reply(m, "outputs") {
+        Some(Reply::Outputs(o)) => o,
+        other => panic!("msg outputs answered {other:?}"),
+    }
+}
+
+fn windows(m: &mut Machine) -> Vec<WindowInfo> {
+    match reply(m, "windows") {
+        Some(Reply::Windows(w)) => w,
+        _ => Vec::new(),
+    }
+}
+
+fn wait_windows(m: &mut Machine, what: &str, f: impl Fn(&[WindowInfo]) -> bool) -> Vec<WindowInfo> {
+    let mut found = Vec::new();
+    m.wait(what, |m| {
+        found = windows(m);
+        f(&found)
+    });
+    found
+}
+
+/// Which QEMU head shows the output `name` (virtio-gpu's connectors are Virtual-1, -2, ...).
+fn head_of(name: &str) -> usize {
+    name.strip_prefix("Virtual-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .unwrap_or_else(|| panic!("{name} is not a virtio-gpu output"))
+}
+
+/// The greeter is on screen; typing the user, Enter, the password, Enter starts Bulkhead.
+fn log_in(m: &mut Machine) {
+    let greeter = m.wait_screen(0, "the greeter (tuigreet)", is_text_screen);
+    m.type_text("user\n");
+    // The password prompt comes once greetd has answered; typing before it would go nowhere.
+    // (A blinking cursor changes a few pixels; the prompt's line is hundreds.)
+    let before = lit(&greeter);
+    m.wait_screen(0, "tuigreet's password prompt", |img| {
+        is_text_screen(img) && lit(img) > before + 100
+    });
+    m.type_text("bulkhead\n");
+    m.wait_screen(0, "Bulkhead's desktop after logging in", is_desktop);
+    m.wait("bulkhead msg answering", |m| reply(m, "version").is_some());
+}
+
+/// The logind session of `user`, if any.
+fn user_session(m: &mut Machine) -> Option<String> {
+    let out = m.sh_ok("loginctl list-sessions --no-legend | awk '$3 == \"user\" {print $1}'");
+    out.split_whitespace().next().map(str::to_string)
+}
+
+fn session_active(m: &mut Machine, id: &str) -> bool {
+    m.sh_ok(&format!("loginctl show-session {id} -p Active --value"))
+        .trim()
+        == "yes"
+}
+
+/// Test 2: Super opens the launcher, typing filters, Enter starts foot; typed text shows; a
+/// click focuses another window; a client on a VM socket is framed in its VM's colour.
+fn keyboard_and_pointer(m: &mut Machine, heads: usize) {
+    m.chord(&["meta_l"]);
+    m.wait("the launcher on screen", |m| {
+        (0..heads).any(|h| share(&m.screen(h), LAUNCHER_SELECTED) > 0.005)
+    });
+    m.type_text("ter");
+    m.type_text("\n");
+    let wins = wait_windows(m, "foot from the launcher", |w| {
+        w.iter()
+            .any(|w| w.domain == "host" && w.app_id == "foot" && w.focused)
+    });
+    let first = wins
+        .iter()
+        .find(|w| w.app_id == "foot")
+        .cloned()
+        .expect("foot");
+    // Text typed into foot: a line whose background is pure magenta, drawn by foot.
+    m.type_text("printf '\\e[48;2;255;0;255m%40s\\e[m\\n' x\n");
+    let outs = outputs(m);
+    // Where foot is now (its first geometry may predate its first configure).
+    m.wait("the typed command's output in foot", |m| {
+        let Some(w) = windows(m).into_iter().find(|w| w.id == first.id) else {
+            return false;
+        };
+        let Some(on) = outs.iter().find(|o| Some(&o.name) == w.output.as_ref()) else {
+            return false;
+        };
+        let img = m.screen(head_of(&on.name));
+        let g = w.geometry;
+        let mut n = 0;
+        for y in g.y..g.y + g.height {
+            for x in g.x..g.x + g.width {
+                let (px, py) = (x - on.geometry.x, y - on.geometry.y);
+                if px >= 0
+                    && py >= 0
+                    && px < img.width as i32
+                    && py < img.height as i32
+                    && img.pixel(px, py) == LOCKER
+                {
+                    n += 1;
+                }
+            }
+        }
+        n > 1000
+    });
+    let first = windows(m)
+        .into_iter()
+        .find(|w| w.id == first.id)
+        .expect("the first foot");
+
+    // A second window takes the focus; a click on the first gives it back.
+    m.msg("action spawn foot").expect("spawn a second foot");
+    let wins = wait_windows(m, "a second foot, focused", |w| {
+        w.iter().filter(|w| w.app_id == "foot").count() == 2
+            && w.iter()
+                .any(|w| w.app_id == "foot" && w.id != first.id && w.focused)
+    });
+    let second = wins
+        .iter()
+        .find(|w| w.app_id == "foot" && w.id != first.id)
+        .cloned()
+        .expect("second foot");
+    // The tablet spans the whole layout.
+    let layout = outs
+        .iter()
+        .map(|o| o.geometry)
+        .reduce(|a, b| {
+            let (x, y) = (a.x.min(b.x), a.y.min(b.y));
+            bulkhead_ipc::Rect {
+                x,
+                y,
+                width: (a.x + a.width).max(b.x + b.width) - x,
+                height: (a.y + a.height).max(b.y + b.height) - y,
+            }
+        })
+        .expect("outputs");
+    let target = &layout;
+    let inside = |x: i32, y: i32, r: &bulkhead_ipc::Rect| {
+        x >= r.x && y >= r.y && x < r.x + r.width && y < r.y + r.height
+    };
+    let point = (first.geometry.y..first.geometry.y + first.geometry.height)
+        .step_by(8)
+        .flat_map(|y| {
+            (first.geometry.x..first.geometry.x + first.geometry.width)
+                .step_by(8)
+                .map(move |x| (x, y))
+        })
+        .find(|&(x, y)| inside(x, y, target) && !inside(x, y, &second.frame))
+        .expect("a visible point of the first foot");
+    m.click(
+        point.0 - target.x,
+        point.1 - target.y,
+        (target.width, target.height),
+    );
+    wait_windows(m, "the clicked foot focused", |w| {
+        w.iter().any(|w| w.id == first.id && w.focused)
+    });
+
+    // A client of the work VM's socket, inside the machine, framed in work's colour.
+    m.sh_ok(
+        "cd /home/user && setsid -f runuser -u user -- env XDG_RUNTIME_DIR=/run/user/1000 \
+         WAYLAND_DISPLAY=/run/user/1000/bulkhead/vms/work/wayland-0 foot --title vm-foot \
+         >/tmp/vm-foot.log 2>&1 </dev/null",
+    );
+    let wins = wait_windows(m, "foot on work's socket", |w| {
+        w.iter().any(|w| w.domain == "work")
+    });
+    let vm = wins
+        .iter()
+        .find(|w| w.domain == "work")
+        .cloned()
+        .expect("work window");
+    let on = outs
+        .iter()
+        .find(|o| Some(&o.name) == vm.output.as_ref())
+        .cloned()
+        .expect("the VM window's output");
+    let head = head_of(&on.name);
+    // Its border: a column of work's colour at least 100 pixels tall on the window's output.
+    let what = format!("a border in work's colour on head {head} for {vm:?}");
+    m.wait_screen(head, &what, |img| {
+        (0..img.width as i32).any(|x| {
+            let mut run = 0;
+            (0..img.height as i32).any(|y| {
+                run = if img.pixel(x, y) == WORK { run + 1 } else { 0 };
+                run >= 100
+            })
+        })
+    });
+}
+
+/// Test 3: Ctrl-Alt-F2 shows the text console and Bulkhead lets go of the seat; Ctrl-Alt-F1
+/// brings the desktop back, redrawn.
+fn vt_switch(m: &mut Machine, heads: usize) {
+    let id = user_session(m).expect("the user's session");
+    m.chord(&["ctrl", "alt", "f2"]);
+    m.wait_screen(0, "the text console on VT 2", is_text_screen);
+    m.wait("the session inactive (seat released)", |m| {
+        !session_active(m, &id)
+    });
+    m.wait("Bulkhead paused", |m| {
+        m.session_log().contains("session paused")
+    });
+    m.chord(&["ctrl", "alt", "f1"]);
+    for head in 0..heads {
+        m.wait_screen(head, "the desktop back after Ctrl-Alt-F1", is_desktop);
+    }
+    m.wait("Bulkhead active again", |m| {
+        m.session_log().contains("session active again")
+    });
+}
+
+/// Test 4 (second half): swaylock covers every output; the password unlocks.
+fn lock_and_unlock(m: &mut Machine, heads: usize) {
+    m.msg("action spawn 'swaylock -c ff00ff'")
+        .expect("spawn swaylock");
+    for head in 0..heads {
+        m.wait_screen(head, "swaylock covering this output", |img| {
+            share(img, LOCKER) > 0.5
+        });
+    }
+    unlock(m, heads);
+}
+
+fn unlock(m: &mut Machine, heads: usize) {
+    m.type_text("bulkhead\n");
+    for head in 0..heads {
+        m.wait_screen(head, "the desktop after unlocking", is_desktop);
+    }
+}
+
+/// Test 5: the session locks before the machine sleeps; the first frame after waking up is
+/// the locker on every output.
+fn lock_before_sleep(m: &mut Machine, heads: usize) {
+    m.sh_ok("systemctl suspend --no-block");
+    m.wait_event("SUSPEND");
+    m.qmp("system_wakeup", serde_json::json!({}));
+    m.wait_event("WAKEUP");
+    for head in 0..heads {
+        let img = m.screen(head);
+        assert!(
+            share(&img, LOCKER) > 0.5,
+            "head {head} did not show the locker first after waking up"
+        );
+    }
+    let log = m.session_log();
+    assert!(
+        log.contains("locked on every output"),
+        "Bulkhead never saw the lock on every output before sleeping:\n{log}"
+    );
+    unlock(m, heads);
+}
+
+/// Test 6: the quit action ends the session: back at the greeter, nothing of it left running.
+fn log_out(m: &mut Machine) {
+    m.msg("action quit");
+    m.wait_screen(0, "the greeter after logging out", is_text_screen);
+    m.wait("no process of the user left", |m| {
+        m.sh("pgrep -u user").0 != 0
+    });
+    assert_eq!(
+        user_session(m),
+        None,
+        "the user's logind session outlived the logout"
+    );
+}
+
+/// Test 7: a broken config at login still gives a usable session, with a notification naming
+/// the error by file, line and column.
+fn broken_config_login(m: &mut Machine) {
+    m.sh_ok(
+        "sed -i 's/^renderer = .*/renderer = \"vulkan\"/' /home/user/.config/bulkhead/config.toml",
+    );
+    log_in(m);
+    let log = m.session_log();
+    assert!(
+        log.contains(
+            "Config not used, defaults instead: /home/user/.config/bulkhead/config.toml:3:"
+        ),
+        "no file:line:col in the session log:\n{log}"
+    );
+    m.wait_screen(0, "the notification of the broken config", |img| {
+        share(img, NOTICE) > 0.005
+    });
+    // Usable: apps start, input works.
+    m.msg("action spawn foot").expect("spawn foot");
+    wait_windows(m, "foot in the session started with defaults", |w| {
+        w.iter().any(|w| w.app_id == "foot")
+    });
+}
+
+#[test]
+fn the_pixman_session_from_the_greeter_to_logout() {
+    let layout = r#"
+[[output]]
+name = "Virtual-2"
+position = "0,0"
+
+[[output]]
+name = "Virtual-1"
+position = "1024,0"
+"#;
+    let mut m = Machine::boot(Boot {
+        outputs: 2,
+        config: &config("pixman", layout),
+    });
+    // 1: the greeter, the login, Bulkhead's desktop drawn with pixman.
+    log_in(&mut m);
+    let outs = outputs(&mut m);
+    assert!(
+        outs.iter().all(|o| o.renderer.as_deref() == Some("pixman")),
+        "{outs:?}"
+    );
+    // 4: both outputs lit, laid out as [[output]] says.
+    let pos = |name: &str| {
+        outs.iter()
+            .find(|o| o.name == name)
+            .map(|o| (o.geometry.x, o.geometry.y))
+    };
+    assert_eq!(pos("Virtual-2"), Some((0, 0)), "{outs:?}");
+    assert_eq!(pos("Virtual-1"), Some((1024, 0)), "{outs:?}");
+    m.wait_screen(1, "the second output lit", is_desktop);
+    keyboard_and_pointer(&mut m, 2);
+    vt_switch(&mut m, 2);
+    lock_and_unlock(&mut m, 2);
+}
+
+#[test]
+#[ignore = "written, not yet run to its end here: locking before sleep, logout and a broken config at login (issue 17 stays open)"]
+fn sleep_logout_and_a_broken_config() {
+    let mut m = Machine::boot(Boot {
+        outputs: 2,
+        config: &config("pixman", ""),
+    });
+    log_in(&mut m);
+    lock_before_sleep(&mut m, 2);
+    log_out(&mut m);
+    broken_config_login(&mut m);
+}
+
+#[test]
+#[ignore = "found by this test and not fixed yet: the GLES session on llvmpipe lights its output and then ends, back to the greeter (issue 17 stays open)"]
+fn the_gles_session_on_llvmpipe() {
+    let mut m = Machine::boot(Boot {
+        outputs: 1,
+        config: &config("auto", ""),
+    });
+    log_in(&mut m);
+    let outs = outputs(&mut m);
+    assert_eq!(
+        outs.iter()
+            .map(|o| o.renderer.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("gles")],
+        "GLES must be in use (a fallback to pixman fails this test)"
+    );
+    let log = m.session_log();
+    assert!(log.contains("renderer: GLES on llvmpipe"), "{log}");
+    keyboard_and_pointer(&mut m, 1);
+}
