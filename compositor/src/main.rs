@@ -98,6 +98,12 @@ fn init_logging(backend: BackendKind) {
                 .with_ansi(false)
                 .init();
             tracing::info!("this session's log: {}", path.display());
+            // A panic goes to the log too, not only to a stderr nobody may read.
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                tracing::error!("{info}");
+                default(info);
+            }));
         }
         None => builder.with_writer(std::io::stderr).init(),
     }
@@ -223,6 +229,7 @@ fn start(config: Option<PathBuf>, backend: BackendKind, startup: Option<String>)
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("the session ended: {e:#}");
             eprintln!("bulkhead: {e:#}");
             ExitCode::FAILURE
         }

@@ -44,9 +44,19 @@ command = ["foot"]
     )
 }
 
+/// Whether two colours are the same up to rounding (GLES and pixman blend a little
+/// differently).
+fn near(a: &[u8], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 3)
+}
+
 /// The share of `img`'s pixels that are `color`.
 fn share(img: &Image, color: [u8; 3]) -> f64 {
-    let n = img.rgba.chunks_exact(4).filter(|p| p[..3] == color).count();
+    let n = img
+        .rgba
+        .chunks_exact(4)
+        .filter(|p| near(&p[..3], color))
+        .count();
     n as f64 / (img.width as f64 * img.height as f64)
 }
 
@@ -169,7 +179,7 @@ fn keyboard_and_pointer(m: &mut Machine, heads: usize) {
                     && py >= 0
                     && px < img.width as i32
                     && py < img.height as i32
-                    && img.pixel(px, py) == LOCKER
+                    && near(&img.pixel(px, py), LOCKER)
                 {
                     n += 1;
                 }
@@ -256,7 +266,11 @@ fn keyboard_and_pointer(m: &mut Machine, heads: usize) {
         (0..img.width as i32).any(|x| {
             let mut run = 0;
             (0..img.height as i32).any(|y| {
-                run = if img.pixel(x, y) == WORK { run + 1 } else { 0 };
+                run = if near(&img.pixel(x, y), WORK) {
+                    run + 1
+                } else {
+                    0
+                };
                 run >= 100
             })
         })
@@ -306,10 +320,27 @@ fn unlock(m: &mut Machine, heads: usize) {
 /// Test 5: the session locks before the machine sleeps; the first frame after waking up is
 /// the locker on every output.
 fn lock_before_sleep(m: &mut Machine, heads: usize) {
+    let since = m.sh_ok("date +%s").trim().to_string();
     m.sh_ok("systemctl suspend --no-block");
-    m.wait_event("SUSPEND");
-    m.qmp("system_wakeup", serde_json::json!({}));
-    m.wait_event("WAKEUP");
+    // Asleep (QEMU's run state), then woken through QMP. A guest may also wake by itself
+    // at once (seen on a second suspend of a boot); its journal then says it slept.
+    let mut asleep = false;
+    for _ in 0..600 {
+        let status = m.qmp("query-status", serde_json::json!({}));
+        if status["status"] == "suspended" {
+            asleep = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if asleep {
+        m.qmp("system_wakeup", serde_json::json!({}));
+    } else {
+        let slept = m.sh_ok(&format!(
+            "journalctl -k --no-pager --since @{since} | grep -c 'PM: suspend exit' || true"
+        ));
+        assert_ne!(slept.trim(), "0", "the machine never went to sleep");
+    }
     for head in 0..heads {
         let img = m.screen(head);
         assert!(
@@ -348,9 +379,8 @@ fn broken_config_login(m: &mut Machine) {
     log_in(m);
     let log = m.session_log();
     assert!(
-        log.contains(
-            "Config not used, defaults instead: /home/user/.config/bulkhead/config.toml:3:"
-        ),
+        log.contains("/home/user/.config/bulkhead/config.toml:3:12: unknown variant `vulkan`")
+            && log.contains("starting with the default config"),
         "no file:line:col in the session log:\n{log}"
     );
     m.wait_screen(0, "the notification of the broken config", |img| {
@@ -400,7 +430,6 @@ position = "1024,0"
 }
 
 #[test]
-#[ignore = "written, not yet run to its end here: locking before sleep, logout and a broken config at login (issue 17 stays open)"]
 fn sleep_logout_and_a_broken_config() {
     let mut m = Machine::boot(Boot {
         outputs: 2,
@@ -413,7 +442,7 @@ fn sleep_logout_and_a_broken_config() {
 }
 
 #[test]
-#[ignore = "found by this test and not fixed yet: the GLES session on llvmpipe lights its output and then ends, back to the greeter (issue 17 stays open)"]
+#[ignore = "found by this test, not fixed yet: on virtio-gpu the GLES session's screen shows only each frame's damage on black (issue 17 stays open)"]
 fn the_gles_session_on_llvmpipe() {
     let mut m = Machine::boot(Boot {
         outputs: 1,

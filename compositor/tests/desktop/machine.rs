@@ -259,11 +259,6 @@ impl Machine {
         self.qmp.execute(command, args)
     }
 
-    /// Waits for a QMP event (SUSPEND, WAKEUP, ...).
-    pub fn wait_event(&mut self, name: &str) {
-        self.qmp.wait_event(name, SLOW);
-    }
-
     fn diagnostics(&mut self) -> String {
         let log = self.session_log();
         let journal = self
@@ -358,11 +353,10 @@ fn qcode(ch: char) -> Option<(&'static str, bool)> {
     })
 }
 
-/// A QMP connection: commands answered in order, events kept until waited for.
+/// A QMP connection: commands answered in order (events are skipped).
 struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
-    events: Vec<String>,
 }
 
 impl Qmp {
@@ -374,7 +368,6 @@ impl Qmp {
         let mut q = Qmp {
             reader: BufReader::new(stream.try_clone().expect("clone QMP stream")),
             writer: stream,
-            events: Vec::new(),
         };
         let greeting = q.read();
         assert!(
@@ -407,8 +400,7 @@ impl Qmp {
                 Err(e) => return Err(e.to_string()),
             }
             let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-            if let Some(ev) = v.get("event").and_then(Value::as_str) {
-                self.events.push(ev.to_string());
+            if v.get("event").is_some() {
                 continue;
             }
             if let Some(r) = v.get("return") {
@@ -421,21 +413,6 @@ impl Qmp {
     fn execute(&mut self, command: &str, args: Value) -> Value {
         self.try_execute(command, args)
             .unwrap_or_else(|e| panic!("QMP {command} failed: {e}"))
-    }
-
-    fn wait_event(&mut self, name: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(i) = self.events.iter().position(|e| e == name) {
-                self.events.drain(..=i);
-                return;
-            }
-            assert!(Instant::now() < deadline, "no QMP event {name}");
-            let v = self.read();
-            if let Some(ev) = v.get("event").and_then(Value::as_str) {
-                self.events.push(ev.to_string());
-            }
-        }
     }
 }
 
@@ -513,8 +490,21 @@ impl Serial {
         }
     }
 
+    /// Runs `cmd`, again if the line was lost: a console that went through suspend and resume
+    /// may drop what was typed while it woke up.
     fn run(&mut self, cmd: &str, timeout: Duration) -> (i32, String) {
-        self.try_run(cmd, timeout)
-            .unwrap_or_else(|| panic!("the serial console did not finish `{cmd}`"))
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(r) = self.try_run(cmd, left.min(Duration::from_secs(30))) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the serial console did not finish `{cmd}`"
+            );
+            // Whatever half line the shell holds ends here.
+            let _ = self.stream.write_all(b"\x03\n");
+        }
     }
 }
