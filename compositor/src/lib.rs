@@ -158,7 +158,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     event_loop
         .run(None, &mut state, |state| {
-            state.desk.reap_children();
             state.refresh_pointer_focus();
             state.desk.space.refresh();
             state.desk.popups.cleanup();

@@ -58,7 +58,7 @@ impl State {
         bulkhead_vmm::monitor::unblock_signals_in_child(&mut c);
         crate::accept::restore_fd_limit(&mut c);
         let child = c.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-        // Reaped by the event loop once it exits (`Desktop::reap_children`), so no program the
+        // Reaped within a second of its exit (`Desktop::reap_children`), so no program the
         // session started stays a zombie until logout.
         self.desk.children.push(child);
         Ok(())
@@ -135,13 +135,16 @@ impl State {
                 );
             }
         }
+        // Once a second: the idle watch, and the exit status of started programs that ended
+        // (no zombie lives longer than that, and the event loop's hot path stays free of it).
         let timer = Timer::from_duration(Duration::from_secs(1));
         let r = self.desk.loop_handle.insert_source(timer, |_, _, state| {
             state.check_idle(Instant::now());
+            state.desk.reap_children();
             TimeoutAction::ToDuration(Duration::from_secs(1))
         });
         if let Err(e) = r {
-            tracing::warn!("no idle lock: {e}");
+            tracing::warn!("no idle lock and no reaping of started programs: {e}");
         }
     }
 
