@@ -604,28 +604,45 @@ fn twenty_start_stop_cycles_leave_nothing_behind() {
 
 #[test]
 fn a_bad_vm_value_is_rejected_before_anything_starts() {
+    // The session still starts (with the defaults: a broken file must not keep the user out),
+    // names the error by file and line, and nothing of the bad VM exists.
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = dir.path().join("run");
     std::fs::create_dir(&runtime).expect("mkdir");
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, config(&vm("test", "cid = 2"))).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
         .args(["--backend", "headless", "--config"])
         .arg(&cfg)
         .env("XDG_RUNTIME_DIR", &runtime)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
         .expect("run bulkhead");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     let at = format!("{}:", cfg.display());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = loop {
+        let err = std::fs::read_to_string(&log).unwrap_or_default();
+        if err.contains("starting with the default config") || Instant::now() > deadline {
+            break err;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("bulkhead ended ({status}) instead of starting with the defaults:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
     assert!(
-        err.contains(&at) && err.contains("cid must be at least 3"),
+        err.contains(&at)
+            && err.contains("cid must be at least 3")
+            && err.contains("starting with the default config"),
         "{err}"
     );
-    assert_eq!(
-        std::fs::read_dir(&runtime).expect("ls").count(),
-        0,
-        "nothing was created"
+    assert!(
+        !runtime.join("bulkhead/vms/test").exists(),
+        "the bad VM got a socket"
     );
 }
 
