@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use smithay::backend::allocator::dumb::DumbAllocator;
 use smithay::backend::allocator::gbm::{GbmAllocator, GbmBufferFlags, GbmDevice};
 use smithay::backend::allocator::Fourcc;
-use smithay::backend::drm::compositor::{DrmCompositor, FrameFlags};
+use smithay::backend::drm::compositor::{
+    DrmCompositor, FrameFlags, PrimaryPlaneElement, RenderFrameResult,
+};
 use smithay::backend::drm::exporter::gbm::GbmFramebufferExporter;
 use smithay::backend::drm::{DrmDevice, DrmDeviceFd, DrmEvent, DrmNode, NodeType};
 use smithay::backend::egl::{EGLContext, EGLDisplay};
@@ -44,6 +46,9 @@ use crate::state::{Desktop, State};
 
 /// Primary plane formats, tried in order (every scan-out engine does 8-bit RGB).
 const COLOR_FORMATS: [Fourcc; 2] = [Fourcc::Argb8888, Fourcc::Xrgb8888];
+/// A page flip not done this long after its frame was queued is logged (virtio-gpu and real
+/// GPUs flip within a few refreshes).
+const FLIP_OVERDUE: Duration = Duration::from_secs(2);
 
 type GbmCompositor =
     DrmCompositor<GbmAllocator<DrmDeviceFd>, GbmFramebufferExporter<DrmDeviceFd>, (), DrmDeviceFd>;
@@ -130,6 +135,9 @@ struct Surface {
     refresh: Duration,
     /// A frame is queued and its page flip has not completed.
     waiting_vblank: bool,
+    /// When the frame waiting for its flip was queued, and whether its lateness was logged.
+    queued_at: Instant,
+    flip_overdue_logged: bool,
     /// Something changed while waiting: draw again on the flip.
     redraw: bool,
     /// A timer will send frame callbacks for a frame that had no damage.
@@ -375,8 +383,17 @@ impl Drm {
             return;
         }
         for i in 0..self.surfaces.len() {
-            if self.surfaces[i].waiting_vblank {
-                self.surfaces[i].redraw = true;
+            let s = &mut self.surfaces[i];
+            if s.waiting_vblank {
+                s.redraw = true;
+                if !s.flip_overdue_logged && s.queued_at.elapsed() > FLIP_OVERDUE {
+                    s.flip_overdue_logged = true;
+                    tracing::warn!(
+                        "{}: the page flip queued {} ms ago has not completed; nothing new is drawn on it until it does",
+                        s.name,
+                        s.queued_at.elapsed().as_millis()
+                    );
+                }
             } else {
                 self.render_surface(i, desk);
             }
@@ -394,7 +411,10 @@ impl Drm {
                 let elements = output_elements(desk, r, &s.output, true);
                 match c.render_frame(r, &elements, clear, FrameFlags::DEFAULT) {
                     Ok(f) if f.is_empty => Ok(false),
-                    Ok(_) => c.queue_frame(()).map(|()| true).map_err(|e| e.to_string()),
+                    Ok(f) => {
+                        rendering_done(&f);
+                        c.queue_frame(()).map(|()| true).map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -402,7 +422,10 @@ impl Drm {
                 let elements = output_elements(desk, renderer, &s.output, true);
                 match c.render_frame(renderer, &elements, clear, FrameFlags::DEFAULT) {
                     Ok(f) if f.is_empty => Ok(false),
-                    Ok(_) => c.queue_frame(()).map(|()| true).map_err(|e| e.to_string()),
+                    Ok(f) => {
+                        rendering_done(&f);
+                        c.queue_frame(()).map(|()| true).map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -411,6 +434,8 @@ impl Drm {
         match result {
             Ok(true) => {
                 s.waiting_vblank = true;
+                s.queued_at = Instant::now();
+                s.flip_overdue_logged = false;
                 s.queued_shows_lock = desk.lock.surface_for(&s.output).is_some();
                 desk.frames_composed += 1;
             }
@@ -636,6 +661,8 @@ impl Drm {
             compositor,
             refresh: Duration::from_micros(1_000_000_000 / refresh_mhz),
             waiting_vblank: false,
+            queued_at: Instant::now(),
+            flip_overdue_logged: false,
             redraw: false,
             idle_timer: false,
             queued_shows_lock: false,
@@ -1019,6 +1046,25 @@ fn configure_device(
     }
     if let Some(v) = s.accel_speed {
         report("accel-speed", device.config_accel_set_speed(v));
+    }
+}
+
+/// Waits until the renderer has finished drawing a frame when KMS cannot wait for it itself
+/// (no fence the plane can take, as with llvmpipe): handing KMS a half-drawn buffer showed,
+/// on virtio-gpu, only the top rows of each frame, since the host copies the buffer at the
+/// flip and never again.
+fn rendering_done<B, F, E>(frame: &RenderFrameResult<'_, B, F, E>)
+where
+    B: smithay::backend::allocator::Buffer,
+    F: smithay::backend::drm::Framebuffer,
+{
+    if !frame.needs_sync() {
+        return;
+    }
+    if let PrimaryPlaneElement::Swapchain(element) = &frame.primary_element {
+        if let Err(e) = element.sync.wait() {
+            tracing::warn!("waiting for the renderer to finish a frame: {e:?}");
+        }
     }
 }
 
