@@ -25,6 +25,7 @@ pub mod shell;
 pub mod sleep;
 pub mod state;
 pub mod text;
+pub mod visible;
 pub mod vms;
 pub mod xwayland;
 

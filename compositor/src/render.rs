@@ -11,18 +11,19 @@ use smithay::backend::renderer::element::memory::{
     MemoryRenderBuffer, MemoryRenderBufferRenderElement,
 };
 use smithay::backend::renderer::element::solid::{SolidColorBuffer, SolidColorRenderElement};
-use smithay::backend::renderer::element::surface::{
-    render_elements_from_surface_tree, WaylandSurfaceRenderElement,
-};
+use smithay::backend::renderer::element::surface::WaylandSurfaceRenderElement;
 use smithay::backend::renderer::element::utils::CropRenderElement;
 use smithay::backend::renderer::element::{render_elements, Kind};
+use smithay::backend::renderer::utils::RendererSurfaceStateUserData;
 use smithay::backend::renderer::{ImportAll, ImportMem, Renderer};
 use smithay::desktop::{layer_map_for_output, PopupManager, Window};
 use smithay::input::pointer::{CursorImageStatus, CursorImageSurfaceData};
 use smithay::output::Output;
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::utils::{Logical, Physical, Point, Rectangle, Scale, Transform};
-use smithay::wayland::compositor::with_states;
+use smithay::wayland::compositor::{
+    with_states, with_surface_tree_downward, SurfaceData, TraversalAction,
+};
 use smithay::wayland::seat::WaylandFocus;
 use smithay::wayland::shell::wlr_layer::Layer;
 
@@ -32,9 +33,17 @@ use crate::state::Desktop;
 use crate::text;
 
 render_elements! {
-    pub OutputElement<R> where R: ImportAll + ImportMem;
+    /// One surface of a client's tree: imported by the renderer, or, for a large shm
+    /// buffer, only its visible part (see [`crate::visible`]).
+    pub TreeElement<R> where R: ImportAll + ImportMem;
     Surface=WaylandSurfaceRenderElement<R>,
-    Cropped=CropRenderElement<WaylandSurfaceRenderElement<R>>,
+    Visible=MemoryRenderBufferRenderElement<R>,
+}
+
+render_elements! {
+    pub OutputElement<R> where R: ImportAll + ImportMem;
+    Surface=TreeElement<R>,
+    Cropped=CropRenderElement<TreeElement<R>>,
     Solid=SolidColorRenderElement,
     Memory=MemoryRenderBufferRenderElement<R>,
 }
@@ -50,7 +59,15 @@ pub const POPUP_BORDER: i32 = 2;
 struct FrameBuffers {
     borders: RefCell<[SolidColorBuffer; 3]>,
     title: RefCell<Option<(TitleKey, MemoryRenderBuffer)>>,
+    /// The title bar right of [`TITLE_IMAGE_MAX`]: plain background.
+    title_rest: RefCell<[SolidColorBuffer; 1]>,
 }
+
+/// Widest title bar drawn as an image; a wider bar (a window up to 16384 wide) goes on in
+/// its background colour. A bar image as wide as the window failed to upload on GLES (16392
+/// is over llvmpipe's texture limit, and 8192 is the limit of some GPUs), leaving a VM's
+/// window with no title bar at all.
+pub const TITLE_IMAGE_MAX: i32 = 4096;
 
 #[derive(PartialEq, Clone)]
 struct TitleKey {
@@ -69,6 +86,7 @@ struct PopupFrame(RefCell<[SolidColorBuffer; 4]>);
 /// Context shared by the element builders of one output.
 struct Ctx<'a> {
     desk: &'a Desktop,
+    output_name: String,
     /// The window with keyboard focus, looked up once per output.
     focused: Option<Window>,
     output_geo: Rectangle<i32, Logical>,
@@ -104,6 +122,7 @@ where
     let scale = Scale::from(output.current_scale().fractional_scale());
     let ctx = Ctx {
         desk,
+        output_name: output.name(),
         focused: desk.focused_window(),
         output_geo,
         scale,
@@ -190,31 +209,78 @@ where
     R: Renderer + ImportAll + ImportMem,
     R::TextureId: Clone + Send + 'static,
 {
-    tree_elements(ctx, renderer, surface, global)
+    tree_elements(ctx, renderer, surface, global, ctx.output_geo)
         .into_iter()
         .map(OutputElement::Surface)
         .collect()
 }
 
-/// The elements of a surface tree whose origin is at `global`.
+/// The elements of a surface tree whose origin is at `global`, of which only what lies in
+/// `clip` (global, logical) will be seen. Walks the tree as smithay's
+/// `render_elements_from_surface_tree` does, but a surface holding a large shm buffer is
+/// drawn from a copy of its visible part instead of a whole-buffer import.
 fn tree_elements<R>(
     ctx: &Ctx<'_>,
     renderer: &mut R,
     surface: &WlSurface,
     global: Point<i32, Logical>,
-) -> Vec<WaylandSurfaceRenderElement<R>>
+    clip: Rectangle<i32, Logical>,
+) -> Vec<TreeElement<R>>
 where
     R: Renderer + ImportAll + ImportMem,
     R::TextureId: Clone + Send + 'static,
 {
-    render_elements_from_surface_tree(
-        renderer,
+    let Some(clip) = clip.intersection(ctx.output_geo) else {
+        return Vec::new();
+    };
+    let scale = ctx.scale;
+    let view_offset = |states: &SurfaceData| {
+        let data = states.data_map.get::<RendererSurfaceStateUserData>()?;
+        let view = data.lock().ok()?.view()?;
+        Some(view.offset.to_f64().to_physical(scale))
+    };
+    let mut out = Vec::new();
+    with_surface_tree_downward(
         surface,
-        ctx.to_phys(global),
-        ctx.scale,
-        1.0,
-        Kind::Unspecified,
-    )
+        ctx.to_phys(global).to_f64(),
+        |_, states, location| match view_offset(states) {
+            Some(offset) => TraversalAction::DoChildren(*location + offset),
+            None => TraversalAction::SkipChildren,
+        },
+        |surface, states, location| {
+            let Some(offset) = view_offset(states) else {
+                return;
+            };
+            let location = *location + offset;
+            if crate::visible::holds_large_shm(states) {
+                let at = crate::visible::Placement {
+                    output: &ctx.output_name,
+                    output_origin: ctx.output_geo.loc,
+                    scale,
+                    location,
+                    clip,
+                };
+                if let Some(e) = crate::visible::element(renderer, states, &at) {
+                    out.push(TreeElement::Visible(e));
+                }
+                return;
+            }
+            match WaylandSurfaceRenderElement::from_surface(
+                renderer,
+                surface,
+                states,
+                location,
+                1.0,
+                Kind::Unspecified,
+            ) {
+                Ok(Some(e)) => out.push(TreeElement::Surface(e)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("could not import a surface's buffer: {e:?}"),
+            }
+        },
+        |_, _, _| true,
+    );
+    out
 }
 
 fn cropped_tree<R>(
@@ -228,8 +294,8 @@ fn cropped_tree<R>(
     R: Renderer + ImportAll + ImportMem,
     R::TextureId: Clone + Send + 'static,
 {
+    let elements = tree_elements(ctx, renderer, surface, global, clip);
     let clip = ctx.rect_to_phys(clip);
-    let elements = tree_elements(ctx, renderer, surface, global);
     out.extend(
         elements
             .into_iter()
@@ -339,20 +405,28 @@ fn window_elements<R>(
         let (title, _) = title_and_app_id(window);
         let label = crate::shell::labelled_title(&m.domain, &title);
         let attention = m.state.borrow().attention;
+        let image_w = bar.size.w.clamp(1, TITLE_IMAGE_MAX);
         let key = TitleKey {
             text: label,
-            size: (bar.size.w.max(1), bar.size.h.max(1)),
+            size: (image_w, bar.size.h.max(1)),
             bg: color,
             focused,
             attention,
         };
+        let (fg, bg) = if attention {
+            (color, color.text_color())
+        } else {
+            (color.text_color(), color)
+        };
+        if bar.size.w > image_w {
+            let rest = Rectangle::new(
+                (bar.loc.x + image_w, bar.loc.y).into(),
+                (bar.size.w - image_w, bar.size.h).into(),
+            );
+            push_solids(ctx, &mut *buffers.title_rest.borrow_mut(), &[rest], bg, out);
+        }
         let mut cached = buffers.title.borrow_mut();
         if cached.as_ref().map(|(k, _)| k) != Some(&key) {
-            let (fg, bg) = if attention {
-                (color, color.text_color())
-            } else {
-                (color.text_color(), color)
-            };
             let img = text::render_line(
                 &key.text,
                 key.size.0,
@@ -380,7 +454,7 @@ fn window_elements<R>(
                 buf,
                 None,
                 None,
-                Some(bar.size),
+                Some((image_w, bar.size.h).into()),
                 Kind::Unspecified,
             ) {
                 Ok(e) => out.push(OutputElement::Memory(e)),

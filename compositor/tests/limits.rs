@@ -794,3 +794,116 @@ fn a_vm_cannot_push_other_notifications_off_the_screen() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The compositor's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(c: &Compositor) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// A 16384×16384 XRGB buffer (1 GiB, sparse): its top-left 1024×512 block is magenta on the
+/// left half and green on the right, the rest black.
+fn huge_buffer(cl: &Client) -> wayland_client::protocol::wl_buffer::WlBuffer {
+    use std::io::{Seek, SeekFrom, Write};
+    const SIDE: i32 = 16384;
+    let mut file = tempfile::tempfile().expect("shm file");
+    let stride = SIDE as u64 * 4;
+    file.set_len(stride * SIDE as u64)
+        .expect("a sparse 1 GiB file");
+    let row: Vec<u8> = (0..1024)
+        .flat_map(|x| {
+            if x < 512 {
+                [0xff, 0, 0xff, 0xff]
+            } else {
+                [0, 0xc0, 0, 0xff]
+            }
+        })
+        .collect();
+    for y in 0..512u64 {
+        file.seek(SeekFrom::Start(y * stride)).expect("seek");
+        file.write_all(&row).expect("write shm");
+    }
+    let pool = cl
+        .shm
+        .create_pool(file.as_fd(), SIDE * SIDE * 4, &cl.qh, ());
+    let buf = pool.create_buffer(
+        0,
+        SIDE,
+        SIDE,
+        SIDE * 4,
+        wl_shm::Format::Xrgb8888,
+        &cl.qh,
+        (),
+    );
+    pool.destroy();
+    buf
+}
+
+/// A VM's 16384×16384 buffer is shown where it is visible (its corner, inside its frame) and
+/// costs the compositor memory for that part only: the renderer's own import would copy all
+/// 1 GiB of it (`bulkhead_compositor::visible`).
+#[test]
+fn a_huge_buffer_is_copied_only_where_it_is_visible() {
+    let mut c = Compositor::start(TWO_VMS);
+    let mut cl = Client::connect(&c.vm_socket("work"));
+    let t = cl.toplevel("huge");
+    if let Some(serial) = cl.events.configure_serial.take() {
+        t.xdg.ack_configure(serial);
+    }
+    let before = peak_rss_kib(&c);
+    let buf = huge_buffer(&cl);
+    t.surface.attach(Some(&buf), 0, 0);
+    t.surface.damage_buffer(0, 0, 16384, 16384);
+    t.surface.commit();
+    cl.roundtrip();
+    let w = c.wait_window("work", "huge");
+    let img = c.screenshot("huge-buffer");
+    // The content starts at the window's geometry; whatever of the block is on screen shows
+    // magenta left of x = 512 and green right of it.
+    let (mut magenta, mut green, mut wrong) = (0, 0, 0);
+    for y in w.geometry.y.max(0)..(w.geometry.y + 512).min(img.height as i32) {
+        for x in w.geometry.x.max(0)..(w.geometry.x + 1024).min(img.width as i32) {
+            let px = img.pixel(x, y);
+            let want = if x - w.geometry.x < 512 {
+                [0xff, 0, 0xff]
+            } else {
+                [0, 0xc0, 0]
+            };
+            match px {
+                p if p == want && want[0] == 0xff => magenta += 1,
+                p if p == want => green += 1,
+                _ => wrong += 1,
+            }
+        }
+    }
+    assert!(
+        magenta > 10_000 && green > 10_000 && wrong == 0,
+        "the block's visible part: {magenta} magenta, {green} green, {wrong} other pixels; {w:?}"
+    );
+    // Framed in work's colour where the frame is on screen: the left border and the title
+    // bar (the rest of the frame is off screen with most of the window).
+    assert_eq!(
+        img.pixel(w.frame.x.max(0) + 1, w.geometry.y + 100),
+        WORK,
+        "{w:?}"
+    );
+    assert_eq!(
+        img.pixel(img.width as i32 - 3, w.frame.y.max(0) + 2),
+        WORK,
+        "{w:?}"
+    );
+    let grown = peak_rss_kib(&c).saturating_sub(before);
+    assert!(
+        grown < 256 * 1024,
+        "the compositor's peak memory grew by {} MiB for a 1 GiB buffer mostly off screen",
+        grown / 1024
+    );
+    assert!(c
+        .log_text()
+        .contains("a 16384×16384 buffer: uploading only what is visible of it"));
+    assert!(c.running());
+}
