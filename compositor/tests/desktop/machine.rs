@@ -22,6 +22,8 @@ pub struct Boot<'a> {
     pub outputs: usize,
     /// The session's config.toml for `user`.
     pub config: &'a str,
+    /// Files the machine gets as /run/bulkhead-install/add/NAME (`run-desktop --add`).
+    pub add: &'a [PathBuf],
 }
 
 pub struct Machine {
@@ -65,6 +67,21 @@ fn wait_socket(path: &Path, child: &mut Child, log: &Path) {
     }
 }
 
+/// A program of this workspace's examples (`cargo test` builds them next to the binaries).
+pub fn example(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .parent()
+        .expect("bin dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build --examples -p bulkhead (cargo test builds it)",
+        p.display()
+    );
+    p
+}
+
 impl Machine {
     pub fn boot(b: Boot) -> Machine {
         let image = target_dir().join("guest/desktop");
@@ -104,6 +121,7 @@ impl Machine {
             .arg(&bin_dir)
             .arg("--image")
             .arg(&image)
+            .args(b.add.iter().flat_map(|f| [Path::new("--add"), f.as_path()]))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("log"))
             .stderr(std::fs::File::create(dir.path().join("run-desktop.err")).expect("log"))
@@ -264,8 +282,17 @@ impl Machine {
         let journal = self
             .sh("journalctl -b --no-pager -n 60 -o short-monotonic 2>&1")
             .1;
+        // Whether the compositor still composes frames, and where it waits if not.
+        let compositor = self
+            .sh(
+                "for i in 1 2; do timeout 5 runuser -u user -- env XDG_RUNTIME_DIR=/run/user/1000 \
+                 bulkhead msg stats 2>&1; sleep 2; done; for p in $(pidof bulkhead); do \
+                 echo \"pid $p: $(cat /proc/$p/wchan) $(grep State /proc/$p/status)\"; \
+                 cat /proc/$p/stack 2>/dev/null | head -8; done",
+            )
+            .1;
         format!(
-            "---- session.log ----\n{log}\n---- journal ----\n{journal}\n---- screenshots in {} ----",
+            "---- session.log ----\n{log}\n---- journal ----\n{journal}\n---- compositor ----\n{compositor}\n---- screenshots in {} ----",
             self.dir.path().display()
         )
     }
