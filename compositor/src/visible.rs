@@ -410,15 +410,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rows_outside_the_pool_are_refused_not_read() {
-        let data = BufferData {
+    /// A 4×4 ARGB buffer at the start of its pool.
+    fn argb_4x4() -> BufferData {
+        BufferData {
             offset: 0,
             width: 4,
             height: 4,
             stride: 16,
             format: smithay::reexports::wayland_server::protocol::wl_shm::Format::Argb8888,
-        };
+        }
+    }
+
+    #[test]
+    fn rows_outside_the_pool_are_refused_not_read() {
+        let data = argb_4x4();
         let pool = vec![7u8; 16 * 3];
         let mut out = vec![0u8; 16 * 4];
         let rect = Rectangle::from_size((4, 4).into());
@@ -430,13 +435,7 @@ mod tests {
 
     #[test]
     fn sampling_takes_every_kth_pixel() {
-        let data = BufferData {
-            offset: 0,
-            width: 4,
-            height: 4,
-            stride: 16,
-            format: smithay::reexports::wayland_server::protocol::wl_shm::Format::Argb8888,
-        };
+        let data = argb_4x4();
         let pool: Vec<u8> = (0..16u8).flat_map(|i| [i; 4]).collect();
         let mut out = vec![0u8; 2 * 2 * 4];
         copy_rect(

@@ -142,6 +142,31 @@ fn session_active(m: &mut Machine, id: &str) -> bool {
 
 /// Test 2: Super opens the launcher, typing filters, Enter starts foot; typed text shows; a
 /// click focuses another window; a client on a VM socket is framed in its VM's colour.
+/// How many pixels of window `id`'s content (its top `rows` rows at most) on screen match
+/// `pred`, wherever the window is now (its first geometry may predate its first configure).
+fn window_pixels(
+    m: &mut Machine,
+    id: u64,
+    outs: &[OutputInfo],
+    rows: i32,
+    pred: impl Fn(&[u8]) -> bool,
+) -> usize {
+    let Some(w) = windows(m).into_iter().find(|w| w.id == id) else {
+        return 0;
+    };
+    let Some(on) = outs.iter().find(|o| Some(&o.name) == w.output.as_ref()) else {
+        return 0;
+    };
+    let img = m.screen(head_of(&on.name));
+    let g = w.geometry;
+    (g.y..g.y + g.height.min(rows))
+        .flat_map(|y| (g.x..g.x + g.width).map(move |x| (x, y)))
+        .map(|(x, y)| (x - on.geometry.x, y - on.geometry.y))
+        .filter(|&(x, y)| x >= 0 && y >= 0 && x < img.width as i32 && y < img.height as i32)
+        .filter(|&(x, y)| pred(&img.pixel(x, y)))
+        .count()
+}
+
 fn keyboard_and_pointer(m: &mut Machine, heads: usize) {
     m.chord(&["meta_l"]);
     m.wait("the launcher on screen", |m| {
@@ -163,49 +188,12 @@ fn keyboard_and_pointer(m: &mut Machine, heads: usize) {
     // lost in the GLES session under TCG (foot never redrew): wait for the prompt's light
     // pixels first.
     m.wait("foot's prompt", |m| {
-        let Some(w) = windows(m).into_iter().find(|w| w.id == first.id) else {
-            return false;
-        };
-        let Some(on) = outs.iter().find(|o| Some(&o.name) == w.output.as_ref()) else {
-            return false;
-        };
-        let img = m.screen(head_of(&on.name));
-        let g = w.geometry;
-        let light = (g.y..g.y + g.height.min(40))
-            .flat_map(|y| (g.x..g.x + g.width).map(move |x| (x, y)))
-            .map(|(x, y)| (x - on.geometry.x, y - on.geometry.y))
-            .filter(|&(x, y)| x >= 0 && y >= 0 && x < img.width as i32 && y < img.height as i32)
-            .filter(|&(x, y)| img.pixel(x, y).iter().all(|c| *c > 150))
-            .count();
-        light > 50
+        window_pixels(m, first.id, &outs, 40, |px| px.iter().all(|c| *c > 150)) > 50
     });
     // Text typed into foot: a line whose background is pure magenta, drawn by foot.
     m.type_text("printf '\\e[48;2;255;0;255m%40s\\e[m\\n' x\n");
-    // Where foot is now (its first geometry may predate its first configure).
     m.wait("the typed command's output in foot", |m| {
-        let Some(w) = windows(m).into_iter().find(|w| w.id == first.id) else {
-            return false;
-        };
-        let Some(on) = outs.iter().find(|o| Some(&o.name) == w.output.as_ref()) else {
-            return false;
-        };
-        let img = m.screen(head_of(&on.name));
-        let g = w.geometry;
-        let mut n = 0;
-        for y in g.y..g.y + g.height {
-            for x in g.x..g.x + g.width {
-                let (px, py) = (x - on.geometry.x, y - on.geometry.y);
-                if px >= 0
-                    && py >= 0
-                    && px < img.width as i32
-                    && py < img.height as i32
-                    && near(&img.pixel(px, py), LOCKER)
-                {
-                    n += 1;
-                }
-            }
-        }
-        n > 1000
+        window_pixels(m, first.id, &outs, i32::MAX, |px| near(px, LOCKER)) > 1000
     });
     let first = windows(m)
         .into_iter()
