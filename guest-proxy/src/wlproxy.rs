@@ -18,8 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, shm_writes, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
-    WAYLAND_PORT,
+    fdpass, pump_pipe, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION, WAYLAND_PORT,
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
@@ -208,7 +207,7 @@ type Writer = Arc<Mutex<Sink>>;
 fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
     let mut bytes = Vec::new();
     for r in records {
-        bytes.extend(r.encode()?);
+        r.encode_into(&mut bytes)?;
     }
     let mut sink = w.lock().unwrap_or_else(|e| e.into_inner());
     sink.bytes += bytes.len() as u64;
@@ -521,21 +520,32 @@ fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Record>) {
     }
 }
 
-/// Reads a rectangle of a buffer from the app's pool and queues it for the host.
+/// Reads a rectangle of a buffer from the app's pool and queues it for the host, each chunk
+/// read straight into the record that carries it.
 fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Record>) {
     let Some(span) = b.layout.span(r, pool.size) else {
         return;
     };
-    let mut data = vec![0u8; (span.end - span.start) as usize];
-    // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
-    let n = pool.fd.read_at(&mut data, span.start).unwrap_or(0);
-    data.truncate(n);
     for (at, len) in span.runs() {
-        let from = (at - span.start) as usize;
-        let Some(bytes) = data.get(from..from + len as usize) else {
-            break;
-        };
-        pre.extend(shm_writes(b.pool, at, bytes));
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(MAX_CHUNK as u64);
+            let mut data = vec![0u8; n as usize];
+            // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
+            let got = pool.fd.read_at(&mut data, at + done).unwrap_or(0);
+            data.truncate(got);
+            if got > 0 {
+                pre.push(Record::ShmWrite {
+                    id: b.pool,
+                    offset: at + done,
+                    data,
+                });
+            }
+            if (got as u64) < n {
+                return;
+            }
+            done += n;
+        }
     }
 }
 

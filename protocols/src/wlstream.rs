@@ -98,6 +98,21 @@ const PIPE_DATA: u8 = 8;
 const PIPE_CLOSE: u8 = 9;
 const BLOB: u8 = 10;
 
+/// Whether records of `tag` carry data after their fixed fields.
+fn carries_data(tag: u8) -> bool {
+    matches!(tag, WL | SHM_WRITE | PIPE_DATA | BLOB)
+}
+
+/// Bytes of the fixed fields of records of `tag` (before any data).
+fn fields_len(tag: u8) -> usize {
+    match tag {
+        HELLO | SHM_DROP | PIPE_WRITE | PIPE_DATA | PIPE_CLOSE => 4,
+        WL => 1,
+        SHM_NEW | SHM_RESIZE | SHM_WRITE => 12,
+        _ => 0,
+    }
+}
+
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
@@ -105,68 +120,86 @@ fn bad(msg: impl Into<String>) -> io::Error {
 impl Record {
     /// Encodes the record; data longer than a frame allows is an error (callers chunk).
     pub fn encode(&self) -> io::Result<Vec<u8>> {
-        let mut p = Vec::new();
-        let tag = match self {
-            Record::Hello { version } => {
-                p.extend(version.to_le_bytes());
-                HELLO
-            }
-            Record::Wl { fds, data } => {
-                p.push(*fds);
-                p.extend(data);
-                WL
-            }
-            Record::ShmNew { id, size } => {
-                p.extend(id.to_le_bytes());
-                p.extend(size.to_le_bytes());
-                SHM_NEW
-            }
-            Record::ShmResize { id, size } => {
-                p.extend(id.to_le_bytes());
-                p.extend(size.to_le_bytes());
-                SHM_RESIZE
-            }
-            Record::ShmWrite { id, offset, data } => {
-                p.extend(id.to_le_bytes());
-                p.extend(offset.to_le_bytes());
-                p.extend(data);
-                SHM_WRITE
-            }
-            Record::ShmDrop { id } => {
-                p.extend(id.to_le_bytes());
-                SHM_DROP
-            }
-            Record::PipeWrite { id } => {
-                p.extend(id.to_le_bytes());
-                PIPE_WRITE
-            }
-            Record::PipeData { id, data } => {
-                p.extend(id.to_le_bytes());
-                p.extend(data);
-                PIPE_DATA
-            }
-            Record::PipeClose { id } => {
-                p.extend(id.to_le_bytes());
-                PIPE_CLOSE
-            }
-            Record::Blob(d) => {
-                p.extend(d);
-                BLOB
-            }
-        };
-        let len = p.len() + 1;
+        let mut out = Vec::new();
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the record's frame to `out`, copying its data once; on error `out` is as it
+    /// was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        let (tag, fields, data): (u8, [u8; 12], &[u8]) = self.parts();
+        let nfields = fields_len(tag);
+        let len = 1 + nfields + data.len();
         if len > MAX_FRAME {
             return Err(bad(format!("record of {len} bytes exceeds {MAX_FRAME}")));
         }
-        let mut out = Vec::with_capacity(4 + len);
+        out.reserve(4 + len);
         out.extend((len as u32).to_le_bytes());
         out.push(tag);
-        out.extend(p);
-        Ok(out)
+        out.extend(&fields[..nfields]);
+        out.extend(data);
+        Ok(())
+    }
+
+    /// The record's tag, its fixed fields (little-endian, the first [`fields_len`] bytes) and
+    /// its data.
+    fn parts(&self) -> (u8, [u8; 12], &[u8]) {
+        let mut f = [0u8; 12];
+        let id_size = |f: &mut [u8; 12], id: u32, n: u64| {
+            f[..4].copy_from_slice(&id.to_le_bytes());
+            f[4..].copy_from_slice(&n.to_le_bytes());
+        };
+        match self {
+            Record::Hello { version } => {
+                f[..4].copy_from_slice(&version.to_le_bytes());
+                (HELLO, f, &[])
+            }
+            Record::Wl { fds, data } => {
+                f[0] = *fds;
+                (WL, f, data)
+            }
+            Record::ShmNew { id, size } => {
+                id_size(&mut f, *id, *size);
+                (SHM_NEW, f, &[])
+            }
+            Record::ShmResize { id, size } => {
+                id_size(&mut f, *id, *size);
+                (SHM_RESIZE, f, &[])
+            }
+            Record::ShmWrite { id, offset, data } => {
+                id_size(&mut f, *id, *offset);
+                (SHM_WRITE, f, data)
+            }
+            Record::ShmDrop { id } => {
+                f[..4].copy_from_slice(&id.to_le_bytes());
+                (SHM_DROP, f, &[])
+            }
+            Record::PipeWrite { id } => {
+                f[..4].copy_from_slice(&id.to_le_bytes());
+                (PIPE_WRITE, f, &[])
+            }
+            Record::PipeData { id, data } => {
+                f[..4].copy_from_slice(&id.to_le_bytes());
+                (PIPE_DATA, f, data)
+            }
+            Record::PipeClose { id } => {
+                f[..4].copy_from_slice(&id.to_le_bytes());
+                (PIPE_CLOSE, f, &[])
+            }
+            Record::Blob(d) => (BLOB, f, d),
+        }
     }
 
     /// Decodes one frame's tag and payload.
     pub fn decode(tag: u8, p: &[u8]) -> io::Result<Record> {
+        if carries_data(tag) {
+            let n = fields_len(tag);
+            let (fields, data) = p
+                .split_at_checked(n)
+                .ok_or_else(|| bad("record too short"))?;
+            return Record::from_parts(tag, fields, data.to_vec());
+        }
         let u32_at = |o: usize| -> io::Result<u32> {
             p.get(o..o + 4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -194,24 +227,6 @@ impl Record {
                     version: u32_at(0)?,
                 }
             }
-            WL => {
-                let (&fds, data) = p
-                    .split_first()
-                    .ok_or_else(|| bad("Wayland bytes without their descriptor count"))?;
-                if usize::from(fds) > fdpass::MAX_FDS {
-                    return Err(bad(format!(
-                        "Wayland bytes with {fds} descriptors, more than {}",
-                        fdpass::MAX_FDS
-                    )));
-                }
-                if fds > 0 && data.is_empty() {
-                    return Err(bad("descriptors without Wayland bytes to carry them"));
-                }
-                Record::Wl {
-                    fds,
-                    data: data.to_vec(),
-                }
-            }
             SHM_NEW | SHM_RESIZE => {
                 exact(12)?;
                 let (id, size) = (u32_at(0)?, u64_at(4)?);
@@ -226,11 +241,6 @@ impl Record {
                     Record::ShmResize { id, size }
                 }
             }
-            SHM_WRITE => Record::ShmWrite {
-                id: u32_at(0)?,
-                offset: u64_at(4)?,
-                data: p.get(12..).unwrap_or_default().to_vec(),
-            },
             SHM_DROP => {
                 exact(4)?;
                 Record::ShmDrop { id: u32_at(0)? }
@@ -239,21 +249,58 @@ impl Record {
                 exact(4)?;
                 Record::PipeWrite { id: u32_at(0)? }
             }
-            PIPE_DATA => Record::PipeData {
-                id: u32_at(0)?,
-                data: p.get(4..).unwrap_or_default().to_vec(),
-            },
             PIPE_CLOSE => {
                 exact(4)?;
                 Record::PipeClose { id: u32_at(0)? }
             }
+            other => return Err(bad(format!("unknown record tag {other}"))),
+        })
+    }
+
+    /// A data-carrying record (Wayland bytes, shm writes, pipe data, blobs) from its fixed
+    /// fields and its data, which it takes without copying.
+    fn from_parts(tag: u8, fields: &[u8], data: Vec<u8>) -> io::Result<Record> {
+        let u32_at = |o: usize| -> io::Result<u32> {
+            fields
+                .get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| bad("record too short"))
+        };
+        Ok(match tag {
+            WL => {
+                let &[fds] = fields else {
+                    return Err(bad("Wayland bytes without their descriptor count"));
+                };
+                if usize::from(fds) > fdpass::MAX_FDS {
+                    return Err(bad(format!(
+                        "Wayland bytes with {fds} descriptors, more than {}",
+                        fdpass::MAX_FDS
+                    )));
+                }
+                if fds > 0 && data.is_empty() {
+                    return Err(bad("descriptors without Wayland bytes to carry them"));
+                }
+                Record::Wl { fds, data }
+            }
+            SHM_WRITE => Record::ShmWrite {
+                id: u32_at(0)?,
+                offset: fields
+                    .get(4..12)
+                    .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .ok_or_else(|| bad("record too short"))?,
+                data,
+            },
+            PIPE_DATA => Record::PipeData {
+                id: u32_at(0)?,
+                data,
+            },
             BLOB => {
-                if p.len() > MAX_BLOB {
+                if data.len() > MAX_BLOB {
                     return Err(bad("blob too large"));
                 }
-                Record::Blob(p.to_vec())
+                Record::Blob(data)
             }
-            other => return Err(bad(format!("unknown record tag {other}"))),
+            other => return Err(bad(format!("record tag {other} carries no data"))),
         })
     }
 
@@ -274,9 +321,26 @@ impl Record {
         if len == 0 || len > MAX_FRAME {
             return Err(bad(format!("record length {len} outside 1..={MAX_FRAME}")));
         }
+        let tag = header[4];
+        if carries_data(tag) {
+            // The fixed fields, then the data read straight into the record's own buffer
+            // (no zeroing, no second copy: shm writes are most of what a stream carries).
+            let n = fields_len(tag);
+            let rest = (len - 1)
+                .checked_sub(n)
+                .ok_or_else(|| bad("record too short"))?;
+            let mut fields = [0u8; 12];
+            r.read_exact(&mut fields[..n])?;
+            let mut data = Vec::with_capacity(rest);
+            Read::take(&mut *r, rest as u64).read_to_end(&mut data)?;
+            if data.len() != rest {
+                return Err(bad("stream ended inside a record"));
+            }
+            return Record::from_parts(tag, &fields[..n], data).map(Some);
+        }
         let mut payload = vec![0u8; len - 1];
         r.read_exact(&mut payload)?;
-        Record::decode(header[4], &payload).map(Some)
+        Record::decode(tag, &payload).map(Some)
     }
 
     pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {

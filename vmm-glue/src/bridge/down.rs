@@ -191,7 +191,8 @@ impl Down<'_> {
     fn send(&self, records: &[Record]) -> Result<(), StreamError> {
         let mut bytes = Vec::new();
         for r in records {
-            bytes.extend(r.encode().map_err(io_err("encoding a record"))?);
+            r.encode_into(&mut bytes)
+                .map_err(io_err("encoding a record"))?;
         }
         let mut guest = self.guest;
         guest.write_all(&bytes).map_err(io_err("guest"))
