@@ -62,6 +62,8 @@ struct Key {
     rect: Rectangle<i32, Buffer>,
     step: i32,
     format: Fourcc,
+    /// The buffer's transform, which the copy is drawn with.
+    transform: Transform,
 }
 
 struct Slot {
@@ -270,6 +272,7 @@ where
             rect: plan.rect,
             step: plan.step,
             format,
+            transform,
         };
         let mut slots = slots.slots.borrow_mut();
         let index = match slots.iter().position(|s| s.output == at.output) {
@@ -289,7 +292,10 @@ where
         let slot = &mut slots[index];
         if slot.key != Some(key) {
             let same_shape = slot.key.is_some_and(|k| {
-                k.rect.size == key.rect.size && k.step == key.step && k.format == key.format
+                k.rect.size == key.rect.size
+                    && k.step == key.step
+                    && k.format == key.format
+                    && k.transform == key.transform
             });
             if slot.key.is_some() && !same_shape {
                 slot.buffer = MemoryRenderBuffer::new(format, plan.copy, 1, transform, None);

@@ -905,5 +905,28 @@ fn a_huge_buffer_is_copied_only_where_it_is_visible() {
     assert!(c
         .log_text()
         .contains("a 16384×16384 buffer: uploading only what is visible of it"));
+
+    // Turned by 180° (attached again, as clients do), the buffer shows its black far corner
+    // there: the copy is taken where the transform says.
+    t.surface
+        .set_buffer_transform(wayland_client::protocol::wl_output::Transform::_180);
+    t.surface.attach(Some(&buf), 0, 0);
+    t.surface.damage_buffer(0, 0, 16384, 16384);
+    t.surface.commit();
+    cl.roundtrip();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let img = c.screenshot("huge-buffer-turned");
+        let (x, y) = (w.geometry.x.max(0) + 100, w.geometry.y.max(0) + 100);
+        if img.pixel(x, y) == [0, 0, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the turned buffer still shows {:?} at {x},{y}",
+            img.pixel(x, y)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(c.running());
 }
