@@ -412,4 +412,4 @@ impl State {
     }
 }
 
-pub use bulkhead_ipc::client::request;
+pub use bulkhead_ipc::client::{request, request_within};

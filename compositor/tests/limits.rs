@@ -496,11 +496,7 @@ fn fds_queued_on_requests_that_take_none() {
     let mut sent = 0;
     let mut refused = false;
     for new_id in 2u32..2 + 10_000 / 28 + 1 {
-        let mut msg = Vec::with_capacity(12);
-        msg.extend_from_slice(&1u32.to_ne_bytes());
-        // wl_display.sync: 12 bytes, opcode 0.
-        msg.extend_from_slice(&(12u32 << 16).to_ne_bytes());
-        msg.extend_from_slice(&new_id.to_ne_bytes());
+        let msg = sync_request(new_id);
         let iov = [std::io::IoSlice::new(&msg)];
         let cmsg = [ControlMessage::ScmRights(&fds)];
         match sendmsg::<()>(
@@ -541,6 +537,15 @@ fn fds_queued_on_requests_that_take_none() {
     host.roundtrip();
 }
 
+/// wl_display.sync with callback id `new_id`, on the wire.
+fn sync_request(new_id: u32) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(12);
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&(12u32 << 16).to_ne_bytes());
+    msg.extend_from_slice(&new_id.to_ne_bytes());
+    msg
+}
+
 /// CPU time the compositor has used, in clock ticks.
 fn cpu_ticks(c: &Compositor) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.pid())).unwrap_or_default();
@@ -561,25 +566,35 @@ fn accepting_backs_off_when_the_compositor_is_out_of_fds() {
     // With 200 fds the compositor runs out after some connections; it must neither spin nor
     // die, and must serve again once clients leave.
     let mut c = Compositor::start_with_fd_limit(TWO_VMS, 200);
+    // Host clients connect one at a time; each is either served (its wl_display.sync is
+    // answered) or refused for lack of fds (the log says so). No IPC request here: once fds
+    // run out, its connection too would wait in the backlog.
     let mut held = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while open_fds(&c) < 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the compositor never ran out of fds"
-        );
-        assert!(c.running(), "the compositor died out of fds");
-        if let Ok(s) = std::os::unix::net::UnixStream::connect(&c.host_socket) {
-            held.push(s);
+    let refused = || c.log_text().contains("cannot accept a client");
+    while !refused() {
+        assert!(held.len() < 200, "the compositor never ran out of fds");
+        let stream = std::os::unix::net::UnixStream::connect(&c.host_socket).unwrap();
+        std::io::Write::write_all(&mut &stream, &sync_request(2)).unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                stream.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, 50u16).unwrap_or(0) > 0 || refused() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the compositor neither served nor refused a client"
+            );
         }
-        // Each is accepted (or left waiting once no fd is left).
-        let _ = c.try_request(&bulkhead_ipc::Request::Version);
+        held.push(stream);
     }
+    assert!(c.running(), "the compositor died out of fds");
     // More connections wait in the backlog while the compositor cannot take them.
     for _ in 0..5 {
-        if let Ok(s) = std::os::unix::net::UnixStream::connect(&c.host_socket) {
-            held.push(s);
-        }
+        held.push(std::os::unix::net::UnixStream::connect(&c.host_socket).unwrap());
     }
     // Over a second, a spinning accept would use the whole second of CPU.
     let (start, ticks) = (Instant::now(), cpu_ticks(&c));
@@ -598,9 +613,12 @@ fn accepting_backs_off_when_the_compositor_is_out_of_fds() {
         "the compositor never said it could not accept"
     );
     drop(held);
+    // Once the clients have gone, a new one is served (its roundtrip bounded: a compositor that
+    // never accepted again would otherwise leave it waiting).
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let stream = std::os::unix::net::UnixStream::connect(&c.host_socket).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         let conn = wayland_client::Connection::from_socket(stream).unwrap();
         if conn.roundtrip().is_ok() {
             break;

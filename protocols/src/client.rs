@@ -73,3 +73,19 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, String> {
     c.send(req)?;
     c.recv()
 }
+
+/// [`request`], failing when the reply has not come within `limit` (a compositor that cannot
+/// take the connection, out of file descriptors say, leaves it waiting in the backlog).
+pub fn request_within(
+    socket: &Path,
+    req: &Request,
+    limit: std::time::Duration,
+) -> Result<Response, String> {
+    let mut c = Client::connect(socket)?;
+    c.writer
+        .set_read_timeout(Some(limit))
+        .map_err(|e| format!("cannot use the IPC socket: {e}"))?;
+    c.send(req)?;
+    c.recv()
+        .map_err(|e| format!("{e} (no reply within {} s)", limit.as_secs_f32()))
+}

@@ -226,7 +226,8 @@ impl Compositor {
         self.child = cmd.spawn().expect("start bulkhead");
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Ok(Response::Ok(_)) = ipc::request(&self.ipc, &Request::Version) {
+            if let Ok(Response::Ok(_)) = ipc::request_within(&self.ipc, &Request::Version, TIMEOUT)
+            {
                 break;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -375,8 +376,9 @@ impl Compositor {
         }
     }
 
+    /// One IPC request; an error, never a hang, when no reply comes within [`TIMEOUT`].
     pub fn try_request(&self, req: &Request) -> Result<Response, String> {
-        ipc::request(&self.ipc, req)
+        ipc::request_within(&self.ipc, req, TIMEOUT)
     }
 
     pub fn request(&self, req: &Request) -> Reply {
