@@ -357,6 +357,7 @@ impl State {
 
     /// A key press or release, exactly as from a real keyboard.
     pub fn on_key(&mut self, keycode: Keycode, pressed: bool, time: u32) {
+        self.desk.keys_handled += 1;
         let Some(kb) = self.desk.keyboard() else {
             return;
         };

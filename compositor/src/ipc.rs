@@ -247,6 +247,7 @@ impl State {
                 Request::Outputs => Ok(Reply::Outputs(self.output_infos())),
                 Request::Stats => Ok(Reply::Stats {
                     frames_composed: self.desk.frames_composed,
+                    keys_handled: self.desk.keys_handled,
                 }),
                 Request::Clipboard => Ok(Reply::Clipboard {
                     global: self.desk.clipboard.global.as_ref().map(|c| {

@@ -55,7 +55,7 @@ enum MsgRequest {
     Domains,
     /// The outputs and their layout.
     Outputs,
-    /// Counters (frames composed) for benchmarks.
+    /// Counters (frames composed, keys handled) for benchmarks and test harnesses.
     Stats,
     /// What the global clipboard holds (source domain, types, size; never the data).
     Clipboard,

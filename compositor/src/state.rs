@@ -132,6 +132,9 @@ pub struct Desktop {
     pub frame_seq: u64,
     /// Output frames whose composition changed pixels.
     pub frames_composed: u64,
+    /// Key presses and releases handled (a harness typing through a virtual keyboard waits on
+    /// it, so it never outruns the kernel's event buffer).
+    pub keys_handled: u64,
 
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
@@ -399,6 +402,7 @@ impl Desktop {
             clock: Clock::new(),
             frame_seq: 0,
             frames_composed: 0,
+            keys_handled: 0,
             compositor_state,
             xdg_shell_state,
             xdg_decoration_state,

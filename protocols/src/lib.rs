@@ -149,6 +149,9 @@ pub enum Reply {
     Stats {
         /// Output frames composed that changed pixels (all outputs together).
         frames_composed: u64,
+        /// Key presses and releases handled, from every keyboard and from `Input` requests.
+        #[serde(default)]
+        keys_handled: u64,
     },
     Clipboard {
         /// None when the global clipboard is empty.

@@ -194,22 +194,57 @@ impl Machine {
         }
     }
 
-    /// Types `text` on the virtio keyboard (US layout), one key press and release per
-    /// character.
-    pub fn type_text(&mut self, text: &str) {
+    /// Types `text` on the virtio keyboard (US layout) at the greeter or a text console: the
+    /// kernel's keyboard handler takes the keys as they come.
+    pub fn type_on_console(&mut self, text: &str) {
         for ch in text.chars() {
-            let (key, shift) = qcode(ch).unwrap_or_else(|| panic!("no key for {ch:?}"));
-            let mut events = Vec::new();
-            if shift {
-                events.push(key_event("shift", true));
+            self.input(char_events(ch));
+        }
+    }
+
+    /// Types `text` into the Bulkhead session, as fast as the session takes it. The kernel
+    /// keeps only 64 unread events per evdev client (a key is two: the key and a SYN): keys
+    /// sent faster than a busy compositor reads them (GLES on llvmpipe under TCG) are dropped
+    /// (SYN_DROPPED), and the typed text comes out garbled. So at most
+    /// [`KEYS_UNREAD`] key events are sent before the compositor has handled them all (its
+    /// `keys_handled` counter).
+    pub fn type_text(&mut self, text: &str) {
+        let mut handled = self.keys_handled();
+        let mut sent = 0;
+        for ch in text.chars() {
+            let events = char_events(ch);
+            if sent + events.len() > KEYS_UNREAD {
+                handled = self.wait_keys_handled(handled + sent as u64);
+                sent = 0;
             }
-            events.push(key_event(key, true));
-            events.push(key_event(key, false));
-            if shift {
-                events.push(key_event("shift", false));
-            }
+            sent += events.len();
             self.input(events);
         }
+        self.wait_keys_handled(handled + sent as u64);
+    }
+
+    /// The compositor's count of key events handled.
+    fn keys_handled(&mut self) -> u64 {
+        let stats = self.msg("stats").unwrap_or_else(|| {
+            panic!(
+                "`bulkhead msg stats` failed: is the session up?\n{}",
+                self.diagnostics()
+            )
+        });
+        match serde_json::from_value(stats) {
+            Ok(bulkhead_ipc::Reply::Stats { keys_handled, .. }) => keys_handled,
+            other => panic!("`bulkhead msg stats` answered {other:?}"),
+        }
+    }
+
+    /// Waits until the compositor has handled `n` key events in all; the count then.
+    fn wait_keys_handled(&mut self, n: u64) -> u64 {
+        let mut now = 0;
+        self.wait(&format!("the session to handle {n} key events"), |m| {
+            now = m.keys_handled();
+            now >= n
+        });
+        now
     }
 
     /// Presses `keys` in order and releases them in reverse (a chord: ["ctrl", "alt", "f2"]).
@@ -324,6 +359,25 @@ impl Drop for Machine {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Key events sent into the session before the compositor must have handled them (a quarter
+/// of the kernel's per-client evdev buffer).
+const KEYS_UNREAD: usize = 16;
+
+/// The key events that type `ch`.
+fn char_events(ch: char) -> Vec<Value> {
+    let (key, shift) = qcode(ch).unwrap_or_else(|| panic!("no key for {ch:?}"));
+    let mut events = Vec::new();
+    if shift {
+        events.push(key_event("shift", true));
+    }
+    events.push(key_event(key, true));
+    events.push(key_event(key, false));
+    if shift {
+        events.push(key_event("shift", false));
+    }
+    events
 }
 
 fn key_event(key: &str, down: bool) -> Value {
