@@ -424,3 +424,23 @@ fn new_windows_of_different_sizes_do_not_hide_each_other() {
         }
     }
 }
+
+/// The stats count every key press and release the compositor handled (harnesses that type
+/// through a virtual keyboard wait on it), with a window focused or none.
+#[test]
+fn stats_count_the_keys_handled() {
+    let c = Compositor::start(TWO_VMS);
+    let keys = || match c.request(&bulkhead_ipc::Request::Stats) {
+        bulkhead_ipc::Reply::Stats { keys_handled, .. } => keys_handled,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    assert_eq!(keys(), 0);
+    c.input(chord(&[], KEY_A));
+    assert_eq!(keys(), 2);
+    let mut work = Client::connect(&c.vm_socket("work"));
+    let t = work.toplevel("typed into");
+    work.map(&t, 100, 80, WHITE);
+    c.focus(c.wait_window("work", "typed into").id);
+    c.input(chord(&[KEY_A], KEY_B));
+    assert_eq!(keys(), 6);
+}
