@@ -71,6 +71,35 @@ pub struct ClientState {
     pub compositor_state: CompositorClientState,
     /// The latest input serials the compositor sent to this client while it held focus.
     pub serials: InputSerials,
+    /// The process that connected (from the kernel at accept time), if the kernel said.
+    pub peer: Option<Peer>,
+    /// How the connection arrived (the VM's VMM, its vsock bridge, or a process directly).
+    pub arrival: bulkhead_ipc::Arrival,
+}
+
+/// The process at the other end of a client's socket when it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    /// Its command name then (`/proc/PID/comm`), for people reading `bulkhead msg clients`.
+    pub program: Option<String>,
+}
+
+impl Peer {
+    /// The peer of `stream` (SO_PEERCRED: the process that called connect).
+    pub fn of(stream: &std::os::unix::net::UnixStream) -> Option<Peer> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let cred = getsockopt(stream, PeerCredentials).ok()?;
+        // No pid: the peer is in a PID namespace this one cannot see.
+        (cred.pid() > 0).then(|| Peer {
+            pid: cred.pid(),
+            uid: cred.uid(),
+            program: std::fs::read_to_string(format!("/proc/{}/comm", cred.pid()))
+                .ok()
+                .map(|c| c.trim_end().to_string()),
+        })
+    }
 }
 
 /// Serials of user input the compositor sent to one client (0: none since it last lost the
@@ -135,6 +164,8 @@ impl ClientState {
             usage: None,
             last_shm_object: Default::default(),
             serials: InputSerials::default(),
+            peer: None,
+            arrival: bulkhead_ipc::Arrival::Direct,
         }
     }
 

@@ -105,7 +105,9 @@ impl Harness {
             .first()
             .cloned()
             .ok_or("the fuzz VM is not configured")?;
-        self.state.desk.accept_vm_client(theirs, &vm);
+        self.state
+            .desk
+            .accept_vm_client(theirs, &vm, |_| (None, bulkhead_ipc::Arrival::Direct));
         let mut tracker = Tracker::new(&self.witness.globals);
         let mut rest = input;
         let mut windows = 0;

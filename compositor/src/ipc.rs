@@ -243,6 +243,7 @@ impl State {
                     version: env!("CARGO_PKG_VERSION").to_string(),
                 }),
                 Request::Windows => Ok(Reply::Windows(self.window_infos())),
+                Request::Clients => Ok(Reply::Clients(self.client_infos())),
                 Request::Domains => Ok(Reply::Domains(self.domain_infos())),
                 Request::Outputs => Ok(Reply::Outputs(self.output_infos())),
                 Request::Stats => Ok(Reply::Stats {
@@ -309,6 +310,41 @@ impl State {
             Ok(r) => Response::Ok(r),
             Err(e) => Response::Error(e),
         })
+    }
+
+    /// Every live client in the order they connected, with its toplevel windows counted.
+    pub fn client_infos(&self) -> Vec<bulkhead_ipc::ClientInfo> {
+        use smithay::reexports::wayland_server::Resource;
+        use smithay::wayland::seat::WaylandFocus;
+        let desk = &self.desk;
+        let owner =
+            |w: &smithay::desktop::Window| w.wl_surface().and_then(|s| s.client()).map(|c| c.id());
+        let owners: Vec<_> = desk
+            .space
+            .elements()
+            .chain(desk.minimized.iter().map(|(w, _)| w))
+            .filter_map(owner)
+            .collect();
+        desk.clients
+            .iter()
+            .filter_map(|id| {
+                let data = desk
+                    .display_handle
+                    .backend_handle()
+                    .get_client_data(id.clone())
+                    .ok()?;
+                let st = data.downcast_arc::<crate::domain::ClientState>().ok()?;
+                Some(bulkhead_ipc::ClientInfo {
+                    domain: st.domain.name().to_string(),
+                    pid: st.peer.as_ref().map(|p| p.pid),
+                    uid: st.peer.as_ref().map(|p| p.uid),
+                    program: st.peer.as_ref().and_then(|p| p.program.clone()),
+                    arrival: st.arrival,
+                    sandboxed: st.security_context.is_some(),
+                    windows: owners.iter().filter(|o| *o == id).count(),
+                })
+            })
+            .collect()
     }
 
     pub fn window_infos(&self) -> Vec<WindowInfo> {

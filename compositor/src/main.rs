@@ -51,6 +51,9 @@ enum MsgRequest {
     Version,
     /// Every window: id, domain, title, app id, geometry, focus.
     Windows,
+    /// Every Wayland client: domain, pid and program, and how it arrived (direct,
+    /// cross-domain through the VM's VMM, or the VM's vsock bridge).
+    Clients,
     /// The host and VM domains with their sockets.
     Domains,
     /// The outputs and their layout.
@@ -159,6 +162,7 @@ fn msg(request: MsgRequest) -> ExitCode {
     let req = match request {
         MsgRequest::Version => Request::Version,
         MsgRequest::Windows => Request::Windows,
+        MsgRequest::Clients => Request::Clients,
         MsgRequest::Domains => Request::Domains,
         MsgRequest::Outputs => Request::Outputs,
         MsgRequest::Stats => Request::Stats,

@@ -73,6 +73,8 @@ pub struct Desktop {
     pub runtime_dir: PathBuf,
     pub host_socket: OsString,
     pub vms: Vec<Arc<VmDomain>>,
+    /// Clients inserted so far, minus those found gone (`bulkhead msg clients`).
+    pub clients: Vec<ClientId>,
 
     pub space: Space<Window>,
     pub popups: PopupManager,
@@ -351,7 +353,7 @@ impl Desktop {
                 path.display().to_string(),
                 fd,
                 move || listening.socket.accept(),
-                move |state, stream| state.desk.accept_vm_client(stream, &this),
+                move |state, stream| state.accept_vm_client(stream, &this),
             )
             .map_err(StartError::EventLoop)?;
             tracing::info!("VM {} listens on {}", vm.domain.name(), path.display());
@@ -368,6 +370,7 @@ impl Desktop {
             runtime_dir,
             host_socket,
             vms,
+            clients: Vec::new(),
             space: Space::default(),
             popups: PopupManager::default(),
             minimized: Vec::new(),
@@ -443,15 +446,37 @@ impl Desktop {
         domain: Domain,
         usage: Option<Arc<crate::limits::DomainUsage>>,
     ) {
+        self.accept_client_from(stream, domain, usage, None, bulkhead_ipc::Arrival::Direct);
+    }
+
+    /// [`Desktop::accept_client`] with the peer and arrival already known (a VM's socket).
+    pub fn accept_client_from(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+        domain: Domain,
+        usage: Option<Arc<crate::limits::DomainUsage>>,
+        peer: Option<crate::domain::Peer>,
+        arrival: bulkhead_ipc::Arrival,
+    ) {
         let mut data = ClientState::new(domain);
+        data.peer = peer;
+        data.arrival = arrival;
         data.on_disconnect = Some(self.disconnects.clone());
         data.usage = usage.map(|u| Arc::new(crate::limits::ClientUsage::new(u)));
         self.insert_client(stream, data);
     }
 
     /// A connection on a VM's socket: a client of that VM, unless the VM already has
-    /// [`crate::limits::CLIENTS_PER_VM`] (then it is closed, and the user told).
-    pub fn accept_vm_client(&mut self, stream: std::os::unix::net::UnixStream, vm: &VmDomain) {
+    /// [`crate::limits::CLIENTS_PER_VM`] (then it is closed, and the user told). `arrival`
+    /// tells how an accepted one came (its peer, read only once it is accepted).
+    pub fn accept_vm_client(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+        vm: &VmDomain,
+        arrival: impl FnOnce(
+            &std::os::unix::net::UnixStream,
+        ) -> (Option<crate::domain::Peer>, bulkhead_ipc::Arrival),
+    ) {
         if vm.usage.clients() >= crate::limits::CLIENTS_PER_VM {
             drop(stream);
             let name = vm.domain.name().to_string();
@@ -468,7 +493,14 @@ impl Desktop {
             self.request_redraw();
             return;
         }
-        self.accept_client(stream, vm.domain.clone(), Some(vm.usage.clone()));
+        let (peer, arrival) = arrival(&stream);
+        self.accept_client_from(
+            stream,
+            vm.domain.clone(),
+            Some(vm.usage.clone()),
+            peer,
+            arrival,
+        );
     }
 
     /// Shows a notification in the compositor's reserved top layer about something `domain`
@@ -494,12 +526,27 @@ impl Desktop {
     pub fn insert_client(
         &mut self,
         stream: std::os::unix::net::UnixStream,
-        data: ClientState,
+        mut data: ClientState,
     ) -> Option<ClientId> {
+        if data.peer.is_none() {
+            data.peer = crate::domain::Peer::of(&stream);
+        }
         let name = data.domain.name().to_string();
+        let (arrival, peer) = (data.arrival, data.peer.clone());
         match self.display_handle.insert_client(stream, Arc::new(data)) {
             Ok(client) => {
-                tracing::debug!(domain = name, "new client");
+                tracing::debug!(
+                    domain = name,
+                    pid = peer.as_ref().map(|p| p.pid),
+                    program = peer.as_ref().and_then(|p| p.program.as_deref()),
+                    "new client ({arrival})"
+                );
+                // The list `bulkhead msg clients` reads; clients that have gone are dropped
+                // here, so it holds no more than the live ones and this one.
+                let dh = self.display_handle.clone();
+                self.clients
+                    .retain(|id| dh.backend_handle().get_client_data(id.clone()).is_ok());
+                self.clients.push(client.id());
                 Some(client.id())
             }
             Err(e) => {

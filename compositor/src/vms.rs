@@ -187,3 +187,27 @@ pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixSt
     };
     let _ = send(&mut stream, response);
 }
+
+impl State {
+    /// A connection on `vm`'s socket. Its peer (the process that connected, from the kernel)
+    /// tells how it arrived: the VM's VMM (virtio-gpu cross-domain), its vsock bridge, or some
+    /// other host process (direct). Only shown to the user (`bulkhead msg clients`): the
+    /// socket alone decides the domain.
+    pub fn accept_vm_client(&mut self, stream: UnixStream, vm: &crate::state::VmDomain) {
+        use bulkhead_ipc::Arrival;
+        use bulkhead_vmm::monitor::PeerRole;
+        let manager = &self.vms;
+        self.desk.accept_vm_client(stream, vm, |stream| {
+            let peer = crate::domain::Peer::of(stream);
+            let arrival = match (&peer, manager) {
+                (Some(p), Some(m)) => match m.peer_role(vm.domain.name(), p.pid) {
+                    PeerRole::Vmm => Arrival::CrossDomain,
+                    PeerRole::Helper(h) if h == "wl-bridge" => Arrival::VsockBridge,
+                    PeerRole::Helper(_) | PeerRole::Other => Arrival::Direct,
+                },
+                _ => Arrival::Direct,
+            };
+            (peer, arrival)
+        });
+    }
+}

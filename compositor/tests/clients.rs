@@ -363,3 +363,55 @@ fn two_outputs_place_new_windows_under_the_pointer() {
     assert_eq!((img.width, img.height), (2048, 768));
     assert_framed(&img, &w, BANKING, &format!("[banking] {}", w.title), true);
 }
+
+/// `bulkhead msg clients` lists every client with its domain, the process that connected
+/// (from the kernel, not from anything the client says) and how it arrived: here every one
+/// is direct, whichever socket it used (a VM's socket alone decides the domain; only the
+/// VM's VMM or vsock bridge would make it cross-domain or a bridge stream).
+#[test]
+fn clients_are_listed_with_their_peer_and_how_they_arrived() {
+    use bulkhead_ipc::{Arrival, Request};
+    let c = Compositor::start(TWO_VMS);
+    let foot = c.spawn("work", "foot", &[]);
+    c.wait_window("work", "foot");
+    let mut host = common::client::Client::connect(&c.host_socket);
+    host.roundtrip();
+    let clients = match c.request(&Request::Clients) {
+        Reply::Clients(list) => list,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let in_work: Vec<_> = clients.iter().filter(|x| x.domain == "work").collect();
+    assert_eq!(in_work.len(), 1, "{clients:?}");
+    let f = in_work[0];
+    assert_eq!(f.pid, Some(foot.0.id() as i32), "{f:?}");
+    assert_eq!(f.program.as_deref(), Some("foot"), "{f:?}");
+    assert_eq!(f.arrival, Arrival::Direct);
+    assert_eq!(f.windows, 1);
+    assert!(!f.sandboxed);
+    let me = std::process::id() as i32;
+    let h = clients
+        .iter()
+        .find(|x| x.domain == "host" && x.pid == Some(me))
+        .unwrap_or_else(|| panic!("no host client of pid {me}: {clients:?}"));
+    assert_eq!(h.arrival, Arrival::Direct);
+    assert_eq!(h.windows, 0);
+    assert_eq!(h.uid, Some(nix::unistd::getuid().as_raw()));
+    // Gone clients are not listed.
+    drop(host);
+    drop(foot);
+    c.wait_windows("foot gone", |w| w.is_empty());
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let Reply::Clients(list) = c.request(&Request::Clients) else {
+            panic!("unexpected reply");
+        };
+        if list.iter().all(|x| x.pid != Some(me) && x.domain != "work") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gone clients still listed: {list:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

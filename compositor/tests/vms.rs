@@ -706,6 +706,17 @@ fn a_guest_app_shows_its_window_framed_in_its_vm_colour() {
     let (code, _, err) = c.vm_cli("vm-run", &["demo", "weston-simple-shm"]);
     assert_eq!(code, 0, "{err}");
     let w = c.wait_window("demo", "simple-shm");
+    // It came through the VM's vsock bridge (the peer of its connection, from the kernel).
+    let clients = match c.request(&bulkhead_ipc::Request::Clients) {
+        bulkhead_ipc::Reply::Clients(list) => list,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    let shm = clients
+        .iter()
+        .find(|x| x.domain == "demo" && x.windows == 1)
+        .unwrap_or_else(|| panic!("no demo client with a window: {clients:?}"));
+    assert_eq!(shm.arrival, bulkhead_ipc::Arrival::VsockBridge, "{shm:?}");
+    assert_eq!(shm.program.as_deref(), Some("bulkhead-wl-bri"), "{shm:?}");
     std::thread::sleep(Duration::from_millis(1000));
     let img = c.screenshot("vm-demo-simple-shm");
     assert_framed(&img, &w, purple, &format!("[demo] {}", w.title), true);

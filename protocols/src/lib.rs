@@ -28,6 +28,8 @@ pub enum Request {
     Version,
     /// Every toplevel window, in stacking order from bottom to top.
     Windows,
+    /// Every connected Wayland client: its domain, its peer and how it arrived.
+    Clients,
     /// The host domain and every configured VM domain.
     Domains,
     /// The outputs and their geometry in the global space.
@@ -137,6 +139,7 @@ pub enum Reply {
         version: String,
     },
     Windows(Vec<WindowInfo>),
+    Clients(Vec<ClientInfo>),
     Domains(Vec<DomainInfo>),
     Outputs(Vec<OutputInfo>),
     Screenshot {
@@ -270,6 +273,46 @@ impl Rect {
     }
 }
 
+/// How a client's connection reached the compositor, told by the peer's credentials (the
+/// process that connected), never by anything the client says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrival {
+    /// A host process connected itself: a host app, or a host program on a VM's socket.
+    Direct,
+    /// The VM's VMM (or a process it started) connected: virtio-gpu cross-domain.
+    CrossDomain,
+    /// The VM's vsock bridge connected, for one of the guest proxy's streams.
+    VsockBridge,
+}
+
+impl std::fmt::Display for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arrival::Direct => "direct",
+            Arrival::CrossDomain => "cross-domain",
+            Arrival::VsockBridge => "vsock bridge",
+        })
+    }
+}
+
+/// One connected Wayland client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// `host` or the VM's name: the socket the client connected to.
+    pub domain: String,
+    /// The connecting process (SO_PEERCRED at connect time), its user and its command name
+    /// then (absent when the kernel gave no credentials).
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+    pub program: Option<String>,
+    pub arrival: Arrival,
+    /// A sandboxed host app (it came through a wp_security_context_v1 listener).
+    pub sandboxed: bool,
+    /// Its toplevel windows now.
+    pub windows: usize,
+}
+
 /// One toplevel window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowInfo {
@@ -355,6 +398,7 @@ mod tests {
     fn requests_roundtrip() {
         roundtrip_request(Request::Version);
         roundtrip_request(Request::Windows);
+        roundtrip_request(Request::Clients);
         roundtrip_request(Request::Domains);
         roundtrip_request(Request::Outputs);
         roundtrip_request(Request::Screenshot {
@@ -468,6 +512,20 @@ mod tests {
         };
         let r = Response::Ok(Reply::Windows(vec![w]));
         let back: Response = serde_json::from_str(&to_line(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let c = ClientInfo {
+            domain: "work".into(),
+            pid: Some(4242),
+            uid: Some(1000),
+            program: Some("qemu-system-x86".into()),
+            arrival: Arrival::CrossDomain,
+            sandboxed: false,
+            windows: 1,
+        };
+        let r = Response::Ok(Reply::Clients(vec![c]));
+        let line = to_line(&r).unwrap();
+        assert!(line.contains(r#""arrival":"cross-domain""#), "{line}");
+        let back: Response = serde_json::from_str(&line).unwrap();
         assert_eq!(back, r);
     }
 

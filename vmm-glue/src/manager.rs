@@ -740,6 +740,17 @@ impl Manager {
         }
     }
 
+    /// What process `pid` (a socket peer's, from the kernel) is to VM `name`: its VMM, one of
+    /// its helpers, or nothing of it (also when the VM does not run).
+    pub fn peer_role(&self, name: &str, pid: i32) -> monitor::PeerRole {
+        let running = self.lock().get(name).is_some_and(|s| s.monitor.is_some());
+        if !running {
+            return monitor::PeerRole::Other;
+        }
+        monitor::read_json::<MonitorState>(&self.env.dirs.vm(name).state_file())
+            .map_or(monitor::PeerRole::Other, |st| st.role_of(pid))
+    }
+
     /// The console socket of a running VM (QEMU) for vm-shell.
     pub fn console(&self, name: &str) -> Result<PathBuf, String> {
         self.vm(name)?;

@@ -31,6 +31,50 @@ pub struct MonitorState {
     pub vmm_pid: i32,
     pub helper_pids: Vec<i32>,
     pub started_unix_ms: u64,
+    /// The helpers by name ("vsock", "wl-bridge", "virtiofsd-home", …), pids as in
+    /// `helper_pids` (absent in the state of a monitor from before it was recorded).
+    #[serde(default)]
+    pub helpers: Vec<(String, i32)>,
+}
+
+/// What a process is to a running VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerRole {
+    /// The VMM itself or a process under it (crosvm runs its devices in child processes).
+    Vmm,
+    /// One of its helpers, by name.
+    Helper(String),
+    /// Nothing of this VM.
+    Other,
+}
+
+impl MonitorState {
+    /// What `pid` is to this VM: its VMM (or a descendant of it), one of its helpers, or
+    /// neither. Pids come from the kernel (a socket peer's credentials), never from a guest.
+    pub fn role_of(&self, pid: i32) -> PeerRole {
+        if let Some((name, _)) = self.helpers.iter().find(|(_, p)| *p == pid) {
+            return PeerRole::Helper(name.clone());
+        }
+        // Up the parent chain (bounded: a chain longer than this is no device process).
+        let mut p = pid;
+        for _ in 0..8 {
+            if p == self.vmm_pid {
+                return PeerRole::Vmm;
+            }
+            match parent_of(p) {
+                Some(parent) if parent > 1 => p = parent,
+                _ => break,
+            }
+        }
+        PeerRole::Other
+    }
+}
+
+/// The parent of `pid` (field 4 of /proc/PID/stat).
+fn parent_of(pid: i32) -> Option<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Why a VM ended, written by the monitor as its last act.
@@ -279,6 +323,11 @@ impl Monitor {
             vmm_pid: vmm.as_raw(),
             helper_pids: self.helpers.iter().map(|(_, p)| p.as_raw()).collect(),
             started_unix_ms: now_ms(),
+            helpers: self
+                .helpers
+                .iter()
+                .map(|(n, p)| (n.clone(), p.as_raw()))
+                .collect(),
         };
         let _ = write_json(&self.plan.control_dir.join("state.json"), &state);
         self.wait(vmm)
@@ -700,6 +749,46 @@ fn make_home(path: &Path, template: Option<&Path>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_told_by_its_pid_and_its_parents() {
+        // This test process stands for the VMM; a child of it for a device process (crosvm
+        // forks those); another child is a helper by name.
+        let me = std::process::id() as i32;
+        let mut device = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let mut helper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let st = MonitorState {
+            vmm: Vmm::Qemu,
+            vmm_pid: me,
+            helper_pids: vec![helper.id() as i32],
+            started_unix_ms: 0,
+            helpers: vec![("wl-bridge".into(), helper.id() as i32)],
+        };
+        assert_eq!(st.role_of(me), PeerRole::Vmm);
+        assert_eq!(st.role_of(device.id() as i32), PeerRole::Vmm);
+        assert_eq!(
+            st.role_of(helper.id() as i32),
+            PeerRole::Helper("wl-bridge".into())
+        );
+        // Init, and a pid that names no process: nothing of the VM.
+        assert_eq!(st.role_of(1), PeerRole::Other);
+        assert_eq!(st.role_of(i32::MAX), PeerRole::Other);
+        let _ = (device.kill(), helper.kill(), device.wait(), helper.wait());
+    }
+
+    #[test]
+    fn a_state_from_before_helper_names_still_reads() {
+        let old = r#"{"vmm":"qemu","vmm_pid":7,"helper_pids":[8],"started_unix_ms":1}"#;
+        let st: MonitorState = serde_json::from_str(old).expect("old state");
+        assert!(st.helpers.is_empty());
+        assert_eq!(st.helper_pids, vec![8]);
+    }
 
     #[test]
     fn an_interface_already_as_planned_is_recognised() {

@@ -130,6 +130,7 @@ impl Session {
                 vmm_pid: vmm.pid,
                 helper_pids: vec![],
                 started_unix_ms: 0,
+                helpers: vec![],
             };
             monitor::write_json(&paths.state_file(), &state).expect("state.json");
         }
