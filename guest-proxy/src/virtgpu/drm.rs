@@ -122,11 +122,22 @@ fn err(e: nix::errno::Errno) -> io::Error {
     io::Error::from(e)
 }
 
-/// The render nodes of the virtio-gpu driver (sysfs names the driver of each node).
+/// The render nodes of the virtio-gpu driver, found through sysfs under `sys_drm`
+/// (`/sys/class/drm`).
 pub fn virtio_gpu_nodes() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/drm") else {
-        return out;
+    virtio_gpu_nodes_in(Path::new("/sys/class/drm"))
+        .into_iter()
+        .map(|n| Path::new("/dev/dri").join(n))
+        .collect()
+}
+
+/// The names of the render nodes under `sys_drm` whose device is driven by virtio_gpu. On
+/// virtio-mmio the node's device is the virtio device itself; on PCI (QEMU's and crosvm's
+/// virtio-gpu-pci) it is the PCI function, driven by virtio-pci, with the virtio device
+/// (`virtioN`, driven by virtio_gpu) under it.
+fn virtio_gpu_nodes_in(sys_drm: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(sys_drm) else {
+        return Vec::new();
     };
     let mut names: Vec<String> = dir
         .flatten()
@@ -134,17 +145,24 @@ pub fn virtio_gpu_nodes() -> Vec<PathBuf> {
         .filter(|n| n.starts_with("renderD"))
         .collect();
     names.sort();
-    for n in names {
-        let driver = std::fs::read_link(Path::new("/sys/class/drm").join(&n).join("device/driver"));
-        if driver
+    let is_virtio_gpu = |dev: &Path| {
+        std::fs::read_link(dev.join("driver"))
             .ok()
-            .and_then(|d| d.file_name().map(|f| f == "virtio_gpu"))
-            .unwrap_or(false)
-        {
-            out.push(Path::new("/dev/dri").join(n));
-        }
-    }
-    out
+            .is_some_and(|d| d.file_name().is_some_and(|f| f == "virtio_gpu"))
+    };
+    names
+        .into_iter()
+        .filter(|n| {
+            let dev = sys_drm.join(n).join("device");
+            is_virtio_gpu(&dev)
+                || std::fs::read_dir(&dev).is_ok_and(|entries| {
+                    entries.flatten().any(|e| {
+                        e.file_name().to_string_lossy().starts_with("virtio")
+                            && is_virtio_gpu(&e.path())
+                    })
+                })
+        })
+        .collect()
 }
 
 impl DrmGpu {
@@ -376,6 +394,45 @@ mod tests {
             nix::request_code_readwrite!(DRM, CMD + 0x0a, 48),
             0xc030_644a
         );
+    }
+
+    /// The sysfs layouts a guest kernel shows (as read in a Debian 6.12 guest on QEMU's
+    /// virtio-gpu-rutabaga-pci): a PCI function driven by virtio-pci with the virtio_gpu
+    /// device under it, and virtio-mmio's node whose device is the virtio device itself; other
+    /// drivers' nodes are not taken.
+    #[test]
+    fn virtio_gpu_render_nodes_are_found_on_pci_and_mmio() {
+        use std::os::unix::fs::symlink;
+        let sys = tempfile::tempdir().expect("tempdir");
+        let root = sys.path();
+        let drivers = root.join("bus");
+        for d in ["virtio-pci", "virtio_gpu", "i915"] {
+            std::fs::create_dir_all(drivers.join(d)).expect("driver dir");
+        }
+        let drm = root.join("class/drm");
+        // renderD128: PCI, the virtio device below the PCI function.
+        let pci = root.join("devices/pci0000:00/0000:01:00.0");
+        std::fs::create_dir_all(pci.join("virtio4")).expect("pci dirs");
+        symlink(drivers.join("virtio-pci"), pci.join("driver")).expect("link");
+        symlink(drivers.join("virtio_gpu"), pci.join("virtio4/driver")).expect("link");
+        // renderD129: virtio-mmio, the virtio device itself.
+        let mmio = root.join("devices/platform/virtio-mmio.0/virtio0");
+        std::fs::create_dir_all(&mmio).expect("mmio dirs");
+        symlink(drivers.join("virtio_gpu"), mmio.join("driver")).expect("link");
+        // renderD130: another GPU.
+        let other = root.join("devices/pci0000:00/0000:00:02.0");
+        std::fs::create_dir_all(&other).expect("other dirs");
+        symlink(drivers.join("i915"), other.join("driver")).expect("link");
+        for (node, dev) in [
+            ("renderD128", &pci),
+            ("renderD129", &mmio),
+            ("renderD130", &other),
+        ] {
+            std::fs::create_dir_all(drm.join(node)).expect("node dir");
+            symlink(dev, drm.join(node).join("device")).expect("link");
+        }
+        std::fs::create_dir_all(drm.join("card0")).expect("card dir");
+        assert_eq!(virtio_gpu_nodes_in(&drm), ["renderD128", "renderD129"]);
     }
 
     #[test]
