@@ -74,7 +74,8 @@ let
     (f "gpu" { or = "bool"; table = [
         (f "enable" "bool" "Give the guest a virtio-gpu.")
         (f "contextTypes" "strs" "crosvm --gpu context-types: cross-domain, virgl, virgl2, venus, gfxstream.")
-      ]; } "The guest GPU: true (cross-domain, the default), false, or { enable; contextTypes; }.")
+        (f "transport" { enum = [ "auto" "cross-domain" "vsock" ]; } "How guest Wayland reaches the VM's socket: auto (cross-domain when the VMM has it, the default), cross-domain or vsock.")
+      ]; } "The guest GPU: true (cross-domain, the default), false, or { enable; contextTypes; transport; }.")
     (f "sound" { or = "bool"; table = [
         (f "playback" "bool" "Guest audio output (default true in a table).")
         (f "capture" "bool" "Guest microphone access (default false).")

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bulkhead_config::values::IdMap;
-use bulkhead_config::vm::{Accel, LogLevel, NetKind, RootOverlay, VmmKind};
+use bulkhead_config::vm::{Accel, GpuTransport, LogLevel, NetKind, RootOverlay, VmmKind};
 use bulkhead_config::{VmConfig, VmmSettings};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,45 @@ pub struct HostEnv {
     /// The Wayland bridge for VMMs without cross-domain (next to the running binary when it
     /// is there, else found on PATH).
     pub bridge_program: String,
+    /// A QEMU with the virtio-gpu-rutabaga device (crosvm's cross-domain inside QEMU), when
+    /// this host has one: `[vmm] qemu` when it lists the device, else the build of
+    /// .ci/build-qemu-rutabaga under /opt (only while `[vmm] qemu` is left at its default).
+    pub qemu_cross_domain: Option<String>,
+}
+
+/// Where .ci/build-qemu-rutabaga installs QEMU with virtio-gpu-rutabaga.
+pub const RUTABAGA_QEMU: &str = "/opt/bulkhead/qemu-rutabaga/bin/qemu-system-x86_64";
+
+/// The QEMU device that carries cross-domain.
+pub const RUTABAGA_DEVICE: &str = "virtio-gpu-rutabaga-pci";
+
+/// Whether the QEMU at `program` lists the virtio-gpu-rutabaga device (`-device help`).
+pub fn qemu_has_rutabaga(program: &Path) -> bool {
+    std::process::Command::new(program)
+        .args(["-device", "help"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|out| {
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains(&format!("\"{RUTABAGA_DEVICE}\""))
+        })
+        .unwrap_or(false)
+}
+
+/// The QEMU to run cross-domain VMs with on this host (see [`HostEnv::qemu_cross_domain`]).
+fn detect_cross_domain_qemu(settings: &VmmSettings) -> Option<String> {
+    if let Some(q) = find_program(&settings.qemu) {
+        if qemu_has_rutabaga(&q) {
+            return Some(q.display().to_string());
+        }
+    }
+    if settings.qemu != VmmSettings::default().qemu {
+        // A QEMU of the user's choosing: never swapped for another behind their back.
+        return None;
+    }
+    let ours = Path::new(RUTABAGA_QEMU);
+    (ours.is_file() && qemu_has_rutabaga(ours)).then(|| RUTABAGA_QEMU.to_string())
 }
 
 impl HostEnv {
@@ -57,6 +96,7 @@ impl HostEnv {
                 .filter(|p| p.is_file())
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "bulkhead-wl-bridge".into()),
+            qemu_cross_domain: detect_cross_domain_qemu(settings),
         })
     }
 }
@@ -391,9 +431,10 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
         home: home.as_ref().map(|h| h.path.as_path()),
         cmdline: &cmdline,
     };
+    let cross_domain = cross_domain(vm, vmm, env)?;
     let (helpers, mut vmm_process, hybrid) = match vmm {
         Vmm::Qemu => {
-            let q = qemu::command(vm, &paths, env, &inputs_ref, tcg, settings);
+            let q = qemu::command(vm, &paths, env, &inputs_ref, tcg, cross_domain, settings);
             (q.helpers, q.vmm, Some(paths.vsock()))
         }
         Vmm::Crosvm => {
@@ -425,6 +466,34 @@ pub fn plan(vm: &VmConfig, settings: &VmmSettings, env: &HostEnv) -> Result<Laun
         cid: s.cid,
         hybrid_vsock: hybrid,
     })
+}
+
+/// Whether `vm`'s Wayland goes over virtio-gpu cross-domain (the VMM on the VM's socket)
+/// rather than the guest proxy's vsock stream (the bridge on it), or an error that says what
+/// to change when the config asks for what this host cannot do.
+fn cross_domain(vm: &VmConfig, vmm: Vmm, env: &HostEnv) -> Result<bool, String> {
+    let gpu = &vm.spec.gpu;
+    if !gpu.enable {
+        return Ok(false);
+    }
+    match (vmm, gpu.transport) {
+        (Vmm::Crosvm, GpuTransport::Vsock) => Err(format!(
+            "VM {:?}: crosvm carries Wayland over cross-domain only; remove `transport = \"vsock\"` \
+             from its gpu or set vmm = \"qemu\"",
+            vm.name
+        )),
+        (Vmm::Crosvm, _) => Ok(true),
+        (Vmm::Qemu, GpuTransport::Vsock) => Ok(false),
+        (Vmm::Qemu, GpuTransport::Auto) => Ok(env.qemu_cross_domain.is_some()),
+        (Vmm::Qemu, GpuTransport::CrossDomain) if env.qemu_cross_domain.is_some() => Ok(true),
+        (Vmm::Qemu, GpuTransport::CrossDomain) => Err(format!(
+            "VM {:?} asks for transport = \"cross-domain\", but this host's QEMU has no \
+             {RUTABAGA_DEVICE} device: run .ci/install-deps (it builds one into {}), set \
+             [vmm] qemu to a QEMU built with --enable-rutabaga-gfx, or use transport = \"auto\"",
+            vm.name,
+            RUTABAGA_QEMU.trim_end_matches("/bin/qemu-system-x86_64")
+        )),
+    }
 }
 
 /// What a VMM (QEMU or crosvm alike) uses of the host: its images, the console log, the

@@ -1,12 +1,21 @@
 //! QEMU (10.x) command lines: microvm with shared memfd memory, or q35 when a device needs PCI
-//! (vfio). vsock goes through vhost-device-vsock (hybrid vsock: a Unix socket on the host),
-//! shares through virtiofsd, networking through QEMU's user net or a tap.
+//! (vfio, and virtio-gpu-rutabaga, whose blob memory is a PCI BAR). vsock goes through
+//! vhost-device-vsock (hybrid vsock: a Unix socket on the host), shares through virtiofsd,
+//! networking through passt or a tap. Guest Wayland: QEMU's virtio-gpu-rutabaga with
+//! cross-domain on the VM's socket when the host has that QEMU, else the guest proxy's vsock
+//! stream, which bulkhead-wl-bridge puts on the socket.
 
-use bulkhead_config::vm::NetKind;
+use bulkhead_config::vm::{GpuTransport, NetKind};
 use bulkhead_config::{VmConfig, VmmSettings};
 
 use crate::paths::VmPaths;
-use crate::plan::{p, virtiofsd, Access, Commands, HostEnv, Inputs, PassFd, ProcessSpec};
+use crate::plan::{
+    p, virtiofsd, Access, Commands, HostEnv, Inputs, PassFd, ProcessSpec, RUTABAGA_DEVICE,
+};
+
+/// The GPU's window for host blobs mapped into the guest: room for every shm pool and
+/// keymap of a busy session (a 4K double-buffered window takes 64 MiB).
+const HOSTMEM: &str = "1G";
 
 /// Builds the helpers and the QEMU process for `vm`.
 pub fn command(
@@ -15,11 +24,13 @@ pub fn command(
     env: &HostEnv,
     inputs: &Inputs,
     tcg: bool,
+    cross_domain: bool,
     settings: &VmmSettings,
 ) -> Commands {
     let s = &vm.spec;
-    // PCI passthrough needs a PCI bus: q35 and the -pci device variants.
-    let pci = !s.pci.is_empty();
+    // PCI passthrough and the GPU's blob memory (a BAR) need a PCI bus: q35 and the -pci
+    // device variants.
+    let pci = !s.pci.is_empty() || cross_domain;
     let dev = |name: &str| {
         if pci {
             format!("{name}-pci")
@@ -38,9 +49,11 @@ pub fn command(
         ],
         Some(paths.vsock_control()),
     )];
-    if s.gpu.enable {
-        // No cross-domain GPU in QEMU: the guest proxy's streams arrive over vsock and the
-        // bridge puts each on the VM's Wayland socket.
+    if s.gpu.enable && s.gpu.transport != GpuTransport::CrossDomain {
+        // The guest proxy's streams over vsock, which the bridge puts on the VM's Wayland
+        // socket: the path when this QEMU has no cross-domain, and under `auto` also beside
+        // it, for guests whose kernel has no virtio-gpu (the proxy takes cross-domain when
+        // its kernel offers it).
         let listen = paths.vsock_port(bulkhead_ipc::wlstream::WAYLAND_PORT);
         helpers.push(ProcessSpec::new(
             "wl-bridge",
@@ -89,8 +102,12 @@ pub fn command(
     }
 
     let machine = if pci { "q35" } else { "microvm" };
+    let program = match (&env.qemu_cross_domain, cross_domain) {
+        (Some(q), true) => q.clone(),
+        _ => settings.qemu.clone(),
+    };
     let mut a: Vec<String> = vec![
-        settings.qemu.clone(),
+        program,
         "-name".into(),
         format!("bulkhead-{},debug-threads=on", vm.name),
         "-M".into(),
@@ -221,6 +238,19 @@ pub fn command(
             format!(
                 "{},chardev=vu{i}",
                 dev(&format!("vhost-user-{}", qemu_vhost_name(&v.kind)))
+            ),
+        ]);
+    }
+    if cross_domain {
+        // The guest's proxy opens cross-domain contexts on this GPU; for each, QEMU (its
+        // rutabaga_gfx) connects to the VM's own socket, which is the VM's domain. Host
+        // blobs (shm pools, keymaps) are mapped into the guest through the hostmem BAR: an
+        // address window, not memory.
+        a.extend([
+            "-device".into(),
+            format!(
+                "{RUTABAGA_DEVICE},cross-domain=on,hostmem={HOSTMEM},wayland-socket-path={}",
+                p(&paths.wayland())
             ),
         ]);
     }

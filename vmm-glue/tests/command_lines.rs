@@ -58,6 +58,7 @@ fn env(crosvm_found: bool, kvm_usable: bool) -> HostEnv {
         crosvm_found,
         kvm_usable,
         bridge_program: "bulkhead-wl-bridge".into(),
+        qemu_cross_domain: None,
     }
 }
 
@@ -171,6 +172,99 @@ fn vfio_puts_qemu_on_q35_with_pci_devices() {
         .vmm_process
         .argv
         .contains(&"--vfio=/sys/bus/pci/devices/0000:03:00.0,iommu=viommu".to_string()));
+}
+
+/// A host with QEMU built with virtio-gpu-rutabaga (.ci/build-qemu-rutabaga).
+fn rutabaga_env() -> HostEnv {
+    HostEnv {
+        qemu_cross_domain: Some("/opt/bulkhead/qemu-rutabaga/bin/qemu-system-x86_64".into()),
+        ..env(false, true)
+    }
+}
+
+#[test]
+fn a_gpu_vm_on_a_rutabaga_qemu_takes_cross_domain_on_q35() {
+    let p = plan_of(FULL, "qemu", &rutabaga_env()).unwrap();
+    let argv = &p.vmm_process.argv;
+    assert_eq!(
+        argv[0],
+        "/opt/bulkhead/qemu-rutabaga/bin/qemu-system-x86_64"
+    );
+    let line = argv.join(" ");
+    assert!(line.contains("-M q35,memory-backend=mem"), "{line}");
+    assert!(
+        line.contains(
+            "-device virtio-gpu-rutabaga-pci,cross-domain=on,hostmem=1G,\
+             wayland-socket-path=/run/user/1000/bulkhead/vms/work/wayland-0"
+        ),
+        "{line}"
+    );
+    // Under `auto` the vsock bridge stays beside it, for a guest kernel without virtio-gpu.
+    assert!(p.helpers.iter().any(|h| h.name == "wl-bridge"));
+    snapshot("qemu-cross-domain", &p);
+    // transport = "cross-domain": QEMU alone is on the VM's socket, no bridge.
+    let only = FULL.replace(
+        "gpu = { context-types = [\"cross-domain\"] }",
+        "gpu = { transport = \"cross-domain\" }",
+    );
+    let p = plan_of(&only, "qemu", &rutabaga_env()).unwrap();
+    assert!(p
+        .vmm_process
+        .argv
+        .join(" ")
+        .contains("virtio-gpu-rutabaga-pci"));
+    assert!(
+        p.helpers.iter().all(|h| h.name != "wl-bridge"),
+        "{:?}",
+        p.helpers.iter().map(|h| &h.name).collect::<Vec<_>>()
+    );
+
+    // Its QEMU sees its prefix under /opt (libraries), read-only.
+    let v = view(&p, &p.vmm_process, Path::new(&argv[0]));
+    assert!(
+        v.binds.contains(&Access::read("/opt/bulkhead")),
+        "{:?}",
+        v.binds
+    );
+
+    // A VM without gpu stays on microvm with the system QEMU.
+    let no_gpu = FULL.replace(
+        "gpu = { context-types = [\"cross-domain\"] }",
+        "gpu = false",
+    );
+    let p = plan_of(&no_gpu, "qemu", &rutabaga_env()).unwrap();
+    assert_eq!(p.vmm_process.argv[0], "qemu-system-x86_64");
+    assert!(p.vmm_process.argv.join(" ").contains("-M microvm"));
+
+    // transport = "vsock" keeps the stream (and the bridge) on any QEMU.
+    let vsock = FULL.replace(
+        "gpu = { context-types = [\"cross-domain\"] }",
+        "gpu = { transport = \"vsock\" }",
+    );
+    let p = plan_of(&vsock, "qemu", &rutabaga_env()).unwrap();
+    assert_eq!(p.vmm_process.argv[0], "qemu-system-x86_64");
+    assert!(p.helpers.iter().any(|h| h.name == "wl-bridge"));
+    assert!(!p.vmm_process.argv.join(" ").contains("rutabaga"));
+}
+
+#[test]
+fn a_cross_domain_vm_without_the_device_says_how_to_get_it() {
+    let toml = FULL.replace(
+        "gpu = { context-types = [\"cross-domain\"] }",
+        "gpu = { transport = \"cross-domain\" }",
+    );
+    let e = plan_of(&toml, "qemu", &env(false, true)).unwrap_err();
+    assert!(
+        e.contains("no virtio-gpu-rutabaga-pci device") && e.contains(".ci/install-deps"),
+        "{e}"
+    );
+    assert!(plan_of(&toml, "qemu", &rutabaga_env()).is_ok());
+    let vsock = FULL.replace(
+        "gpu = { context-types = [\"cross-domain\"] }",
+        "gpu = { transport = \"vsock\" }",
+    );
+    let e = plan_of(&vsock, "crosvm", &env(true, true)).unwrap_err();
+    assert!(e.contains("cross-domain only"), "{e}");
 }
 
 #[test]

@@ -92,6 +92,7 @@ fn session(vms: &[(&str, &str)]) -> Session {
         crosvm_found: false,
         kvm_usable: false,
         bridge_program: "bulkhead-wl-bridge".into(),
+        qemu_cross_domain: None,
     };
     let mut text = String::new();
     for (name, extra) in vms {

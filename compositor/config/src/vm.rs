@@ -98,6 +98,20 @@ pub struct GpuConfig {
     pub enable: bool,
     /// crosvm `--gpu context-types=...`.
     pub context_types: Vec<String>,
+    pub transport: GpuTransport,
+}
+
+/// How the guest's Wayland connections reach the VM's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuTransport {
+    /// Cross-domain when the VMM has it (crosvm; a QEMU with virtio-gpu-rutabaga), else the
+    /// vsock stream.
+    Auto,
+    /// virtio-gpu cross-domain: the VMM itself connects to the VM's socket.
+    CrossDomain,
+    /// The guest proxy's stream over vsock, put on the VM's socket by bulkhead-wl-bridge.
+    Vsock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,6 +361,12 @@ struct RawGpu {
     enable: bool,
     #[serde(default)]
     context_types: Vec<Spanned<String>>,
+    #[serde(default = "auto_transport")]
+    transport: GpuTransport,
+}
+
+fn auto_transport() -> GpuTransport {
+    GpuTransport::Auto
 }
 
 #[derive(Deserialize)]
@@ -682,10 +702,12 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
         None | Some(BoolOr::Bool(true)) => GpuConfig {
             enable: true,
             context_types: vec!["cross-domain".into()],
+            transport: GpuTransport::Auto,
         },
         Some(BoolOr::Bool(false)) => GpuConfig {
             enable: false,
             context_types: Vec::new(),
+            transport: GpuTransport::Auto,
         },
         Some(BoolOr::Table(g)) => {
             let mut types = Vec::new();
@@ -709,6 +731,7 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
             GpuConfig {
                 enable: g.enable,
                 context_types: types,
+                transport: g.transport,
             }
         }
     };
