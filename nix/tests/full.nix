@@ -37,7 +37,7 @@
       logLevel = "debug";
       idleInhibit = false;
       extraArgs = [ "--disable-sandbox" ];
-      gpu = { enable = true; contextTypes = [ "cross-domain" "virgl2" ]; };
+      gpu = { enable = true; contextTypes = [ "cross-domain" "virgl2" ]; transport = "auto"; };
       sound = { playback = true; capture = false; };
       autoShutdown = { enable = true; after = "30m"; };
       home = { enable = true; path = "/home/alice/vms/work"; template = "/etc/skel"; };

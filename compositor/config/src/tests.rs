@@ -402,6 +402,11 @@ mac = "02:00:00:00:00:09"
                 "4:26",
                 "unknown GPU context type",
             ),
+            (
+                "gpu = { transport = \"tcp\" }",
+                "4:21",
+                "expected one of `auto`, `cross-domain`, `vsock`",
+            ),
             ("cid = 2", "4:7", "at least 3"),
             ("log-level = \"loud\"", "4:13", "unknown variant"),
             (
