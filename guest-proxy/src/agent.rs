@@ -314,16 +314,29 @@ fn prepare(
         } else {
             "/"
         })
-        .uid(account.uid)
-        .gid(account.gid)
         .stdin(Stdio::null())
         .kill_on_drop(false);
-    // SAFETY: the closure runs in the forked child before exec and only calls setsid(), which
-    // is async-signal-safe; it touches no locks or allocations of the parent. (std has already
-    // dropped supplementary groups and switched uid/gid by the time it runs.)
+    // The user's identity with its supplementary groups (render for the GPU's render node,
+    // like a login would give), switched in the child: std would drop the groups. Only root
+    // can set groups; an agent run as the user itself (tests) keeps its own.
+    let groups: Vec<libc::gid_t> = if nix::unistd::geteuid().is_root() {
+        passwd::groups_of(Path::new("/etc/group"), &account)
+    } else {
+        Vec::new()
+    };
+    let (uid, gid) = (account.uid, account.gid);
+    // SAFETY: the closure runs in the forked child before exec and only makes the system calls
+    // setsid, setgroups, setgid and setuid, which are async-signal-safe; `groups` was
+    // allocated before the fork and is only read.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
