@@ -694,6 +694,19 @@ impl Drop for Compositor {
                     }
                 }
             }
+            // The last lines of each VM's logs (VMM, helpers, monitor, console).
+            let vms = self.dir.path().join("state/bulkhead/vms");
+            for vm in std::fs::read_dir(&vms).into_iter().flatten().flatten() {
+                for log in std::fs::read_dir(vm.path()).into_iter().flatten().flatten() {
+                    let p = log.path();
+                    if p.extension().is_some_and(|x| x == "log") {
+                        let text = std::fs::read_to_string(&p).unwrap_or_default();
+                        let lines: Vec<&str> = text.lines().collect();
+                        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                        eprintln!("---- {} (last 30 lines) ----\n{tail}", p.display());
+                    }
+                }
+            }
         }
     }
 }
