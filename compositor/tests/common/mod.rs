@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod vms;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
