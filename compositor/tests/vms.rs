@@ -772,13 +772,7 @@ fn port_child(network: &str, vm: &str) -> Option<i32> {
 
 /// The pids the monitor recorded for the VMM and its helpers.
 fn vm_pids(c: &Compositor, vm: &str) -> Vec<i32> {
-    let path = c
-        .runtime
-        .join("bulkhead/control")
-        .join(vm)
-        .join("state.json");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
+    let v = monitor_state(c, vm);
     let mut pids = vec![v["vmm_pid"].as_i64().expect("vmm_pid") as i32];
     for h in v["helper_pids"].as_array().expect("helper_pids") {
         pids.push(h.as_i64().expect("pid") as i32);

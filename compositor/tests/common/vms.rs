@@ -90,16 +90,19 @@ pub fn stop(c: &Compositor, vm: &str) {
     assert_eq!((code, out.trim()), (0, &*format!("{vm} stopped")), "{err}");
 }
 
-/// The VMM's pid from the monitor's state file.
-pub fn vmm_pid(c: &Compositor, vm: &str) -> i32 {
+/// The monitor's state file of `vm`.
+pub fn monitor_state(c: &Compositor, vm: &str) -> serde_json::Value {
     let path = c
         .runtime
         .join("bulkhead/control")
         .join(vm)
         .join("state.json");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json");
-    v["vmm_pid"].as_i64().expect("vmm_pid") as i32
+    serde_json::from_slice(&std::fs::read(&path).expect("state.json")).expect("json")
+}
+
+/// The VMM's pid from the monitor's state file.
+pub fn vmm_pid(c: &Compositor, vm: &str) -> i32 {
+    monitor_state(c, vm)["vmm_pid"].as_i64().expect("vmm_pid") as i32
 }
 
 pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
