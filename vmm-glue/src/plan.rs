@@ -62,18 +62,15 @@ pub fn qemu_has_rutabaga(program: &Path) -> bool {
 }
 
 /// The QEMU to run cross-domain VMs with on this host (see [`HostEnv::qemu_cross_domain`]).
+/// One `-device help` at most when ours is installed (it runs once, at start-up).
 fn detect_cross_domain_qemu(settings: &VmmSettings) -> Option<String> {
-    if let Some(q) = find_program(&settings.qemu) {
-        if qemu_has_rutabaga(&q) {
-            return Some(q.display().to_string());
-        }
-    }
-    if settings.qemu != VmmSettings::default().qemu {
-        // A QEMU of the user's choosing: never swapped for another behind their back.
-        return None;
-    }
     let ours = Path::new(RUTABAGA_QEMU);
-    (ours.is_file() && qemu_has_rutabaga(ours)).then(|| RUTABAGA_QEMU.to_string())
+    // A QEMU of the user's choosing is never swapped for ours behind their back.
+    if settings.qemu == VmmSettings::default().qemu && ours.is_file() && qemu_has_rutabaga(ours) {
+        return Some(RUTABAGA_QEMU.to_string());
+    }
+    let q = find_program(&settings.qemu)?;
+    qemu_has_rutabaga(&q).then(|| q.display().to_string())
 }
 
 impl HostEnv {
