@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -105,6 +105,13 @@ impl Write for Host {
         match self {
             Host::Unix(s) => s.write(buf),
             Host::Vsock(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Host::Unix(s) => s.write_vectored(bufs),
+            // (The vsock crate's stream writes only the first buffer of a vectored write.)
+            Host::Vsock(s) => nix::sys::uio::writev(&*s, bufs).map_err(io::Error::from),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -204,14 +211,45 @@ struct Sink {
 
 type Writer = Arc<Mutex<Sink>>;
 
+/// The most buffers one writev takes (the kernel's UIO_MAXIOV).
+const MAX_IOV: usize = 1024;
+
+/// Sends `records` in one vectored write: their heads from one small buffer, their data where
+/// it lies (a frame's shm chunks are not copied into a send buffer first).
 fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
-    let mut bytes = Vec::new();
+    let mut heads = Vec::with_capacity(records.len() * 20);
+    let mut parts = Vec::with_capacity(records.len());
     for r in records {
-        r.encode_into(&mut bytes)?;
+        let start = heads.len();
+        let data = r.encode_head_into(&mut heads)?;
+        parts.push((start..heads.len(), data));
     }
+    let mut slices = Vec::with_capacity(parts.len() * 2);
+    for (head, data) in &parts {
+        slices.push(IoSlice::new(&heads[head.clone()]));
+        if !data.is_empty() {
+            slices.push(IoSlice::new(data));
+        }
+    }
+    let total: usize = slices.iter().map(|s| s.len()).sum();
     let mut sink = w.lock().unwrap_or_else(|e| e.into_inner());
-    sink.bytes += bytes.len() as u64;
-    sink.host.write_all(&bytes)
+    sink.bytes += total as u64;
+    write_all_vectored(&mut sink.host, &mut slices)
+}
+
+/// Writes every byte of `bufs` (std's write_all_vectored is not stable).
+fn write_all_vectored(out: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = bufs.len().min(MAX_IOV);
+        match out.write_vectored(&bufs[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut bufs, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Relays one app until either side ends or breaks the protocol.

@@ -128,18 +128,26 @@ impl Record {
     /// Appends the record's frame to `out`, copying its data once; on error `out` is as it
     /// was.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        out.reserve(4 + 1 + 12 + self.parts().2.len());
+        let data = self.encode_head_into(out)?;
+        out.extend(data);
+        Ok(())
+    }
+
+    /// Appends the head of the record's frame (length, tag, fixed fields) to `out` and returns
+    /// its data, which completes the frame: for a vectored write that does not copy the data.
+    /// On error `out` is as it was.
+    pub fn encode_head_into(&self, out: &mut Vec<u8>) -> io::Result<&[u8]> {
         let (tag, fields, data): (u8, [u8; 12], &[u8]) = self.parts();
         let nfields = fields_len(tag);
         let len = 1 + nfields + data.len();
         if len > MAX_FRAME {
             return Err(bad(format!("record of {len} bytes exceeds {MAX_FRAME}")));
         }
-        out.reserve(4 + len);
         out.extend((len as u32).to_le_bytes());
         out.push(tag);
         out.extend(&fields[..nfields]);
-        out.extend(data);
-        Ok(())
+        Ok(data)
     }
 
     /// The record's tag, its fixed fields (little-endian, the first [`fields_len`] bytes) and
