@@ -28,12 +28,7 @@ enum Transport {
 /// copy and paste work inside the domain and never reach another; the client list says how
 /// the app arrived.
 fn a_guest_app_shows_its_window_framed_in_its_vm_colour(transport: Transport) {
-    let g = guest().with_file_name("demo");
-    assert!(
-        g.join("root.img").exists(),
-        "no demo guest in {}: run rootfs/build-guest --profile demo (.ci/test does)",
-        g.display()
-    );
+    let g = demo_guest();
     if transport == Transport::CrossDomain {
         assert!(
             Path::new(bulkhead_vmm::plan::RUTABAGA_QEMU).exists(),
@@ -89,17 +84,10 @@ fn a_guest_app_shows_its_window_framed_in_its_vm_colour(transport: Transport) {
     std::thread::sleep(Duration::from_millis(1000));
     let img = c.screenshot(&format!("vm-demo-simple-shm-{transport:?}"));
     assert_framed(&img, &w, purple, &format!("[demo] {}", w.title), true);
-    let inside = w.geometry;
-    let mut colours = std::collections::HashSet::new();
-    for y in (inside.y..inside.y + inside.height).step_by(3) {
-        for x in (inside.x..inside.x + inside.width).step_by(3) {
-            colours.insert(img.pixel(x, y));
-        }
-    }
+    let colours = img.distinct_colours(w.geometry);
     assert!(
-        colours.len() > 50,
-        "the guest's pixels did not arrive ({} colours)",
-        colours.len()
+        colours > 50,
+        "the guest's pixels did not arrive ({colours} colours)"
     );
 
     // foot in the guest takes typed text: it lands in the home, which the host can read.
@@ -164,12 +152,7 @@ fn a_guest_app_shows_its_window_framed_in_its_vm_colour_over_vsock() {
 /// another domain's window are untouched, and the VM's domain can show windows again.
 #[test]
 fn a_guest_driving_its_gpu_with_garbage_harms_nothing_outside_its_vm() {
-    let g = guest().with_file_name("demo");
-    assert!(
-        g.join("root.img").exists(),
-        "no demo guest in {}: run rootfs/build-guest --profile demo (.ci/test does)",
-        g.display()
-    );
+    let g = demo_guest();
     assert!(
         Path::new(bulkhead_vmm::plan::RUTABAGA_QEMU).exists(),
         "no QEMU with virtio-gpu-rutabaga at {}: run .ci/install-deps",

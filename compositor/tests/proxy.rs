@@ -99,18 +99,8 @@ fn shm_app_is_drawn_in_its_vm_frame(kind: Kind) {
     let img = c.screenshot(&format!("proxy-simple-shm-{kind:?}"));
     assert_framed(&img, &w, WORK, &format!("[work] {}", w.title), true);
     // Its pixels arrived: simple-shm draws a pattern of many colours.
-    let g = w.geometry;
-    let mut colours = std::collections::HashSet::new();
-    for y in (g.y..g.y + g.height).step_by(3) {
-        for x in (g.x..g.x + g.width).step_by(3) {
-            colours.insert(img.pixel(x, y));
-        }
-    }
-    assert!(
-        colours.len() > 50,
-        "only {} colours in the window",
-        colours.len()
-    );
+    let colours = img.distinct_colours(w.geometry);
+    assert!(colours > 50, "only {colours} colours in the window");
 }
 
 fn typing_reaches_foot(kind: Kind) {

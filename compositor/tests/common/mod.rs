@@ -744,6 +744,18 @@ impl Image {
         }
     }
 
+    /// How many distinct colours every third pixel of `r` holds (an app's drawing arrived:
+    /// a plain fill has one).
+    pub fn distinct_colours(&self, r: bulkhead_ipc::Rect) -> usize {
+        let mut colours = std::collections::HashSet::new();
+        for y in (r.y..r.y + r.height).step_by(3) {
+            for x in (r.x..r.x + r.width).step_by(3) {
+                colours.insert(self.pixel(x, y));
+            }
+        }
+        colours.len()
+    }
+
     pub fn pixel(&self, x: i32, y: i32) -> [u8; 3] {
         assert!(
             x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height,

@@ -22,6 +22,17 @@ pub fn guest() -> PathBuf {
     dir.canonicalize().expect("guest dir")
 }
 
+/// The demo guest's directory (`rootfs/build-guest --profile demo`, beside the test guest).
+pub fn demo_guest() -> PathBuf {
+    let g = guest().with_file_name("demo");
+    assert!(
+        g.join("root.img").exists(),
+        "no demo guest in {}: run rootfs/build-guest --profile demo (.ci/test does)",
+        g.display()
+    );
+    g
+}
+
 /// One `[[vm]]` of the test guest; `extra` goes inside it (sub-tables last).
 pub fn vm(name: &str, extra: &str) -> String {
     let g = guest();
