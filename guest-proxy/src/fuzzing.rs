@@ -302,10 +302,10 @@ fn check_proxy(requests_first: bool, messages: &[Message]) -> Option<usize> {
                 &mut fds,
                 &mut pre,
             );
-            for rec in &pre {
+            for rec in pre.iter().map(wlproxy::Out::to_record) {
                 rec.encode().expect("a record for the host encodes");
                 if let Record::ShmNew { size, .. } | Record::ShmResize { size, .. } = rec {
-                    assert!(*size <= 64 * 1024, "a pool larger than its file");
+                    assert!(size <= 64 * 1024, "a pool larger than its file");
                 }
             }
             r.is_ok()

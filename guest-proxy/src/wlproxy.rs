@@ -11,14 +11,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use nix::sys::socket::sockopt;
+
 use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION, WAYLAND_PORT,
+    fdpass, pump_pipe, shm_write_head, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
+    WAYLAND_PORT,
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
@@ -69,7 +72,14 @@ enum Host {
 impl Host {
     fn connect(ep: &HostEndpoint) -> io::Result<Host> {
         Ok(match ep {
-            HostEndpoint::Unix(p) => Host::Unix(UnixStream::connect(p)?),
+            HostEndpoint::Unix(p) => {
+                let s = UnixStream::connect(p)?;
+                // Room for half a 1080p frame in flight: the sender blocks, and the bridge
+                // wakes it, less often. The kernel caps it at net.core.wmem_max; a refusal
+                // only costs speed.
+                let _ = nix::sys::socket::setsockopt(&s, sockopt::SndBuf, &(4 << 20));
+                Host::Unix(s)
+            }
             HostEndpoint::Vsock { port } => Host::Vsock(vsock::VsockStream::connect(
                 &vsock::VsockAddr::new(libc::VMADDR_CID_HOST, *port),
             )?),
@@ -88,6 +98,15 @@ impl Host {
             Host::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Host::Vsock(s) => s.shutdown(std::net::Shutdown::Both),
         };
+    }
+}
+
+impl AsFd for Host {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Host::Unix(s) => s.as_fd(),
+            Host::Vsock(s) => s.as_fd(),
+        }
     }
 }
 
@@ -153,7 +172,8 @@ pub fn listen(
 }
 
 struct Pool {
-    fd: File,
+    /// The app's file, shared with the records that send from it.
+    fd: Arc<File>,
     size: u64,
     destroyed: bool,
     buffers: u32,
@@ -214,27 +234,135 @@ type Writer = Arc<Mutex<Sink>>;
 /// The most buffers one writev takes (the kernel's UIO_MAXIOV).
 const MAX_IOV: usize = 1024;
 
-/// Sends `records` in one vectored write: their heads from one small buffer, their data where
-/// it lies (a frame's shm chunks are not copied into a send buffer first).
-fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
-    let mut heads = Vec::with_capacity(records.len() * 20);
-    let mut parts = Vec::with_capacity(records.len());
-    for r in records {
-        let start = heads.len();
-        let data = r.encode_head_into(&mut heads)?;
-        parts.push((start..heads.len(), data));
+/// What goes to the host for a request, in order: records, and shm rectangles that are sent
+/// from the app's pool as they go out.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Record(Record),
+    FromPool(PoolChunk),
+}
+
+/// A [`Record::ShmWrite`] of `len` bytes (at most [`MAX_CHUNK`]) at `offset` of the app's
+/// pool, for the host's pool `id`; its data is read when it is sent.
+#[derive(Debug)]
+pub(crate) struct PoolChunk {
+    id: u32,
+    offset: u64,
+    len: usize,
+    file: Arc<File>,
+}
+
+impl From<Record> for Out {
+    fn from(r: Record) -> Out {
+        Out::Record(r)
     }
-    let mut slices = Vec::with_capacity(parts.len() * 2);
-    for (head, data) in &parts {
+}
+
+impl Out {
+    /// The record the host receives, the pool's bytes read now (for tests and fuzz checks).
+    pub(crate) fn to_record(&self) -> Record {
+        match self {
+            Out::Record(r) => r.clone(),
+            Out::FromPool(c) => {
+                let mut data = vec![0u8; c.len];
+                let mut got = 0;
+                while got < c.len {
+                    match c.file.read_at(&mut data[got..], c.offset + got as u64) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                Record::ShmWrite {
+                    id: c.id,
+                    offset: c.offset,
+                    data,
+                }
+            }
+        }
+    }
+}
+
+/// Sends `records` in one vectored write (pipe data, the host's direction's replies).
+fn send_records(w: &Writer, records: &[Record]) -> io::Result<()> {
+    send(w, records.iter().map(Part::Record))
+}
+
+/// Sends what a batch of requests produced.
+fn send_out(w: &Writer, out: &[Out]) -> io::Result<()> {
+    send(
+        w,
+        out.iter().map(|o| match o {
+            Out::Record(r) => Part::Record(r),
+            Out::FromPool(c) => Part::Pool(c),
+        }),
+    )
+}
+
+enum Part<'a> {
+    Record(&'a Record),
+    Pool(&'a PoolChunk),
+}
+
+/// Sends records in vectored writes, their heads from one small buffer and their data where
+/// it lies; shm rectangles go from the app's pool to the stream with sendfile, which on a
+/// Unix socket passes the pages by reference (no copy on this side at all) and on vsock
+/// copies once, where a read and a write copied twice.
+fn send<'a>(w: &Writer, parts: impl Iterator<Item = Part<'a>>) -> io::Result<()> {
+    let parts: Vec<Part> = parts.collect();
+    let mut heads = Vec::with_capacity(parts.len() * 20);
+    let mut framed = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let start = heads.len();
+        let data = match p {
+            Part::Record(r) => r.encode_head_into(&mut heads)?,
+            Part::Pool(c) => {
+                heads.extend(shm_write_head(c.id, c.offset, c.len)?);
+                &[]
+            }
+        };
+        framed.push((start..heads.len(), data));
+    }
+    let mut sink = w.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slices = Vec::with_capacity(framed.len() * 2);
+    for (p, (head, data)) in parts.iter().zip(&framed) {
         slices.push(IoSlice::new(&heads[head.clone()]));
         if !data.is_empty() {
             slices.push(IoSlice::new(data));
         }
+        sink.bytes += (head.len() + data.len()) as u64;
+        if let Part::Pool(c) = p {
+            write_all_vectored(&mut sink.host, &mut slices)?;
+            slices.clear();
+            send_from_file(&mut sink.host, &c.file, c.offset, c.len)?;
+            sink.bytes += c.len as u64;
+        }
     }
-    let total: usize = slices.iter().map(|s| s.len()).sum();
-    let mut sink = w.lock().unwrap_or_else(|e| e.into_inner());
-    sink.bytes += total as u64;
     write_all_vectored(&mut sink.host, &mut slices)
+}
+
+/// Sends `len` bytes of `file` at `offset`, whose record head is already out. An app that
+/// shrank its pool under us gets zeros for what is gone (the record stays whole; its pixels
+/// are its own business); only an error of the stream itself is an error.
+fn send_from_file(out: &mut Host, file: &File, offset: u64, len: usize) -> io::Result<()> {
+    use nix::errno::Errno;
+    let mut at = i64::try_from(offset).map_err(io::Error::other)?;
+    let mut left = len;
+    while left > 0 {
+        match nix::sys::sendfile::sendfile64(&*out, file, Some(&mut at), left) {
+            Ok(0) => break,
+            Ok(n) => left -= n.min(left),
+            Err(Errno::EINTR) => {}
+            // The file's doing or the stream's: the zeros' write below tells which.
+            Err(_) => break,
+        }
+    }
+    static ZEROS: [u8; 4096] = [0; 4096];
+    while left > 0 {
+        let n = left.min(ZEROS.len());
+        out.write_all(&ZEROS[..n])?;
+        left -= n;
+    }
+    Ok(())
 }
 
 /// Writes every byte of `bufs` (std's write_all_vectored is not stable).
@@ -353,21 +481,21 @@ fn app_to_host(app: &UnixStream, state: &Mutex<State>, w: &Writer) -> Result<(),
         if !wl.is_empty() {
             out.wayland(wl);
         }
-        send_records(w, &out.records).map_err(|e| format!("host: {e}"))?;
+        send_out(w, &out.records).map_err(|e| format!("host: {e}"))?;
     }
 }
 
 /// Records for the host, counting the descriptors the next Wayland bytes carry.
 #[derive(Default)]
 struct Batch {
-    records: Vec<Record>,
+    records: Vec<Out>,
     fds: u8,
 }
 
 impl Batch {
-    fn extend(&mut self, records: Vec<Record>) {
+    fn extend(&mut self, records: Vec<Out>) {
         for r in records {
-            if r.stands_for_fd() {
+            if matches!(&r, Out::Record(r) if r.stands_for_fd()) {
                 self.fds = self.fds.saturating_add(1);
             }
             self.records.push(r);
@@ -376,10 +504,10 @@ impl Batch {
 
     /// Wayland bytes, declaring the descriptors of the records since the last ones.
     fn wayland(&mut self, data: Vec<u8>) {
-        self.records.push(Record::Wl {
+        self.records.push(Out::Record(Record::Wl {
             fds: std::mem::take(&mut self.fds),
             data,
-        });
+        }));
     }
 }
 
@@ -405,7 +533,7 @@ pub(crate) fn request(
     opcode: u16,
     body: &[u8],
     fds: &mut VecDeque<OwnedFd>,
-    pre: &mut Vec<Record>,
+    pre: &mut Vec<Out>,
 ) -> Result<(), String> {
     let iface = st
         .objects
@@ -455,16 +583,16 @@ pub(crate) fn request(
             st.pools.insert(
                 key,
                 Pool {
-                    fd,
+                    fd: Arc::new(fd),
                     size: size as u64,
                     destroyed: false,
                     buffers: 0,
                 },
             );
-            pre.push(Record::ShmNew {
+            pre.push(Out::Record(Record::ShmNew {
                 id: key,
                 size: size as u64,
-            });
+            }));
         }
         ("wl_shm_pool", "resize") => {
             let size = int(&args, 0)?;
@@ -477,10 +605,10 @@ pub(crate) fn request(
                 return Err(format!("shm pool resize to {size} bytes is invalid"));
             }
             pool.size = size as u64;
-            pre.push(Record::ShmResize {
+            pre.push(Out::Record(Record::ShmResize {
                 id: key,
                 size: size as u64,
-            });
+            }));
         }
         ("wl_shm_pool", "create_buffer") => {
             let id = object(&args, 0)?;
@@ -530,7 +658,7 @@ pub(crate) fn request(
         ("wl_data_offer", "receive") => {
             let fd = take_fd(fds)?;
             let id = st.pipes.add(fd).map_err(|e| e.to_string())?;
-            pre.push(Record::PipeWrite { id });
+            pre.push(Out::Record(Record::PipeWrite { id }));
         }
         _ => {
             if desc
@@ -547,20 +675,20 @@ pub(crate) fn request(
     Ok(())
 }
 
-fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Record>) {
+fn drop_pool_if_unused(st: &mut State, id: u32, pre: &mut Vec<Out>) {
     if st
         .pools
         .get(&id)
         .is_some_and(|p| p.destroyed && p.buffers == 0)
     {
         st.pools.remove(&id);
-        pre.push(Record::ShmDrop { id });
+        pre.push(Out::Record(Record::ShmDrop { id }));
     }
 }
 
-/// Reads a rectangle of a buffer from the app's pool and queues it for the host, each chunk
-/// read straight into the record that carries it.
-fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Record>) {
+/// Queues a rectangle of a buffer for the host, in chunks its records carry; the bytes are
+/// read from the app's pool as they are sent.
+fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Out>) {
     let Some(span) = b.layout.span(r, pool.size) else {
         return;
     };
@@ -568,20 +696,12 @@ fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Record>) {
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(MAX_CHUNK as u64);
-            let mut data = vec![0u8; n as usize];
-            // pread, not mmap: an app that shrinks its file gets a short read, not our SIGBUS.
-            let got = pool.fd.read_at(&mut data, at + done).unwrap_or(0);
-            data.truncate(got);
-            if got > 0 {
-                pre.push(Record::ShmWrite {
-                    id: b.pool,
-                    offset: at + done,
-                    data,
-                });
-            }
-            if (got as u64) < n {
-                return;
-            }
+            pre.push(Out::FromPool(PoolChunk {
+                id: b.pool,
+                offset: at + done,
+                len: n as usize,
+                file: pool.fd.clone(),
+            }));
             done += n;
         }
     }
@@ -719,6 +839,10 @@ mod tests {
         State::new()
     }
 
+    fn records(out: &[Out]) -> Vec<Record> {
+        out.iter().map(Out::to_record).collect()
+    }
+
     fn words(w: &[u32]) -> Vec<u8> {
         w.iter().flat_map(|x| x.to_ne_bytes()).collect()
     }
@@ -732,7 +856,7 @@ mod tests {
         let mut pre = Vec::new();
         // wl_shm.create_pool(new_id 5, fd, size 4096)
         request(st, 4, 0, &words(&[5, 4096]), &mut fds, &mut pre).unwrap();
-        assert_eq!(pre, [Record::ShmNew { id: 1, size: 4096 }]);
+        assert_eq!(records(&pre), [Record::ShmNew { id: 1, size: 4096 }]);
     }
 
     #[test]
@@ -882,6 +1006,78 @@ mod tests {
         }
     }
 
+    /// Rectangles go from the app's file as they are sent. An app that shrank its pool, or
+    /// passed a file that cannot be read at an offset, gets zeros for what is missing, and the
+    /// stream stays whole for the records after.
+    #[test]
+    fn a_pool_that_shrank_under_the_proxy_sends_zeros() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let w: Writer = Arc::new(Mutex::new(Sink {
+            host: Host::Unix(ours),
+            bytes: 0,
+            commits: 0,
+        }));
+        let pool = tempfile::tempfile().unwrap();
+        pool.write_all_at(&[0xab; 8192], 0).unwrap();
+        let pool = Arc::new(pool);
+        let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
+        let chunk = |file: &Arc<File>, offset, len| {
+            Out::FromPool(PoolChunk {
+                id: 1,
+                offset,
+                len,
+                file: file.clone(),
+            })
+        };
+        let first = chunk(&pool, 4096, 4096);
+        assert_eq!(
+            first.to_record(),
+            Record::ShmWrite {
+                id: 1,
+                offset: 4096,
+                data: vec![0xab; 4096]
+            }
+        );
+        let out = [
+            first,
+            chunk(&Arc::new(File::from(pipe_r)), 0, 100),
+            Out::Record(Record::Wl {
+                fds: 0,
+                data: vec![1, 2, 3, 4],
+            }),
+        ];
+        pool.set_len(6000).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            (0..3)
+                .map(|_| Record::read(&mut theirs).unwrap().unwrap())
+                .collect::<Vec<_>>()
+        });
+        send_out(&w, &out).unwrap();
+        let got = reader.join().unwrap();
+        let mut shrunk = vec![0xab; 6000 - 4096];
+        shrunk.resize(4096, 0);
+        assert_eq!(
+            got,
+            [
+                Record::ShmWrite {
+                    id: 1,
+                    offset: 4096,
+                    data: shrunk
+                },
+                Record::ShmWrite {
+                    id: 1,
+                    offset: 0,
+                    data: vec![0; 100]
+                },
+                Record::Wl {
+                    fds: 0,
+                    data: vec![1, 2, 3, 4]
+                },
+            ]
+        );
+    }
+
     #[test]
     fn a_commit_sends_what_the_host_copy_lacks() {
         let mut st = state();
@@ -904,7 +1100,7 @@ mod tests {
         request(&mut st, 7, 9, &words(&[0, 0, 4, 2]), &mut no_fds, &mut pre).unwrap();
         request(&mut st, 7, 6, &[], &mut no_fds, &mut pre).unwrap();
         // First use: the whole buffer, 16 rows of 64 bytes.
-        let total: usize = pre
+        let total: usize = records(&pre)
             .iter()
             .map(|r| match r {
                 Record::ShmWrite { data, .. } => data.len(),
@@ -917,7 +1113,7 @@ mod tests {
         request(&mut st, 7, 9, &words(&[2, 3, 4, 2]), &mut no_fds, &mut pre).unwrap();
         request(&mut st, 7, 6, &[], &mut no_fds, &mut pre).unwrap();
         assert_eq!(
-            pre,
+            records(&pre),
             vec![
                 Record::ShmWrite {
                     id: 1,

@@ -314,6 +314,51 @@ impl Record {
 
     /// Reads one record; `Ok(None)` at a clean end of stream.
     pub fn read<R: Read>(r: &mut R) -> io::Result<Option<Record>> {
+        match Incoming::read(r)? {
+            None => Ok(None),
+            Some(Incoming::Record(rec)) => Ok(Some(rec)),
+            Some(Incoming::ShmWrite { id, offset, len }) => {
+                // The data straight into the record's own buffer (no zeroing, no second copy).
+                let mut data = Vec::with_capacity(len);
+                Read::take(&mut *r, len as u64).read_to_end(&mut data)?;
+                if data.len() != len {
+                    return Err(bad("stream ended inside a record"));
+                }
+                Ok(Some(Record::ShmWrite { id, offset, data }))
+            }
+        }
+    }
+
+    pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        w.write_all(&self.encode()?)
+    }
+
+    /// Whether the record stands for a descriptor, which the next [`Record::Wl`] must count.
+    pub fn stands_for_fd(&self) -> bool {
+        matches!(
+            self,
+            Record::ShmNew { .. } | Record::PipeWrite { .. } | Record::Blob(_)
+        )
+    }
+}
+
+/// What the next record on a stream is, read up to where a receiver may want the data
+/// elsewhere: an shm write stops before its data, which a bridge reads straight into the
+/// pool's memory instead of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// Any record, read whole.
+    Record(Record),
+    /// [`Record::ShmWrite`]'s fixed fields. Exactly `len` bytes of data (at most
+    /// [`MAX_CHUNK`]) follow on the stream, and the reader must consume them before the next
+    /// record.
+    ShmWrite { id: u32, offset: u64, len: usize },
+}
+
+impl Incoming {
+    /// Reads the next record (all of it but an shm write's data); `Ok(None)` at a clean end
+    /// of stream.
+    pub fn read<R: Read>(r: &mut R) -> io::Result<Option<Incoming>> {
         let mut header = [0u8; 5];
         let mut got = 0;
         while got < 5 {
@@ -330,39 +375,51 @@ impl Record {
             return Err(bad(format!("record length {len} outside 1..={MAX_FRAME}")));
         }
         let tag = header[4];
-        if carries_data(tag) {
-            // The fixed fields, then the data read straight into the record's own buffer
-            // (no zeroing, no second copy: shm writes are most of what a stream carries).
-            let n = fields_len(tag);
-            let rest = (len - 1)
-                .checked_sub(n)
-                .ok_or_else(|| bad("record too short"))?;
-            let mut fields = [0u8; 12];
-            r.read_exact(&mut fields[..n])?;
-            let mut data = Vec::with_capacity(rest);
-            Read::take(&mut *r, rest as u64).read_to_end(&mut data)?;
-            if data.len() != rest {
-                return Err(bad("stream ended inside a record"));
-            }
-            return Record::from_parts(tag, &fields[..n], data).map(Some);
+        if !carries_data(tag) {
+            let mut payload = vec![0u8; len - 1];
+            r.read_exact(&mut payload)?;
+            return Record::decode(tag, &payload).map(|rec| Some(Incoming::Record(rec)));
         }
-        let mut payload = vec![0u8; len - 1];
-        r.read_exact(&mut payload)?;
-        Record::decode(tag, &payload).map(Some)
-    }
-
-    pub fn write<W: Write>(&self, w: &mut W) -> io::Result<()> {
-        w.write_all(&self.encode()?)
-    }
-
-    /// Whether the record stands for a descriptor, which the next [`Record::Wl`] must count.
-    pub fn stands_for_fd(&self) -> bool {
-        matches!(
-            self,
-            Record::ShmNew { .. } | Record::PipeWrite { .. } | Record::Blob(_)
-        )
+        let n = fields_len(tag);
+        let rest = (len - 1)
+            .checked_sub(n)
+            .ok_or_else(|| bad("record too short"))?;
+        let mut fields = [0u8; 12];
+        r.read_exact(&mut fields[..n])?;
+        if tag == SHM_WRITE {
+            let [i0, i1, i2, i3, o @ ..] = fields;
+            return Ok(Some(Incoming::ShmWrite {
+                id: u32::from_le_bytes([i0, i1, i2, i3]),
+                offset: u64::from_le_bytes(o),
+                len: rest,
+            }));
+        }
+        let mut data = Vec::with_capacity(rest);
+        Read::take(&mut *r, rest as u64).read_to_end(&mut data)?;
+        if data.len() != rest {
+            return Err(bad("stream ended inside a record"));
+        }
+        Record::from_parts(tag, &fields[..n], data).map(|rec| Some(Incoming::Record(rec)))
     }
 }
+
+/// The head of a [`Record::ShmWrite`] of `len` data bytes (which complete its frame): for a
+/// sender that writes the data from elsewhere, such as straight from a file.
+pub fn shm_write_head(id: u32, offset: u64, len: usize) -> io::Result<[u8; SHM_WRITE_HEAD]> {
+    let frame = 1 + fields_len(SHM_WRITE) + len;
+    if frame > MAX_FRAME {
+        return Err(bad(format!("record of {frame} bytes exceeds {MAX_FRAME}")));
+    }
+    let mut h = [0u8; SHM_WRITE_HEAD];
+    h[..4].copy_from_slice(&(frame as u32).to_le_bytes());
+    h[4] = SHM_WRITE;
+    h[5..9].copy_from_slice(&id.to_le_bytes());
+    h[9..].copy_from_slice(&offset.to_le_bytes());
+    Ok(h)
+}
+
+/// Bytes of a [`Record::ShmWrite`]'s head: length, tag, id and offset.
+pub const SHM_WRITE_HEAD: usize = 4 + 1 + 12;
 
 /// The local ends of transfers whose data arrives from the other side of the stream (each a
 /// descriptor to write `PipeData` into), by the id this side gave them.
@@ -521,6 +578,41 @@ mod tests {
         for c in cases {
             assert!(Record::read(&mut &c[..]).is_err(), "{c:?} accepted");
         }
+    }
+
+    /// A receiver that puts an shm write's data elsewhere gets its fields first and the data
+    /// exactly next; a head made apart from its data frames the same record.
+    #[test]
+    fn an_shm_write_stops_before_its_data() {
+        let w = Record::ShmWrite {
+            id: 4,
+            offset: 1 << 33,
+            data: vec![7; 300],
+        };
+        let mut bytes = w.encode().unwrap();
+        assert_eq!(
+            shm_write_head(4, 1 << 33, 300).unwrap()[..],
+            bytes[..SHM_WRITE_HEAD]
+        );
+        bytes.extend(Record::ShmDrop { id: 4 }.encode().unwrap());
+        let mut r = &bytes[..];
+        assert_eq!(
+            Incoming::read(&mut r).unwrap(),
+            Some(Incoming::ShmWrite {
+                id: 4,
+                offset: 1 << 33,
+                len: 300
+            })
+        );
+        assert_eq!(r.len(), 300 + 9);
+        r = &r[300..];
+        assert_eq!(
+            Incoming::read(&mut r).unwrap(),
+            Some(Incoming::Record(Record::ShmDrop { id: 4 }))
+        );
+        assert_eq!(Incoming::read(&mut r).unwrap(), None);
+        assert!(shm_write_head(1, 0, MAX_CHUNK).is_ok());
+        assert!(shm_write_head(1, 0, MAX_FRAME).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The Wayland bridge, once listening, needs to: accept guest streams and connect to the VM's
 //! Wayland socket (Unix sockets only), move bytes and file descriptors (read, write, recvmsg,
-//! sendmsg), make shared memory and pipes (memfd_create, ftruncate, pwrite, pipe2), inspect the
+//! sendmsg), make shared memory and pipes (memfd_create, ftruncate, mmap, pipe2), inspect the
 //! descriptors the compositor sends (fstat, fcntl, pread), run a thread per app (clone3, futex,
 //! mmap and friends for stacks and the allocator) and exit. Nothing else: no open, no exec, no
 //! other socket families. The filter is installed before the first stream is accepted and
@@ -46,7 +46,7 @@ const BRIDGE_SYSCALLS: &[(i64, &str)] = &[
     (libc::SYS_write, "stream records, pipes, stderr"),
     (
         libc::SYS_recvfrom,
-        "stream records (std reads sockets with recv)",
+        "stream records (std reads sockets with recv), shm data straight into a pool",
     ),
     (libc::SYS_sendto, "stream records (send on sockets)"),
     (
@@ -61,10 +61,6 @@ const BRIDGE_SYSCALLS: &[(i64, &str)] = &[
     (libc::SYS_close, "descriptors"),
     (libc::SYS_memfd_create, "shared memory for wl_shm pools"),
     (libc::SYS_ftruncate, "sizing and growing pools"),
-    (
-        libc::SYS_pwrite64,
-        "filling pools with the guest's rectangles",
-    ),
     (libc::SYS_pread64, "reading a keymap the compositor shares"),
     (libc::SYS_pipe2, "clipboard and drag-and-drop transfers"),
     (libc::SYS_fstat, "telling pipes from files"),
@@ -74,8 +70,11 @@ const BRIDGE_SYSCALLS: &[(i64, &str)] = &[
         libc::SYS_fcntl,
         "a pipe's access mode; dup for passing descriptors",
     ),
-    (libc::SYS_mmap, "allocator and thread stacks"),
-    (libc::SYS_munmap, "allocator and thread stacks"),
+    (
+        libc::SYS_mmap,
+        "mapping pools to fill with the guest's rectangles; allocator and thread stacks",
+    ),
+    (libc::SYS_munmap, "pools, allocator and thread stacks"),
     (libc::SYS_mprotect, "thread stack guard pages"),
     (libc::SYS_madvise, "allocator"),
     (libc::SYS_mremap, "allocator"),

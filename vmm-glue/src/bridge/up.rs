@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
+use std::ptr::NonNull;
 
-use bulkhead_ipc::wlstream::{fdpass, Record};
+use bulkhead_ipc::wlstream::{fdpass, Incoming, Record};
 
 use super::limits::Resource;
 use super::{guest_read, io_err, lock, Shared, StreamError};
@@ -27,18 +29,98 @@ pub(super) fn run(
         page: page_size(),
     };
     let mut reader = guest;
-    while let Some(rec) = Record::read(&mut reader).map_err(guest_read)? {
-        up.record(rec)?;
+    while let Some(next) = Incoming::read(&mut reader).map_err(guest_read)? {
+        match next {
+            Incoming::Record(rec) => up.record(rec)?,
+            Incoming::ShmWrite { id, offset, len } => up.shm_write(guest, id, offset, len)?,
+        }
     }
     Ok(())
 }
 
-/// A pool the guest made: the memfd the compositor got, and how much of it is filled (as
-/// charged to the stream).
+/// A pool the guest made: the memfd the compositor got, how much of it is filled (as charged
+/// to the stream), and the bridge's own mapping of it once written to.
 struct Pool {
     file: File,
     size: u64,
     filled: u64,
+    map: Option<Mapping>,
+}
+
+/// A shared mapping of a pool's memfd, which only the kernel touches: the guest's rectangles
+/// are read from the stream straight into it (one copy, where a read and a `pwrite` made
+/// two). No code here dereferences it, so a fault in it is the read's `EFAULT`, not a signal.
+struct Mapping {
+    ptr: NonNull<std::ffi::c_void>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; the pointer is never dereferenced
+// in user space (only passed to read(2)), so moving it to another thread is sound.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: u64) -> io::Result<Mapping> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        let size = NonZeroUsize::new(len).ok_or_else(|| io::Error::other("empty pool"))?;
+        // SAFETY: a new shared mapping of a file we own, at an address the kernel picks; it
+        // aliases no Rust object, and nothing here reads or writes it except through read(2).
+        let ptr = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                file,
+                0,
+            )
+        }?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// Reads exactly `len` bytes from `src` into the mapping at `offset` (checked to lie
+    /// inside it).
+    fn read_from(&self, src: &UnixStream, offset: u64, len: usize) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        if start.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::other("write outside the pool's mapping"));
+        }
+        let mut done = 0;
+        while done < len {
+            // SAFETY: `start + len <= self.len`, so the range is inside the live mapping; the
+            // kernel writes it (a page it cannot fault in makes this EFAULT), and no Rust
+            // reference to that memory exists.
+            let n = unsafe {
+                libc::recv(
+                    src.as_raw_fd(),
+                    self.ptr.as_ptr().cast::<u8>().add(start + done).cast(),
+                    len - done,
+                    libc::MSG_WAITALL,
+                )
+            };
+            match n {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, made by `new` with this length, and unmapped once.
+        if let Err(e) = unsafe { nix::sys::mman::munmap(self.ptr, self.len) } {
+            eprintln!("bulkhead-wl-bridge: cannot unmap a pool: {e}");
+        }
+    }
 }
 
 struct Up<'a> {
@@ -59,7 +141,8 @@ impl Up<'_> {
         match rec {
             Record::ShmNew { id, size } => self.shm_new(id, size),
             Record::ShmResize { id, size } => self.shm_resize(id, size),
-            Record::ShmWrite { id, offset, data } => self.shm_write(id, offset, &data),
+            // Read by `run` as `Incoming::ShmWrite`, data straight into the pool.
+            Record::ShmWrite { .. } => Err(protocol("an shm write out of place")),
             Record::ShmDrop { id } => {
                 self.shm_drop(id);
                 Ok(())
@@ -106,6 +189,7 @@ impl Up<'_> {
                 file,
                 size,
                 filled: 0,
+                map: None,
             },
         );
         Ok(())
@@ -126,37 +210,54 @@ impl Up<'_> {
             .set_len(size)
             .map_err(io_err("cannot grow shared memory"))?;
         pool.size = size;
+        // Mapped again, at the new size, by the next write.
+        pool.map = None;
         Ok(())
     }
 
-    /// Fills a rectangle's rows. The memory the write may allocate is charged before it is
-    /// made (every page it touches counted as new), then settled to what the memfd really
-    /// grew by: a rewrite of filled pages costs nothing.
-    fn shm_write(&mut self, id: u32, offset: u64, data: &[u8]) -> Result<(), StreamError> {
+    /// Fills a rectangle's rows with the `len` bytes that follow on `guest`, read straight
+    /// into the pool. The memory the write may allocate is charged before it is made (every
+    /// page it touches counted as new), then settled to what the memfd really grew by: a
+    /// rewrite of filled pages costs nothing.
+    fn shm_write(
+        &mut self,
+        guest: &UnixStream,
+        id: u32,
+        offset: u64,
+        len: usize,
+    ) -> Result<(), StreamError> {
         let shared = self.shared;
         let pool = self
             .pools
             .get_mut(&id)
             .ok_or_else(|| protocol("write to unknown memory"))?;
         let end = offset
-            .checked_add(data.len() as u64)
+            .checked_add(len as u64)
             .ok_or_else(|| protocol("write past the end"))?;
         if end > pool.size {
             return Err(protocol(format!(
-                "write of {} bytes at {offset} past {} bytes",
-                data.len(),
+                "write of {len} bytes at {offset} past {} bytes",
                 pool.size
             )));
         }
+        if len == 0 {
+            return Ok(());
+        }
+        let map = match &mut pool.map {
+            Some(m) => m,
+            none => none.insert(
+                Mapping::new(&pool.file, pool.size).map_err(io_err("cannot map shared memory"))?,
+            ),
+        };
         let worst = pages_spanned(offset, end, self.page);
-        let mut usage = lock(&shared.usage);
-        usage.take(Resource::ShmMemory, worst)?;
-        let written = pool.file.write_all_at(data, offset);
+        lock(&shared.usage).take(Resource::ShmMemory, worst)?;
+        // Not under the lock: the guest decides how long this read takes.
+        let written = map.read_from(guest, offset, len);
         let filled = allocated(&pool.file).map_err(io_err("cannot measure shared memory"))?;
         let grew = filled.saturating_sub(pool.filled);
         pool.filled = pool.filled.max(filled);
-        usage.settle(Resource::ShmMemory, worst, grew)?;
-        written.map_err(io_err("cannot fill shared memory"))
+        lock(&shared.usage).settle(Resource::ShmMemory, worst, grew)?;
+        written.map_err(io_err("guest"))
     }
 
     /// The guest app is done with a pool. The bridge closes its own descriptor (the pool no
@@ -255,6 +356,7 @@ mod tests {
 
     #[test]
     fn a_memfd_reports_what_was_written_not_its_size() {
+        use std::os::unix::fs::FileExt;
         let f = memfd(64 << 20).unwrap();
         assert_eq!(allocated(&f).unwrap(), 0);
         f.write_all_at(&[1; 8192], 1 << 20).unwrap();
