@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::sys::socket::sockopt;
 
 use bulkhead_ipc::wlstream::{
-    fdpass, pump_pipe, shm_write_head, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, STREAM_VERSION,
-    WAYLAND_PORT,
+    fdpass, pump_pipe, shm_write_head, Pipes, Record, MAX_CHUNK, MAX_IDS, MAX_SHM, MAX_SHM_CHUNK,
+    STREAM_VERSION, WAYLAND_PORT,
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
@@ -242,7 +242,7 @@ pub(crate) enum Out {
     FromPool(PoolChunk),
 }
 
-/// A [`Record::ShmWrite`] of `len` bytes (at most [`MAX_CHUNK`]) at `offset` of the app's
+/// A [`Record::ShmWrite`] of `len` bytes (at most [`MAX_SHM_CHUNK`]) at `offset` of the app's
 /// pool, for the host's pool `id`; its data is read when it is sent.
 #[derive(Debug)]
 pub(crate) struct PoolChunk {
@@ -695,7 +695,7 @@ fn copy_rect(pool: &Pool, b: &Buffer, r: Rect, pre: &mut Vec<Out>) {
     for (at, len) in span.runs() {
         let mut done = 0u64;
         while done < len {
-            let n = (len - done).min(MAX_CHUNK as u64);
+            let n = (len - done).min(MAX_SHM_CHUNK as u64);
             pre.push(Out::FromPool(PoolChunk {
                 id: b.pool,
                 offset: at + done,

@@ -115,10 +115,11 @@ pub fn check_wlstream(data: &[u8]) {
     for (record, len) in &whole.0 {
         let bytes = &data[at..at + len];
         at += len;
-        assert!(
-            *len >= HEADER && *len <= 4 + wlstream::MAX_FRAME,
-            "{len}-byte record"
-        );
+        let max = match record {
+            Record::ShmWrite { .. } => wlstream::MAX_SHM_FRAME,
+            _ => wlstream::MAX_FRAME,
+        };
+        assert!(*len >= HEADER && *len <= 4 + max, "{len}-byte record");
         check_record_bounds(record);
         let encoded = record.encode().expect("a record that was read encodes");
         assert_eq!(encoded, bytes, "{record:?} is not encoded as it was read");
@@ -154,7 +155,7 @@ fn check_record_bounds(r: &Record) {
             assert!(usize::from(*fds) <= wlstream::fdpass::MAX_FDS);
             assert!(*fds == 0 || !data.is_empty(), "descriptors with no bytes");
         }
-        Record::ShmWrite { data, .. } => assert!(data.len() <= max_data - 12),
+        Record::ShmWrite { data, .. } => assert!(data.len() <= wlstream::MAX_SHM_CHUNK),
         Record::PipeData { data, .. } => assert!(data.len() <= max_data - 4),
         Record::Blob(d) => assert!(d.len() <= max_data.min(wlstream::MAX_BLOB)),
     }

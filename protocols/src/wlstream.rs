@@ -19,14 +19,15 @@
 //!   contents, which the proxy puts in a sealed memfd.
 //!
 //! Framing: `[u32 little-endian length][u8 tag][payload]`, the length counting tag and payload,
-//! at most [`MAX_FRAME`]. Integers are little-endian. Anything malformed ends the stream.
+//! at most [`MAX_FRAME`] ([`MAX_SHM_FRAME`] for an shm write, whose data a receiver reads straight
+//! into the pool). Integers are little-endian. Anything malformed ends the stream.
 
 use std::io::{self, Read, Write};
 
 /// Version both sides speak. Each side sends its hello and refuses another version, saying
 /// both. Version 2: Wayland bytes declare the descriptors they carry (before, whatever was
-/// pending rode on the next bytes).
-pub const STREAM_VERSION: u32 = 2;
+/// pending rode on the next bytes). Version 3: shm writes carry up to [`MAX_SHM_CHUNK`].
+pub const STREAM_VERSION: u32 = 3;
 
 /// The host vsock port the guest proxy connects to, one connection per app.
 pub const WAYLAND_PORT: u32 = 5000;
@@ -36,6 +37,23 @@ pub const MAX_FRAME: usize = 128 * 1024;
 
 /// Largest data chunk in one record (leaves room for the record's own fields).
 pub const MAX_CHUNK: usize = MAX_FRAME - 64;
+
+/// Largest data of one shm write. Receivers read it straight into the pool, never into a
+/// buffer of its size, so it may be larger than other records: a 1080p frame is 8 of them,
+/// which costs fewer wake-ups on both sides than 64.
+pub const MAX_SHM_CHUNK: usize = 1024 * 1024;
+
+/// Largest frame of an shm write (tag, fields and [`MAX_SHM_CHUNK`] of data).
+pub const MAX_SHM_FRAME: usize = 1 + 12 + MAX_SHM_CHUNK;
+
+/// Largest frame of records of `tag`.
+fn max_frame(tag: u8) -> usize {
+    if tag == SHM_WRITE {
+        MAX_SHM_FRAME
+    } else {
+        MAX_FRAME
+    }
+}
 
 /// Largest shared-memory pool the bridge accepts. Pools are sparse memfds: foot, for one, maps
 /// a 512 MiB pool and scrolls its buffers through it, touching only what it draws.
@@ -141,8 +159,11 @@ impl Record {
         let (tag, fields, data): (u8, [u8; 12], &[u8]) = self.parts();
         let nfields = fields_len(tag);
         let len = 1 + nfields + data.len();
-        if len > MAX_FRAME {
-            return Err(bad(format!("record of {len} bytes exceeds {MAX_FRAME}")));
+        if len > max_frame(tag) {
+            return Err(bad(format!(
+                "record of {len} bytes exceeds {}",
+                max_frame(tag)
+            )));
         }
         out.extend((len as u32).to_le_bytes());
         out.push(tag);
@@ -350,7 +371,7 @@ pub enum Incoming {
     /// Any record, read whole.
     Record(Record),
     /// [`Record::ShmWrite`]'s fixed fields. Exactly `len` bytes of data (at most
-    /// [`MAX_CHUNK`]) follow on the stream, and the reader must consume them before the next
+    /// [`MAX_SHM_CHUNK`]) follow on the stream, and the reader must consume them before the next
     /// record.
     ShmWrite { id: u32, offset: u64, len: usize },
 }
@@ -371,10 +392,13 @@ impl Incoming {
             }
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len == 0 || len > MAX_FRAME {
-            return Err(bad(format!("record length {len} outside 1..={MAX_FRAME}")));
-        }
         let tag = header[4];
+        if len == 0 || len > max_frame(tag) {
+            return Err(bad(format!(
+                "record length {len} outside 1..={}",
+                max_frame(tag)
+            )));
+        }
         if !carries_data(tag) {
             let mut payload = vec![0u8; len - 1];
             r.read_exact(&mut payload)?;
@@ -407,8 +431,10 @@ impl Incoming {
 /// sender that writes the data from elsewhere, such as straight from a file.
 pub fn shm_write_head(id: u32, offset: u64, len: usize) -> io::Result<[u8; SHM_WRITE_HEAD]> {
     let frame = 1 + fields_len(SHM_WRITE) + len;
-    if frame > MAX_FRAME {
-        return Err(bad(format!("record of {frame} bytes exceeds {MAX_FRAME}")));
+    if frame > MAX_SHM_FRAME {
+        return Err(bad(format!(
+            "record of {frame} bytes exceeds {MAX_SHM_FRAME}"
+        )));
     }
     let mut h = [0u8; SHM_WRITE_HEAD];
     h[..4].copy_from_slice(&(frame as u32).to_le_bytes());
@@ -505,13 +531,13 @@ pub fn pump(mut r: std::fs::File, chunk: usize, mut send: impl FnMut(&[u8]) -> i
     let _ = send(&[]);
 }
 
-/// Splits `data` into `ShmWrite` records of at most [`MAX_CHUNK`] bytes.
+/// Splits `data` into `ShmWrite` records of at most [`MAX_SHM_CHUNK`] bytes.
 pub fn shm_writes(id: u32, offset: u64, data: &[u8]) -> impl Iterator<Item = Record> + '_ {
-    data.chunks(MAX_CHUNK)
+    data.chunks(MAX_SHM_CHUNK)
         .enumerate()
         .map(move |(i, c)| Record::ShmWrite {
             id,
-            offset: offset + (i * MAX_CHUNK) as u64,
+            offset: offset + (i * MAX_SHM_CHUNK) as u64,
             data: c.to_vec(),
         })
 }
@@ -569,6 +595,13 @@ mod tests {
             ]
             .concat(),
             vec![3, 0, 0, 0, SHM_WRITE, 1, 2],
+            // Over the frame of its kind: an shm write, and other data past the smaller one.
+            [
+                &((MAX_SHM_FRAME + 1) as u32).to_le_bytes()[..],
+                &[SHM_WRITE],
+            ]
+            .concat(),
+            [&((MAX_FRAME + 1) as u32).to_le_bytes()[..], &[PIPE_DATA]].concat(),
             vec![9, 0],
             // Wayland bytes without their count, with more fds than a batch, with fds only.
             vec![1, 0, 0, 0, WL],
@@ -611,20 +644,26 @@ mod tests {
             Some(Incoming::Record(Record::ShmDrop { id: 4 }))
         );
         assert_eq!(Incoming::read(&mut r).unwrap(), None);
-        assert!(shm_write_head(1, 0, MAX_CHUNK).is_ok());
-        assert!(shm_write_head(1, 0, MAX_FRAME).is_err());
+        assert!(shm_write_head(1, 0, MAX_SHM_CHUNK).is_ok());
+        assert!(shm_write_head(1, 0, MAX_SHM_CHUNK + 1).is_err());
+        // Other records stay within the smaller frame.
+        let big = Record::PipeData {
+            id: 1,
+            data: vec![0; MAX_CHUNK + 64],
+        };
+        assert!(big.encode().is_err());
     }
 
     #[test]
     fn shm_writes_are_chunked() {
-        let data = vec![1u8; MAX_CHUNK * 2 + 5];
+        let data = vec![1u8; MAX_SHM_CHUNK * 2 + 5];
         let recs: Vec<_> = shm_writes(1, 10, &data).collect();
         assert_eq!(recs.len(), 3);
         for r in &recs {
             assert!(r.encode().is_ok());
         }
         assert!(
-            matches!(recs[2], Record::ShmWrite { offset, .. } if offset == 10 + 2 * MAX_CHUNK as u64)
+            matches!(recs[2], Record::ShmWrite { offset, .. } if offset == 10 + 2 * MAX_SHM_CHUNK as u64)
         );
     }
 }
