@@ -152,12 +152,16 @@ struct Surface {
     buffer_damage: Vec<[i64; 4]>,
     scale: i64,
     transform: u32,
+    /// A wp_viewport scales or crops it: surface damage no longer maps to buffer pixels.
+    viewport: bool,
 }
 
 /// Damage of one app's surfaces and the staleness of its buffers.
 #[derive(Default)]
 pub struct Damage {
     surfaces: HashMap<u32, Surface>,
+    /// wp_viewport objects and the surface each belongs to.
+    viewports: HashMap<u32, u32>,
     /// What the host's copy of each buffer lacks: everything at first, then every damage
     /// committed (to any buffer of a surface that showed it) since it was last copied. Apps
     /// repaint exactly that into a buffer they reuse.
@@ -211,28 +215,53 @@ impl Damage {
 
     pub fn destroy_surface(&mut self, surface: u32) {
         self.surfaces.remove(&surface);
+        // Its viewports are inert now; a new surface under its id starts without them.
+        self.viewports.retain(|_, s| *s != surface);
     }
 
-    /// The bookkeeping of a wl_surface request (attach, damage, damage_buffer, buffer scale and
-    /// transform, destroy); false for the others (commit is the caller's).
-    pub fn surface_request(
+    /// The bookkeeping of a request of `iface`: wl_surface's attach, damage, damage_buffer,
+    /// buffer scale and transform and destroy, and the viewports that change how a surface
+    /// maps to its buffer; false for the others (commit is the caller's).
+    pub fn request(
         &mut self,
-        surface: u32,
+        iface: &str,
+        sender: u32,
         request: &str,
         args: &[Arg],
     ) -> Result<bool, String> {
-        match request {
-            "attach" => {
+        match (iface, request) {
+            ("wl_surface", "attach") => {
                 let buffer = object(args, 0)?;
-                self.attach(surface, (buffer != 0).then_some(buffer));
+                self.attach(sender, (buffer != 0).then_some(buffer));
             }
-            "damage" | "damage_buffer" => {
+            ("wl_surface", "damage" | "damage_buffer") => {
                 let r = [int(args, 0)?, int(args, 1)?, int(args, 2)?, int(args, 3)?];
-                self.damage(surface, r, request == "damage_buffer");
+                self.damage(sender, r, request == "damage_buffer");
             }
-            "set_buffer_scale" => self.set_scale(surface, int(args, 0)?),
-            "set_buffer_transform" => self.set_transform(surface, int(args, 0)? as u32),
-            "destroy" => self.destroy_surface(surface),
+            ("wl_surface", "set_buffer_scale") => self.set_scale(sender, int(args, 0)?),
+            ("wl_surface", "set_buffer_transform") => {
+                self.set_transform(sender, int(args, 0)? as u32)
+            }
+            ("wl_surface", "destroy") => self.destroy_surface(sender),
+            ("wl_compositor", "create_surface") => {
+                self.surface(object(args, 0)?);
+            }
+            ("wp_viewporter", "get_viewport") => {
+                let (viewport, surface) = (object(args, 0)?, object(args, 1)?);
+                // Only a surface the app made (any other id is the host's error to raise,
+                // and must not grow this map).
+                if let Some(s) = self.surfaces.get_mut(&surface) {
+                    s.viewport = true;
+                    self.viewports.insert(viewport, surface);
+                }
+            }
+            ("wp_viewport", "destroy") => {
+                if let Some(surface) = self.viewports.remove(&sender) {
+                    if let Some(s) = self.surfaces.get_mut(&surface) {
+                        s.viewport = false;
+                    }
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -245,7 +274,7 @@ impl Damage {
         let buffer_damage = std::mem::take(&mut s.buffer_damage);
         let id = s.buffer?;
         // This commit's damage in buffer pixels, as one bounding box. Surface damage maps by
-        // the scale; with a transform, take everything.
+        // the scale; with a transform or a viewport, take everything.
         let mut dmg: Option<Rect> = None;
         for r in buffer_damage {
             dmg = union(
@@ -262,7 +291,7 @@ impl Damage {
         for d in damage {
             dmg = union(
                 dmg,
-                if s.transform == 0 {
+                if s.transform == 0 && !s.viewport {
                     [
                         d[0].saturating_mul(k),
                         d[1].saturating_mul(k),
@@ -334,6 +363,81 @@ mod tests {
         let s = wide.span([20, 0, 22, 4], 4096).unwrap();
         assert!(s.whole_rows);
         assert_eq!(s.runs().collect::<Vec<_>>(), [(0, 256)]);
+    }
+
+    /// Surface damage on a surface with a viewport (scaled or cropped) cannot be mapped to
+    /// buffer pixels: the whole buffer goes. Buffer damage stays exact, and a surface whose
+    /// viewport went is exact again.
+    #[test]
+    fn a_viewport_makes_surface_damage_take_the_whole_buffer() {
+        let mut d = Damage::default();
+        let req = |d: &mut Damage, iface, sender, name, args: &[Arg]| {
+            assert!(
+                d.request(iface, sender, name, args).unwrap(),
+                "{iface}.{name}"
+            );
+        };
+        req(
+            &mut d,
+            "wl_compositor",
+            3,
+            "create_surface",
+            &[Arg::NewId(10)],
+        );
+        req(
+            &mut d,
+            "wp_viewporter",
+            4,
+            "get_viewport",
+            &[Arg::NewId(11), Arg::Object(10)],
+        );
+        d.add_buffer(1);
+        req(
+            &mut d,
+            "wl_surface",
+            10,
+            "attach",
+            &[Arg::Object(1), Arg::Int(0), Arg::Int(0)],
+        );
+        d.commit(10);
+        req(
+            &mut d,
+            "wl_surface",
+            10,
+            "damage",
+            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
+        );
+        assert_eq!(d.commit(10), Some((1, ALL)));
+        req(
+            &mut d,
+            "wl_surface",
+            10,
+            "damage_buffer",
+            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
+        );
+        assert_eq!(d.commit(10), Some((1, [0, 0, 2, 2])));
+        req(&mut d, "wp_viewport", 11, "destroy", &[]);
+        req(
+            &mut d,
+            "wl_surface",
+            10,
+            "damage",
+            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
+        );
+        assert_eq!(d.commit(10), Some((1, [0, 0, 2, 2])));
+        // A viewport of an id that is no surface of the app's changes nothing, keeps nothing.
+        for bogus in 1000..1100 {
+            req(
+                &mut d,
+                "wp_viewporter",
+                4,
+                "get_viewport",
+                &[Arg::NewId(12), Arg::Object(bogus)],
+            );
+            req(&mut d, "wp_viewport", 12, "destroy", &[]);
+        }
+        assert_eq!(d.surfaces.len(), 1);
+        assert!(d.viewports.is_empty());
     }
 
     #[test]

@@ -25,8 +25,18 @@ use bulkhead_ipc::wlstream::{
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
+use wayland_protocols::wp::cursor_shape::v1::client::__interfaces::WP_CURSOR_SHAPE_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::fractional_scale::v1::client::__interfaces::WP_FRACTIONAL_SCALE_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::idle_inhibit::zv1::client::__interfaces::ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::presentation_time::client::__interfaces::WP_PRESENTATION_INTERFACE;
+use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_DEVICE_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::relative_pointer::zv1::client::__interfaces::ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::viewporter::client::__interfaces::WP_VIEWPORTER_INTERFACE;
+use wayland_protocols::xdg::activation::v1::client::__interfaces::XDG_ACTIVATION_V1_INTERFACE;
 use wayland_protocols::xdg::decoration::zv1::client::__interfaces::ZXDG_DECORATION_MANAGER_V1_INTERFACE;
 use wayland_protocols::xdg::shell::client::__interfaces::XDG_WM_BASE_INTERFACE;
+use wayland_protocols::xdg::xdg_output::zv1::client::__interfaces::ZXDG_OUTPUT_MANAGER_V1_INTERFACE;
+use wayland_protocols_plasma::server_decoration::client::__interfaces::ORG_KDE_KWIN_SERVER_DECORATION_MANAGER_INTERFACE;
 
 use crate::shm::{Damage, Layout, Rect};
 use crate::wire::{self, int, object, Arg, Objects, HEADER};
@@ -42,6 +52,21 @@ pub static ALLOWED: &[&Interface] = &[
     &WL_DATA_DEVICE_MANAGER_INTERFACE,
     &XDG_WM_BASE_INTERFACE,
     &ZXDG_DECORATION_MANAGER_V1_INTERFACE,
+    // GTK 3 knows only KDE's protocol for server-side decorations: without it every GTK 3
+    // app draws a second title bar inside ours.
+    &ORG_KDE_KWIN_SERVER_DECORATION_MANAGER_INTERFACE,
+    &ZXDG_OUTPUT_MANAGER_V1_INTERFACE,
+    // Middle-click paste inside the domain (its offers' receive carries a pipe, translated
+    // like the clipboard's).
+    &ZWP_PRIMARY_SELECTION_DEVICE_MANAGER_V1_INTERFACE,
+    // A viewport makes the proxy copy a surface's whole buffer on surface damage.
+    &WP_VIEWPORTER_INTERFACE,
+    &WP_FRACTIONAL_SCALE_MANAGER_V1_INTERFACE,
+    &WP_PRESENTATION_INTERFACE,
+    &WP_CURSOR_SHAPE_MANAGER_V1_INTERFACE,
+    &ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE,
+    &XDG_ACTIVATION_V1_INTERFACE,
+    &ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE,
 ];
 
 pub(crate) fn allowed(name: &str) -> Option<&'static Interface> {
@@ -654,8 +679,8 @@ pub(crate) fn request(
                 }
             }
         }
-        ("wl_surface", name) if st.damage.surface_request(sender, name, &args)? => {}
-        ("wl_data_offer", "receive") => {
+        (name, req) if st.damage.request(name, sender, req, &args)? => {}
+        ("wl_data_offer" | "zwp_primary_selection_offer_v1", "receive") => {
             let fd = take_fd(fds)?;
             let id = st.pipes.add(fd).map_err(|e| e.to_string())?;
             pre.push(Out::Record(Record::PipeWrite { id }));
@@ -834,6 +859,7 @@ pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_OFFER_V1_INTERFACE;
 
     fn state() -> State {
         State::new()
@@ -908,6 +934,51 @@ mod tests {
             &mut Vec::new(),
         );
         assert!(r.unwrap_err().contains("without its file descriptor"));
+    }
+
+    /// wl_registry.bind(1, `name`, `version`, new id `id`) as a request body.
+    fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {
+        let mut b = words(&[1, name.len() as u32 + 1]);
+        b.extend(name.as_bytes());
+        b.resize(b.len() + 4 - name.len() % 4, 0);
+        b.extend(words(&[version, id]));
+        b
+    }
+
+    /// Every global the proxy offers is refused above the version it understands, and binds
+    /// at that version; a primary selection offer's receive needs its pipe, which becomes a
+    /// pipe record for the host like the clipboard's.
+    #[test]
+    fn each_offered_global_binds_up_to_its_version_only() {
+        for iface in ALLOWED {
+            let mut st = state();
+            st.objects.insert(2, &WL_REGISTRY_INTERFACE).unwrap();
+            let mut pre = Vec::new();
+            let over = bind_body(iface.name, iface.version + 1, 3);
+            let r = request(&mut st, 2, 0, &over, &mut VecDeque::new(), &mut pre);
+            assert!(
+                r.is_err(),
+                "{} bound above version {}",
+                iface.name,
+                iface.version
+            );
+            let ok = bind_body(iface.name, iface.version, 3);
+            request(&mut st, 2, 0, &ok, &mut VecDeque::new(), &mut pre).unwrap();
+            assert_eq!(st.objects.get(3).map(|i| i.name), Some(iface.name));
+        }
+        let mut st = state();
+        st.objects
+            .insert(5, &ZWP_PRIMARY_SELECTION_OFFER_V1_INTERFACE)
+            .unwrap();
+        let mut mime = words(&[11]);
+        mime.extend(b"text/plain\0\0");
+        let mut pre = Vec::new();
+        let r = request(&mut st, 5, 0, &mime, &mut VecDeque::new(), &mut pre);
+        assert!(r.unwrap_err().contains("without its file descriptor"));
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let mut fds = VecDeque::from([w]);
+        request(&mut st, 5, 0, &mime, &mut fds, &mut pre).unwrap();
+        assert!(matches!(records(&pre)[..], [Record::PipeWrite { .. }]));
     }
 
     /// A stand-in bridge on a Unix socket: answers hello with `version`, then sends

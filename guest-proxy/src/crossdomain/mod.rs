@@ -584,8 +584,8 @@ fn request(
                     copy_damage(st, id, r).map_err(|err| format!("copying a commit: {err}"))?;
             }
         }
-        ("wl_surface", name) if st.damage.surface_request(sender, name, &args)? => {}
-        ("wl_data_offer", "receive") => {
+        (name, req) if st.damage.request(name, sender, req, &args)? => {}
+        ("wl_data_offer" | "zwp_primary_selection_offer_v1", "receive") => {
             let fd = take_fd()?;
             // The host numbers its read pipes one up from the last; name the next one.
             st.next_read_pipe = st.next_read_pipe.wrapping_add(1);

@@ -272,6 +272,59 @@ fn hostile_requests_drop_the_app_without_a_panic() {
     assert!(r.unwrap_err().contains("unknown object 77"));
 }
 
+/// wl_registry.bind(1, `name`, `version`, new id `id`) as a request body.
+fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {
+    let mut b = words(&[1, name.len() as u32 + 1]);
+    b.extend(name.as_bytes());
+    b.resize(b.len() + 4 - name.len() % 4, 0);
+    b.extend(words(&[version, id]));
+    b
+}
+
+/// Every global the proxy offers binds at its version and not above; a primary selection
+/// offer's receive needs its pipe, which goes to the host as a read pipe like the clipboard's.
+#[test]
+fn each_offered_global_binds_up_to_its_version_only() {
+    let (fake, _stop) = FakeGpu::new();
+    let ch = channel(fake);
+    let mut st = state();
+    with_pool(&mut st, &ch);
+    for (i, iface) in crate::wlproxy::ALLOWED.iter().enumerate() {
+        let id = 20 + i as u32;
+        let over = bind_body(iface.name, iface.version + 1, id);
+        let r = req(&mut st, &ch, 2, 0, &over, vec![]);
+        assert!(
+            r.is_err(),
+            "{} bound above version {}",
+            iface.name,
+            iface.version
+        );
+        req(
+            &mut st,
+            &ch,
+            2,
+            0,
+            &bind_body(iface.name, iface.version, id),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(st.objects.get(id).map(|i| i.name), Some(iface.name));
+    }
+    use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_OFFER_V1_INTERFACE;
+    st.objects
+        .insert(60, &ZWP_PRIMARY_SELECTION_OFFER_V1_INTERFACE)
+        .unwrap();
+    st.ids.bind(60).unwrap();
+    let mut mime = words(&[11]);
+    mime.extend(b"text/plain\0\0");
+    let r = req(&mut st, &ch, 60, 0, &mime, vec![]);
+    assert!(r.unwrap_err().contains("without its file descriptor"));
+    let (_r, w) = nix::unistd::pipe().unwrap();
+    let (out, _) = req(&mut st, &ch, 60, 0, &mime, vec![w]).unwrap();
+    assert_eq!(out.sends.len(), 1);
+    assert!(matches!(out.sends[0].1[..], [(_, ID_TYPE_READ_PIPE)]));
+}
+
 #[test]
 fn a_commit_copies_the_damage_into_the_host_blob() {
     let (fake, _stop) = FakeGpu::new();
