@@ -40,6 +40,16 @@ fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
     );
     assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
     assert_eq!(run_ok(&c, "test", &["id", "-un"]), "user\n");
+    // The image's session environment: toolkits take Wayland first, X11 second.
+    let env = run_ok(&c, "test", &["env"]);
+    for want in [
+        "QT_QPA_PLATFORM=wayland;xcb",
+        "GDK_BACKEND=wayland,x11",
+        "MOZ_ENABLE_WAYLAND=1",
+        "WAYLAND_DISPLAY=wayland-0",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+    }
     let (code, _, err) = c.vm_cli("vm-run", &["--wait", "test", "no-such-program"]);
     assert!(
         code != 0 && err.contains("cannot start the command"),

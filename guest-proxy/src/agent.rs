@@ -28,6 +28,14 @@ const MAX_CONNECTIONS: usize = 64;
 /// Most environment bytes one request may carry.
 const MAX_ENV_BYTES: usize = 64 * 1024;
 
+/// The image's session environment (`rootfs/guest/session.env`): toolkits take Wayland first,
+/// X11 second. Read for every command, so an edit applies to the next one.
+const SESSION_ENV: &str = "/etc/bulkhead/session.env";
+
+/// Most of that file read, and most variables taken from it.
+const MAX_SESSION_ENV_BYTES: u64 = 16 * 1024;
+const MAX_SESSION_VARS: usize = 64;
+
 /// Agent options (command line).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -269,6 +277,30 @@ async fn wait_for_wayland_socket(proxy: &Path, runtime: &Path) {
     }
 }
 
+/// The `KEY=VALUE` lines of the session environment file (`#` comments and blank lines
+/// skipped, names checked); none when it is missing. The file is the image's own, but read
+/// within bounds all the same.
+fn session_env(path: &Path) -> Vec<(String, String)> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SESSION_ENV_BYTES).read_to_string(&mut text));
+    if let Err(e) = read {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("bulkhead-agent: {}: {e}", path.display());
+        }
+        return Vec::new();
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()))
+        .take(MAX_SESSION_VARS)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Checks a run request and builds the command with the guest user's environment; also says
 /// the user's runtime dir.
 fn prepare(
@@ -308,6 +340,7 @@ fn prepare(
         .env("LANG", "C.UTF-8")
         .env("XDG_RUNTIME_DIR", &runtime)
         .env("WAYLAND_DISPLAY", "wayland-0")
+        .envs(session_env(Path::new(SESSION_ENV)))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(if Path::new(&account.home).is_dir() {
             account.home.as_str()
@@ -510,6 +543,35 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Options, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_environment_file_gives_its_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("session.env");
+        std::fs::write(
+            &f,
+            "# comment\n\nQT_QPA_PLATFORM=wayland;xcb\n  GDK_BACKEND=wayland,x11  \n\
+             not a variable\nBAD-NAME=1\n=empty\nEMPTY=\n",
+        )
+        .unwrap();
+        assert_eq!(
+            session_env(&f),
+            [
+                ("QT_QPA_PLATFORM".into(), "wayland;xcb".into()),
+                ("GDK_BACKEND".into(), "wayland,x11".into()),
+                ("EMPTY".into(), String::new()),
+            ]
+        );
+        assert!(session_env(&dir.path().join("missing")).is_empty());
+        // The image's own file parses whole.
+        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs/guest/session.env");
+        let vars = session_env(&ours);
+        assert!(
+            vars.contains(&("MOZ_ENABLE_WAYLAND".into(), "1".into())),
+            "{vars:?}"
+        );
+        assert_eq!(vars.len(), 8);
+    }
     use tokio::io::DuplexStream;
 
     #[tokio::test]
