@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod backend;
 pub mod clipboard;
+pub mod cursor;
 pub mod domain;
 pub mod focus;
 pub mod frame;

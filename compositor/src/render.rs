@@ -548,11 +548,13 @@ where
     }
     match &desk.cursor_status {
         CursorImageStatus::Hidden => {}
-        CursorImageStatus::Named(_) => {
+        CursorImageStatus::Named(icon) => {
+            let scale = ctx.scale.x.ceil() as u32;
+            let cursor = desk.cursors.borrow_mut().get(*icon, scale).clone();
             if let Ok(e) = MemoryRenderBufferRenderElement::from_buffer(
                 renderer,
-                ctx.to_phys(pos).to_f64(),
-                &desk.default_cursor,
+                ctx.to_phys(pos - cursor.hotspot).to_f64(),
+                &cursor.buffer,
                 None,
                 None,
                 None,
@@ -586,7 +588,8 @@ where
     }
 }
 
-/// A small arrow cursor drawn by the compositor (ARGB8888), for cursor-shape and defaults.
+/// A small arrow cursor drawn by the compositor (ARGB8888), for named cursors the host's
+/// theme does not have.
 pub fn default_cursor_buffer() -> MemoryRenderBuffer {
     const W: usize = 12;
     const H: usize = 19;

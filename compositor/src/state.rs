@@ -97,8 +97,8 @@ pub struct Desktop {
     pub pointer_client: Option<ClientId>,
     /// Global origin of the surface under the pointer when focus was last picked.
     pub pointer_focus_origin: Option<Point<f64, Logical>>,
-    /// The compositor's own arrow, for named cursors.
-    pub default_cursor: smithay::backend::renderer::element::memory::MemoryRenderBuffer,
+    /// Named cursors from the host's xcursor theme (loaded when first drawn).
+    pub cursors: std::cell::RefCell<crate::cursor::Cursors>,
     /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
     pub dnd_domain: Option<Domain>,
     /// Every domain's own clipboard and primary selection.
@@ -384,7 +384,7 @@ impl Desktop {
             cursor_status: CursorImageStatus::default_named(),
             pointer_client: None,
             pointer_focus_origin: None,
-            default_cursor: crate::render::default_cursor_buffer(),
+            cursors: std::cell::RefCell::new(crate::cursor::Cursors::from_env()),
             dnd_domain: None,
             selections: Default::default(),
             clipboard: Default::default(),

@@ -445,6 +445,8 @@ delegate_noop!(Events: ignore wl_data_device_manager::WlDataDeviceManager);
 delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation);
 delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::wp_presentation_feedback::WpPresentationFeedback);
 delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::cursor_shape::v1::client::wp_cursor_shape_manager_v1::WpCursorShapeManagerV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::cursor_shape::v1::client::wp_cursor_shape_device_v1::WpCursorShapeDeviceV1);
 delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1);
 
 impl Dispatch<wl_data_source::WlDataSource, ()> for Events {

@@ -197,6 +197,9 @@ impl Compositor {
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("DISPLAY")
             .env_remove("BULKHEAD_SOCKET")
+            // Named cursors from one known theme (install-deps installs it).
+            .env("XCURSOR_THEME", "Adwaita")
+            .env("XCURSOR_SIZE", "24")
             .env(
                 "RUST_LOG",
                 "warn,bulkhead_compositor=info,bulkhead_vmm=info",
