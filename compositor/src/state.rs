@@ -149,6 +149,8 @@ pub struct Desktop {
     pub primary_selection_state: PrimarySelectionState,
     pub layer_shell_state: WlrLayerShellState,
     pub viewporter_state: ViewporterState,
+    pub single_pixel_buffer_state: smithay::wayland::single_pixel_buffer::SinglePixelBufferState,
+    pub content_type_state: smithay::wayland::content_type::ContentTypeState,
     pub fractional_scale_state: FractionalScaleManagerState,
     pub presentation_state: PresentationState,
     pub xdg_activation_state: XdgActivationState,
@@ -233,6 +235,10 @@ impl Desktop {
         crate::handlers::output_management::init(&dh);
         let layer_shell_state = WlrLayerShellState::new_with_filter::<State, _>(&dh, privileged);
         let viewporter_state = ViewporterState::new::<State>(&dh);
+        let single_pixel_buffer_state =
+            smithay::wayland::single_pixel_buffer::SinglePixelBufferState::new::<State>(&dh);
+        let content_type_state =
+            smithay::wayland::content_type::ContentTypeState::new::<State>(&dh);
         let fractional_scale_state = FractionalScaleManagerState::new::<State>(&dh);
         let presentation_state = PresentationState::new::<State>(&dh, Monotonic::ID as u32);
         let xdg_activation_state = XdgActivationState::new::<State>(&dh);
@@ -417,6 +423,8 @@ impl Desktop {
             primary_selection_state,
             layer_shell_state,
             viewporter_state,
+            single_pixel_buffer_state,
+            content_type_state,
             fractional_scale_state,
             presentation_state,
             xdg_activation_state,

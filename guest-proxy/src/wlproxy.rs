@@ -25,12 +25,14 @@ use bulkhead_ipc::wlstream::{
 };
 use wayland_backend::protocol::Interface;
 use wayland_client::protocol::__interfaces::*;
+use wayland_protocols::wp::content_type::v1::client::__interfaces::WP_CONTENT_TYPE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::cursor_shape::v1::client::__interfaces::WP_CURSOR_SHAPE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::fractional_scale::v1::client::__interfaces::WP_FRACTIONAL_SCALE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::idle_inhibit::zv1::client::__interfaces::ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::presentation_time::client::__interfaces::WP_PRESENTATION_INTERFACE;
 use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_DEVICE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::relative_pointer::zv1::client::__interfaces::ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::single_pixel_buffer::v1::client::__interfaces::WP_SINGLE_PIXEL_BUFFER_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::viewporter::client::__interfaces::WP_VIEWPORTER_INTERFACE;
 use wayland_protocols::xdg::activation::v1::client::__interfaces::XDG_ACTIVATION_V1_INTERFACE;
 use wayland_protocols::xdg::decoration::zv1::client::__interfaces::ZXDG_DECORATION_MANAGER_V1_INTERFACE;
@@ -67,6 +69,9 @@ pub static ALLOWED: &[&Interface] = &[
     &ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE,
     &XDG_ACTIVATION_V1_INTERFACE,
     &ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE,
+    // Buffers of one colour: no memory crosses, the host makes the buffer from four values.
+    &WP_SINGLE_PIXEL_BUFFER_MANAGER_V1_INTERFACE,
+    &WP_CONTENT_TYPE_MANAGER_V1_INTERFACE,
 ];
 
 pub(crate) fn allowed(name: &str) -> Option<&'static Interface> {

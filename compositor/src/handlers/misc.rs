@@ -31,6 +31,10 @@ delegate_output!(State);
 smithay::delegate_relative_pointer!(State);
 delegate_viewporter!(State);
 delegate_presentation!(State);
+// Solid-colour buffers (GTK 4 and browsers draw backgrounds with them), and content-type
+// hints (stored by smithay, not acted on): both carry only values, no memory of the client's.
+smithay::delegate_single_pixel_buffer!(State);
+smithay::delegate_content_type!(State);
 delegate_virtual_keyboard_manager!(State);
 
 impl FractionalScaleHandler for State {

@@ -446,6 +446,9 @@ delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::
 delegate_noop!(Events: ignore wayland_protocols::wp::presentation_time::client::wp_presentation_feedback::WpPresentationFeedback);
 delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1);
 delegate_noop!(Events: ignore wayland_protocols::wp::cursor_shape::v1::client::wp_cursor_shape_manager_v1::WpCursorShapeManagerV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter);
+delegate_noop!(Events: ignore wayland_protocols::wp::viewporter::client::wp_viewport::WpViewport);
 delegate_noop!(Events: ignore wayland_protocols::wp::cursor_shape::v1::client::wp_cursor_shape_device_v1::WpCursorShapeDeviceV1);
 delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1);
 
