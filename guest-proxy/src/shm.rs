@@ -377,6 +377,12 @@ mod tests {
                 "{iface}.{name}"
             );
         };
+        // Damage of 2x2 pixels at the origin, in surface or buffer coordinates, committed.
+        let damage = |d: &mut Damage, request| {
+            let r = [Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)];
+            assert!(d.request("wl_surface", 10, request, &r).unwrap());
+            d.commit(10)
+        };
         req(
             &mut d,
             "wl_compositor",
@@ -400,31 +406,10 @@ mod tests {
             &[Arg::Object(1), Arg::Int(0), Arg::Int(0)],
         );
         d.commit(10);
-        req(
-            &mut d,
-            "wl_surface",
-            10,
-            "damage",
-            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
-        );
-        assert_eq!(d.commit(10), Some((1, ALL)));
-        req(
-            &mut d,
-            "wl_surface",
-            10,
-            "damage_buffer",
-            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
-        );
-        assert_eq!(d.commit(10), Some((1, [0, 0, 2, 2])));
+        assert_eq!(damage(&mut d, "damage"), Some((1, ALL)));
+        assert_eq!(damage(&mut d, "damage_buffer"), Some((1, [0, 0, 2, 2])));
         req(&mut d, "wp_viewport", 11, "destroy", &[]);
-        req(
-            &mut d,
-            "wl_surface",
-            10,
-            "damage",
-            &[Arg::Int(0), Arg::Int(0), Arg::Int(2), Arg::Int(2)],
-        );
-        assert_eq!(d.commit(10), Some((1, [0, 0, 2, 2])));
+        assert_eq!(damage(&mut d, "damage"), Some((1, [0, 0, 2, 2])));
         // A viewport of an id that is no surface of the app's changes nothing, keeps nothing.
         for bogus in 1000..1100 {
             req(

@@ -298,3 +298,21 @@ mod tests {
         assert_eq!(next_message(&msg(1, 0, &[0; 8])[..10]).unwrap(), None);
     }
 }
+
+/// Test messages shared by both transports' tests.
+#[cfg(test)]
+pub(crate) mod test_messages {
+    /// Words in the wire's (native) byte order.
+    pub fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    /// The body of wl_registry.bind(1, `name`, `version`, new id `id`).
+    pub fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {
+        let mut b = words(&[1, name.len() as u32 + 1]);
+        b.extend(name.as_bytes());
+        b.resize(b.len() + 4 - name.len() % 4, 0);
+        b.extend(words(&[version, id]));
+        b
+    }
+}

@@ -864,6 +864,7 @@ pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::test_messages::{bind_body, words};
     use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_OFFER_V1_INTERFACE;
 
     fn state() -> State {
@@ -872,10 +873,6 @@ mod tests {
 
     fn records(out: &[Out]) -> Vec<Record> {
         out.iter().map(Out::to_record).collect()
-    }
-
-    fn words(w: &[u32]) -> Vec<u8> {
-        w.iter().flat_map(|x| x.to_ne_bytes()).collect()
     }
 
     /// A pool of 4096 bytes as object 5 (the app's file).
@@ -939,15 +936,6 @@ mod tests {
             &mut Vec::new(),
         );
         assert!(r.unwrap_err().contains("without its file descriptor"));
-    }
-
-    /// wl_registry.bind(1, `name`, `version`, new id `id`) as a request body.
-    fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {
-        let mut b = words(&[1, name.len() as u32 + 1]);
-        b.extend(name.as_bytes());
-        b.resize(b.len() + 4 - name.len() % 4, 0);
-        b.extend(words(&[version, id]));
-        b
     }
 
     /// Every global the proxy offers is refused above the version it understands, and binds

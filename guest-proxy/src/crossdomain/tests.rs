@@ -2,6 +2,7 @@
 //! id translation, command packing, damage copies.
 
 use super::*;
+use crate::wire::test_messages::{bind_body, words};
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
@@ -101,10 +102,6 @@ impl VirtGpu for FakeGpu {
         let mut b = [0u8; 16];
         (&self.events.0).read(&mut b)
     }
-}
-
-fn words(w: &[u32]) -> Vec<u8> {
-    w.iter().flat_map(|x| x.to_ne_bytes()).collect()
 }
 
 fn state() -> State {
@@ -270,15 +267,6 @@ fn hostile_requests_drop_the_app_without_a_panic() {
     st.ids.bind(9).unwrap();
     let r = req(&mut st, &ch, 9, 1, &words(&[77, 0, 0]), vec![]);
     assert!(r.unwrap_err().contains("unknown object 77"));
-}
-
-/// wl_registry.bind(1, `name`, `version`, new id `id`) as a request body.
-fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {
-    let mut b = words(&[1, name.len() as u32 + 1]);
-    b.extend(name.as_bytes());
-    b.resize(b.len() + 4 - name.len() % 4, 0);
-    b.extend(words(&[version, id]));
-    b
 }
 
 /// Every global the proxy offers binds at its version and not above; a primary selection
