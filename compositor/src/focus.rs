@@ -190,6 +190,8 @@ impl State {
     /// pointer grabs unset, and the keyboard goes back to the grabbing window (the caller may
     /// move it on). Bindings, the lock and clicks elsewhere call this.
     pub fn end_grabs(&mut self) {
+        // A pointer lock or confinement is a grab too (`handlers::pointer_constraints`).
+        self.release_pointer_constraint();
         let serial = SERIAL_COUNTER.next_serial();
         let time = self.desk.elapsed().as_millis() as u32;
         let root = self

@@ -415,6 +415,7 @@ fn global_interfaces() -> Vec<&'static Interface> {
         wp::wp::cursor_shape::v1::server::wp_cursor_shape_manager_v1::WpCursorShapeManagerV1::interface(),
         wp::wp::idle_inhibit::zv1::server::zwp_idle_inhibit_manager_v1::ZwpIdleInhibitManagerV1::interface(),
         wp::wp::relative_pointer::zv1::server::zwp_relative_pointer_manager_v1::ZwpRelativePointerManagerV1::interface(),
+        wp::wp::pointer_constraints::zv1::server::zwp_pointer_constraints_v1::ZwpPointerConstraintsV1::interface(),
         wp::wp::single_pixel_buffer::v1::server::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1::interface(),
         wp::wp::content_type::v1::server::wp_content_type_manager_v1::WpContentTypeManagerV1::interface(),
         smithay::reexports::wayland_protocols_misc::server_decoration::server::org_kde_kwin_server_decoration_manager::OrgKdeKwinServerDecorationManager::interface(),

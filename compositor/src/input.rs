@@ -24,6 +24,7 @@ use smithay::wayland::shell::wlr_layer::{KeyboardInteractivity, Layer};
 
 use crate::domain::{client_domain, SerialUse};
 use crate::frame::{self, FrameKind};
+use crate::handlers::pointer_constraints::Constrained;
 use crate::shell::meta;
 use crate::state::State;
 
@@ -325,6 +326,10 @@ impl State {
                 let pos = self.clamp_to_outputs((x, y).into());
                 self.on_pointer_motion(pos, time);
             }
+            E::PointerMove { dx, dy } => {
+                let delta = Point::from((dx, dy));
+                self.on_pointer_motion_relative(delta, delta, u64::from(time) * 1000);
+            }
             E::PointerButton { button, pressed } => self.on_pointer_button(button, pressed, time),
             E::PointerAxis { dx, dy } => {
                 let mut frame = AxisFrame::new(time).source(AxisSource::Wheel);
@@ -483,6 +488,7 @@ impl State {
             },
         );
         pointer.frame(self);
+        self.update_pointer_constraint();
         self.desk.request_redraw();
     }
 
@@ -593,12 +599,25 @@ impl State {
         delta_unaccel: Point<f64, Logical>,
         utime: u64,
     ) {
-        let pos = self.clamp_to_outputs(self.desk.pointer_location + delta);
-        self.on_pointer_motion(pos, (utime / 1000) as u32);
+        let from = self.desk.pointer_location;
+        let to = self.clamp_to_outputs(from + delta);
+        // A pointer lock keeps the pointer still; a confinement keeps it on its surface.
+        let pos = match self.active_constraint() {
+            Some(Constrained::Locked(_)) => None,
+            Some(Constrained::Confined {
+                surface,
+                origin,
+                region,
+            }) => Some(self.confine_motion(from, to, &surface, origin, region.as_ref())),
+            None => Some(to),
+        };
+        if let Some(pos) = pos {
+            self.on_pointer_motion(pos, (utime / 1000) as u32);
+        }
         let Some(pointer) = self.desk.seat.get_pointer() else {
             return;
         };
-        let focus = self.pointer_focus(pos);
+        let focus = self.pointer_focus(self.desk.pointer_location);
         pointer.relative_motion(
             self,
             focus,
@@ -670,6 +689,7 @@ impl State {
                         if self.desk.focused_window().as_ref() != Some(w) {
                             self.focus_window(w);
                         }
+                        self.pointer_pressed_in(w);
                     } else {
                         self.focus_layer_on_click(&surface);
                     }
@@ -695,6 +715,8 @@ impl State {
         if pressed {
             let focus = pointer.current_focus();
             self.record_input_serial(focus.as_ref(), serial, SerialUse::Press);
+            // A click in a window whose constraint was taken back lets it hold again.
+            self.update_pointer_constraint();
         }
     }
 

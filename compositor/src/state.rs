@@ -97,6 +97,11 @@ pub struct Desktop {
     pub pointer_client: Option<ClientId>,
     /// Global origin of the surface under the pointer when focus was last picked.
     pub pointer_focus_origin: Option<Point<f64, Logical>>,
+    /// The surface whose pointer lock or confinement holds now (`handlers::pointer_constraints`).
+    pub constrained_surface: Option<WlSurface>,
+    /// The window whose constraint the compositor took back: none holds there until the user
+    /// clicks in it again.
+    pub pointer_released: Option<Window>,
     /// Named cursors from the host's xcursor theme (loaded when first drawn).
     pub cursors: std::cell::RefCell<crate::cursor::Cursors>,
     /// The domain a running drag-and-drop came from: only its surfaces are offered the drop.
@@ -158,6 +163,7 @@ pub struct Desktop {
     pub idle_inhibit_state: IdleInhibitManagerState,
     pub idle_notifier_state: smithay::wayland::idle_notify::IdleNotifierState<State>,
     pub relative_pointer_state: smithay::wayland::relative_pointer::RelativePointerManagerState,
+    pub pointer_constraints_state: smithay::wayland::pointer_constraints::PointerConstraintsState,
     pub virtual_keyboard_state: VirtualKeyboardManagerState,
     pub security_context_state: SecurityContextState,
     pub session_lock_state: SessionLockManagerState,
@@ -250,6 +256,10 @@ impl Desktop {
         );
         let relative_pointer_state =
             smithay::wayland::relative_pointer::RelativePointerManagerState::new::<State>(&dh);
+        // Offered to every domain; when a constraint may hold is the compositor's decision
+        // (`handlers::pointer_constraints`).
+        let pointer_constraints_state =
+            smithay::wayland::pointer_constraints::PointerConstraintsState::new::<State>(&dh);
         let virtual_keyboard_state = VirtualKeyboardManagerState::new::<State, _>(&dh, privileged);
         let security_context_state = SecurityContextState::new::<State, _>(&dh, privileged);
         let session_lock_state = SessionLockManagerState::new::<State, _>(&dh, privileged);
@@ -390,6 +400,8 @@ impl Desktop {
             cursor_status: CursorImageStatus::default_named(),
             pointer_client: None,
             pointer_focus_origin: None,
+            constrained_surface: None,
+            pointer_released: None,
             cursors: std::cell::RefCell::new(crate::cursor::Cursors::from_env()),
             dnd_domain: None,
             selections: Default::default(),
@@ -432,6 +444,7 @@ impl Desktop {
             idle_inhibit_state,
             idle_notifier_state,
             relative_pointer_state,
+            pointer_constraints_state,
             virtual_keyboard_state,
             security_context_state,
             session_lock_state,

@@ -5,72 +5,12 @@
 
 mod common;
 
-use bulkhead_ipc::{InputEvent, Rect, WindowInfo};
-use common::client::{Client, Toplevel, MAGENTA, WHITE};
+use bulkhead_ipc::Rect;
+use common::client::{Client, MAGENTA, WHITE};
 use common::*;
 
 const KEY_A: u32 = 30;
 const KEY_B: u32 = 48;
-
-/// A point of `w` that no other window's frame covers.
-fn free_point(c: &Compositor, w: &WindowInfo) -> (f64, f64) {
-    let others: Vec<Rect> = c
-        .windows()
-        .into_iter()
-        .filter(|o| o.id != w.id && !o.minimized)
-        .map(|o| o.frame)
-        .collect();
-    let g = w.geometry;
-    for dy in (5..g.height).step_by(10) {
-        for dx in (5..g.width).step_by(10) {
-            let (x, y) = (g.x + dx, g.y + dy);
-            if !others.iter().any(|r| r.contains(x, y)) {
-                return (x as f64, y as f64);
-            }
-        }
-    }
-    panic!("window {} is covered everywhere", w.title);
-}
-
-fn click(c: &Compositor, (x, y): (f64, f64)) {
-    c.input(vec![
-        InputEvent::PointerMotion { x, y },
-        InputEvent::PointerButton {
-            button: 272,
-            pressed: true,
-        },
-        InputEvent::PointerButton {
-            button: 272,
-            pressed: false,
-        },
-    ]);
-}
-
-/// A mapped window of a raw client that listens to keys and the pointer.
-fn window(c: &Compositor, domain: &str, title: &str, size: (i32, i32)) -> (Client, Toplevel) {
-    let mut cl = Client::connect(&c.vm_socket(domain));
-    let _keyboard = cl.keyboard();
-    let _pointer = cl.seat.get_pointer(&cl.qh, ());
-    let t = cl.toplevel(title);
-    cl.map(&t, size.0, size.1, WHITE);
-    c.wait_window(domain, title);
-    (cl, t)
-}
-
-/// The user clicks `title`'s window and it holds the keyboard.
-fn user_clicks(c: &Compositor, cl: &mut Client, title: &str) {
-    let w = c
-        .windows()
-        .into_iter()
-        .find(|w| w.title == title)
-        .expect(title);
-    click(c, free_point(c, &w));
-    c.wait_windows(&format!("{title} focused"), |ws| {
-        ws.iter().any(|w| w.title == title && w.focused)
-    });
-    cl.roundtrip();
-    assert!(cl.events.has_keyboard, "{title} did not get the keyboard");
-}
 
 /// Types `key` and lets both clients read what they were sent.
 fn type_key(c: &Compositor, key: u32, clients: &mut [&mut Client]) {

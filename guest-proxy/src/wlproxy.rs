@@ -29,6 +29,7 @@ use wayland_protocols::wp::content_type::v1::client::__interfaces::WP_CONTENT_TY
 use wayland_protocols::wp::cursor_shape::v1::client::__interfaces::WP_CURSOR_SHAPE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::fractional_scale::v1::client::__interfaces::WP_FRACTIONAL_SCALE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::idle_inhibit::zv1::client::__interfaces::ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE;
+use wayland_protocols::wp::pointer_constraints::zv1::client::__interfaces::ZWP_POINTER_CONSTRAINTS_V1_INTERFACE;
 use wayland_protocols::wp::presentation_time::client::__interfaces::WP_PRESENTATION_INTERFACE;
 use wayland_protocols::wp::primary_selection::zv1::client::__interfaces::ZWP_PRIMARY_SELECTION_DEVICE_MANAGER_V1_INTERFACE;
 use wayland_protocols::wp::relative_pointer::zv1::client::__interfaces::ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE;
@@ -67,6 +68,8 @@ pub static ALLOWED: &[&Interface] = &[
     &WP_PRESENTATION_INTERFACE,
     &WP_CURSOR_SHAPE_MANAGER_V1_INTERFACE,
     &ZWP_RELATIVE_POINTER_MANAGER_V1_INTERFACE,
+    // Locks and confinements hold only where the compositor allows them (its focused window).
+    &ZWP_POINTER_CONSTRAINTS_V1_INTERFACE,
     &XDG_ACTIVATION_V1_INTERFACE,
     &ZWP_IDLE_INHIBIT_MANAGER_V1_INTERFACE,
     // Buffers of one colour: no memory crosses, the host makes the buffer from four values.

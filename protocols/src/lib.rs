@@ -79,6 +79,12 @@ pub enum InputEvent {
         x: f64,
         y: f64,
     },
+    /// Move the pointer by `dx`, `dy` logical pixels, as a mouse does (relative motion:
+    /// pointer locks and confinements apply).
+    PointerMove {
+        dx: f64,
+        dy: f64,
+    },
     /// Press or release a pointer button (Linux evdev code: 272 left, 273 right, 274 middle).
     PointerButton {
         button: u32,

@@ -17,7 +17,8 @@ pub enum Action {
     /// Toggle maximized of the focused window.
     Maximize,
     Minimize,
-    /// Leave fullscreen (the binding that no VM can inhibit).
+    /// Leave fullscreen and take back a pointer lock or confinement (the binding that no VM
+    /// can inhibit).
     Escape,
     /// End the session.
     Quit,

@@ -71,6 +71,8 @@ impl SeatHandler for State {
         self.desk.keyboard_focus = focused.cloned();
         // The seat offers the newly focused domain's own selections, to it alone.
         self.install_selections();
+        // A pointer constraint holds only in the window that has the keyboard.
+        self.update_pointer_constraint();
         self.desk.request_redraw();
     }
 }

@@ -55,6 +55,14 @@ pub struct Events {
     pub source_mode: SourceMode,
     /// Pipes a `Hold` source was given and never writes to.
     pub held: Vec<std::os::fd::OwnedFd>,
+    /// Surface-local positions of the pointer enters and motions this client was sent, in
+    /// order.
+    pub motions: Vec<(f64, f64)>,
+    /// Relative motions (zwp_relative_pointer_v1) it was sent, unaccelerated.
+    pub relative: Vec<(f64, f64)>,
+    /// Its pointer constraints' events in order: "locked", "unlocked", "confined",
+    /// "unconfined".
+    pub constraint: Vec<&'static str>,
 }
 
 /// A data source's answer to `send`.
@@ -342,7 +350,20 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Events {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_pointer::Event::Enter { serial, .. } => state.pointer_enter = Some(serial),
+            wl_pointer::Event::Enter {
+                serial,
+                surface_x,
+                surface_y,
+                ..
+            } => {
+                state.pointer_enter = Some(serial);
+                state.motions.push((surface_x, surface_y));
+            }
+            wl_pointer::Event::Motion {
+                surface_x,
+                surface_y,
+                ..
+            } => state.motions.push((surface_x, surface_y)),
             wl_pointer::Event::Button {
                 serial,
                 state: WEnum::Value(wl_pointer::ButtonState::Pressed),
@@ -451,6 +472,66 @@ delegate_noop!(Events: ignore wayland_protocols::wp::viewporter::client::wp_view
 delegate_noop!(Events: ignore wayland_protocols::wp::viewporter::client::wp_viewport::WpViewport);
 delegate_noop!(Events: ignore wayland_protocols::wp::cursor_shape::v1::client::wp_cursor_shape_device_v1::WpCursorShapeDeviceV1);
 delegate_noop!(Events: ignore wayland_protocols::wp::idle_inhibit::zv1::client::zwp_idle_inhibitor_v1::ZwpIdleInhibitorV1);
+
+delegate_noop!(Events: ignore wayland_protocols::wp::pointer_constraints::zv1::client::zwp_pointer_constraints_v1::ZwpPointerConstraintsV1);
+delegate_noop!(Events: ignore wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative_pointer_manager_v1::ZwpRelativePointerManagerV1);
+
+impl Dispatch<wayland_protocols::wp::pointer_constraints::zv1::client::zwp_locked_pointer_v1::ZwpLockedPointerV1, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols::wp::pointer_constraints::zv1::client::zwp_locked_pointer_v1::ZwpLockedPointerV1,
+        event: wayland_protocols::wp::pointer_constraints::zv1::client::zwp_locked_pointer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wayland_protocols::wp::pointer_constraints::zv1::client::zwp_locked_pointer_v1::Event;
+        match event {
+            Event::Locked => state.constraint.push("locked"),
+            Event::Unlocked => state.constraint.push("unlocked"),
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<wayland_protocols::wp::pointer_constraints::zv1::client::zwp_confined_pointer_v1::ZwpConfinedPointerV1, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols::wp::pointer_constraints::zv1::client::zwp_confined_pointer_v1::ZwpConfinedPointerV1,
+        event: wayland_protocols::wp::pointer_constraints::zv1::client::zwp_confined_pointer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wayland_protocols::wp::pointer_constraints::zv1::client::zwp_confined_pointer_v1::Event;
+        match event {
+            Event::Confined => state.constraint.push("confined"),
+            Event::Unconfined => state.constraint.push("unconfined"),
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative_pointer_v1::ZwpRelativePointerV1, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative_pointer_v1::ZwpRelativePointerV1,
+        event: wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative_pointer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative_pointer_v1::Event;
+        if let Event::RelativeMotion {
+            dx_unaccel,
+            dy_unaccel,
+            ..
+        } = event
+        {
+            state.relative.push((dx_unaccel, dy_unaccel));
+        }
+    }
+}
 
 impl Dispatch<wl_data_source::WlDataSource, ()> for Events {
     fn event(

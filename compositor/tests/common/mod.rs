@@ -1001,3 +1001,68 @@ pub fn cannot_run(test: &str, why: &str) {
         writeln!(f, "{test}: {why}").expect("skip log");
     }
 }
+
+/// A point of `w` that no other window's frame covers.
+pub fn free_point(c: &Compositor, w: &WindowInfo) -> (f64, f64) {
+    let others: Vec<bulkhead_ipc::Rect> = c
+        .windows()
+        .into_iter()
+        .filter(|o| o.id != w.id && !o.minimized)
+        .map(|o| o.frame)
+        .collect();
+    let g = w.geometry;
+    for dy in (5..g.height).step_by(10) {
+        for dx in (5..g.width).step_by(10) {
+            let (x, y) = (g.x + dx, g.y + dy);
+            if !others.iter().any(|r| r.contains(x, y)) {
+                return (x as f64, y as f64);
+            }
+        }
+    }
+    panic!("window {} is covered everywhere", w.title);
+}
+
+pub fn click(c: &Compositor, (x, y): (f64, f64)) {
+    c.input(vec![
+        bulkhead_ipc::InputEvent::PointerMotion { x, y },
+        bulkhead_ipc::InputEvent::PointerButton {
+            button: 272,
+            pressed: true,
+        },
+        bulkhead_ipc::InputEvent::PointerButton {
+            button: 272,
+            pressed: false,
+        },
+    ]);
+}
+
+/// A mapped window of a raw client that listens to keys and the pointer.
+pub fn window(
+    c: &Compositor,
+    domain: &str,
+    title: &str,
+    size: (i32, i32),
+) -> (client::Client, client::Toplevel) {
+    let mut cl = client::Client::connect(&c.vm_socket(domain));
+    let _keyboard = cl.keyboard();
+    let _pointer = cl.seat.get_pointer(&cl.qh, ());
+    let t = cl.toplevel(title);
+    cl.map(&t, size.0, size.1, client::WHITE);
+    c.wait_window(domain, title);
+    (cl, t)
+}
+
+/// The user clicks `title`'s window and it holds the keyboard.
+pub fn user_clicks(c: &Compositor, cl: &mut client::Client, title: &str) {
+    let w = c
+        .windows()
+        .into_iter()
+        .find(|w| w.title == title)
+        .expect(title);
+    click(c, free_point(c, &w));
+    c.wait_windows(&format!("{title} focused"), |ws| {
+        ws.iter().any(|w| w.title == title && w.focused)
+    });
+    cl.roundtrip();
+    assert!(cl.events.has_keyboard, "{title} did not get the keyboard");
+}

@@ -44,6 +44,7 @@ static SUPPORTED_EXTENSIONS: &[WlcsExtensionDescriptor] = extension_list!(
     ("xdg_activation_v1", 1),
     ("zwp_virtual_keyboard_manager_v1", 1),
     ("zwp_relative_pointer_manager_v1", 1),
+    ("zwp_pointer_constraints_v1", 1),
 );
 
 static DESCRIPTOR: WlcsIntegrationDescriptor = WlcsIntegrationDescriptor {
