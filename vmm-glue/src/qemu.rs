@@ -16,6 +16,8 @@ use crate::plan::{
 /// The GPU's window for host blobs mapped into the guest: room for every shm pool and
 /// keymap of a busy session (a 4K double-buffered window takes 64 MiB).
 const HOSTMEM: &str = "1G";
+/// The CPU model under TCG (see `args`).
+pub const TCG_CPU: &str = "Nehalem";
 
 /// Builds the helpers and the QEMU process for `vm`.
 pub fn command(
@@ -120,7 +122,10 @@ pub fn command(
         "-accel".into(),
         if tcg { "tcg".into() } else { "kvm".into() },
         "-cpu".into(),
-        if tcg { "max".into() } else { "host".into() },
+        // Under TCG a named model: with `max`, LLVM (Mesa's llvmpipe, which GTK 4 and browsers
+        // render with in a guest) takes the CPU for a subtarget without 64-bit code and
+        // aborts the app (found starting gtk4-demo in the full guest).
+        if tcg { TCG_CPU.into() } else { "host".into() },
         "-m".into(),
         format!("{mem_mib}M"),
         // vhost-user backends map guest memory: it must be a shared memfd.
