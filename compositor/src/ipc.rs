@@ -384,6 +384,9 @@ impl State {
                 fullscreen: st.fullscreen,
                 minimized: is_min,
                 attention: st.attention,
+                client_decorations: w.toplevel().is_some_and(|t| {
+                    crate::handlers::xdg_shell::wants_client_decorations(t.wl_surface())
+                }),
             });
         }
         out

@@ -343,6 +343,10 @@ pub struct WindowInfo {
     /// Opened without focus (its domain did not hold it): wants the user's attention.
     #[serde(default)]
     pub attention: bool,
+    /// The app last asked to draw its own decorations (xdg-decoration or KDE client mode):
+    /// it then shows a title bar of its own inside the compositor's frame.
+    #[serde(default)]
+    pub client_decorations: bool,
 }
 
 /// One domain: the host or a VM.
@@ -515,6 +519,7 @@ mod tests {
             fullscreen: false,
             minimized: false,
             attention: false,
+            client_decorations: true,
         };
         let r = Response::Ok(Reply::Windows(vec![w]));
         let back: Response = serde_json::from_str(&to_line(&r).unwrap()).unwrap();

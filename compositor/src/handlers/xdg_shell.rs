@@ -236,12 +236,14 @@ impl XdgDecorationHandler for State {
         }
     }
 
-    fn request_mode(&mut self, toplevel: ToplevelSurface, _mode: DecorationMode) {
+    fn request_mode(&mut self, toplevel: ToplevelSurface, mode: DecorationMode) {
         // Whatever the client asks, the compositor draws the frame.
+        record_wish(toplevel.wl_surface(), mode == DecorationMode::ClientSide);
         XdgDecorationHandler::new_decoration(self, toplevel);
     }
 
     fn unset_mode(&mut self, toplevel: ToplevelSurface) {
+        record_wish(toplevel.wl_surface(), false);
         XdgDecorationHandler::new_decoration(self, toplevel);
     }
 }
@@ -259,8 +261,9 @@ impl KdeDecorationHandler for State {
         &mut self,
         surface: &WlSurface,
         decoration: &OrgKdeKwinServerDecoration,
-        _mode: WEnum<KdeMode>,
+        mode: WEnum<KdeMode>,
     ) {
+        record_wish(surface, mode == WEnum::Value(KdeMode::Client));
         // Whatever the client asks, the compositor draws the frame. It says so once per
         // surface: GTK 3 asks for client mode again on every answer, and an answer to each
         // request made an endless exchange (found recording gtk3-demo for the fuzz corpus).
@@ -275,6 +278,31 @@ impl KdeDecorationHandler for State {
             decoration.mode(KdeMode::Server);
         }
     }
+}
+
+/// Whether a toplevel's client last asked to draw its own decorations (xdg-decoration or
+/// KDE client mode): such an app draws a title bar inside our frame (`bulkhead msg windows`
+/// says so).
+#[derive(Default)]
+struct DecorationWish(std::sync::atomic::AtomicBool);
+
+fn record_wish(surface: &WlSurface, client_side: bool) {
+    smithay::wayland::compositor::with_states(surface, |s| {
+        s.data_map
+            .insert_if_missing_threadsafe(DecorationWish::default);
+        if let Some(w) = s.data_map.get::<DecorationWish>() {
+            w.0.store(client_side, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
+/// Whether the client of `surface` last asked to draw its own decorations.
+pub fn wants_client_decorations(surface: &WlSurface) -> bool {
+    smithay::wayland::compositor::with_states(surface, |s| {
+        s.data_map
+            .get::<DecorationWish>()
+            .is_some_and(|w| w.0.load(std::sync::atomic::Ordering::Relaxed))
+    })
 }
 
 /// Marks a surface whose KDE decoration request was answered.
