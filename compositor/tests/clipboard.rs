@@ -62,21 +62,6 @@ fn shortcut(c: &Compositor, id: u64, key: u32) {
     c.input(chord(&[KEY_LEFTCTRL, KEY_LEFTSHIFT], key));
 }
 
-/// wl-paste's output in `domain` as bytes (through a file: the data may be binary).
-fn paste(c: &Compositor, domain: &str, args: &str) -> Vec<u8> {
-    let out = c.dir.path().join(format!("paste-{domain}.out"));
-    let _ = std::fs::remove_file(&out);
-    // The user is in that domain when they paste there.
-    c.focus_domain(domain);
-    c.run_for(
-        6,
-        domain,
-        "sh",
-        &["-c", &format!("wl-paste {args} > {}", out.display())],
-    );
-    std::fs::read(&out).unwrap_or_default()
-}
-
 /// Copies `args` (wl-copy arguments, data on stdin from `input`) in `domain` and waits until
 /// that domain owns the selection.
 fn copy(c: &Compositor, domain: &str, input: &std::path::Path, args: &str) -> ChildGuard {

@@ -1066,3 +1066,72 @@ pub fn user_clicks(c: &Compositor, cl: &mut client::Client, title: &str) {
     cl.roundtrip();
     assert!(cl.events.has_keyboard, "{title} did not get the keyboard");
 }
+
+/// The theme's image of cursor `name` at 24 px: (width, height, hotspot, premultiplied
+/// B, G, R, A bytes).
+pub fn theme_cursor(name: &str) -> (i32, i32, (i32, i32), Vec<u8>) {
+    let theme = xcursor::CursorTheme::load("Adwaita");
+    let path = theme
+        .load_icon(name)
+        .unwrap_or_else(|| panic!("the Adwaita cursor theme has no {name:?} (adwaita-icon-theme)"));
+    let bytes = std::fs::read(&path).expect("cursor file");
+    let images = xcursor::parser::parse_xcursor(&bytes).expect("an xcursor file");
+    let i = images
+        .iter()
+        .find(|i| i.size == 24)
+        .unwrap_or_else(|| panic!("{name} has no 24 px image"));
+    (
+        i.width as i32,
+        i.height as i32,
+        (i.xhot as i32, i.yhot as i32),
+        i.pixels_rgba.clone(),
+    )
+}
+
+/// How many of the opaque pixels of cursor `name` (the theme's image) `img` does not show
+/// with the hotspot at `at`, and how many were compared.
+pub fn cursor_mismatches(img: &Image, at: (i32, i32), name: &str) -> (usize, usize) {
+    let (w, h, hot, px) = theme_cursor(name);
+    let (mut opaque, mut wrong) = (0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            let p = &px[((y * w + x) * 4) as usize..][..4];
+            if p[3] != 0xff {
+                continue;
+            }
+            opaque += 1;
+            let (sx, sy) = (at.0 - hot.0 + x, at.1 - hot.1 + y);
+            if img.pixel(sx, sy) != [p[2], p[1], p[0]] {
+                wrong += 1;
+            }
+        }
+    }
+    assert!(opaque > 20, "{name} has only {opaque} opaque pixels");
+    (wrong, opaque)
+}
+
+/// Checks that `img` shows cursor `name` with its hotspot at `at`: every opaque pixel of the
+/// theme's image, exactly. Returns how many were compared.
+pub fn assert_cursor_drawn(img: &Image, at: (i32, i32), name: &str) -> usize {
+    let (wrong, opaque) = cursor_mismatches(img, at, name);
+    assert_eq!(
+        wrong, 0,
+        "{name}: {wrong} of {opaque} pixels differ at {at:?}"
+    );
+    opaque
+}
+
+/// wl-paste's output in `domain` as bytes (through a file: the data may be binary).
+pub fn paste(c: &Compositor, domain: &str, args: &str) -> Vec<u8> {
+    let out = c.dir.path().join(format!("paste-{domain}.out"));
+    let _ = std::fs::remove_file(&out);
+    // The user is in that domain when they paste there.
+    c.focus_domain(domain);
+    c.run_for(
+        6,
+        domain,
+        "sh",
+        &["-c", &format!("wl-paste {args} > {}", out.display())],
+    );
+    std::fs::read(&out).unwrap_or_default()
+}
