@@ -46,6 +46,7 @@ fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
         "QT_QPA_PLATFORM=wayland;xcb",
         "GDK_BACKEND=wayland,x11",
         "MOZ_ENABLE_WAYLAND=1",
+        "XDG_SESSION_TYPE=wayland",
         "WAYLAND_DISPLAY=wayland-0",
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in {env}");
