@@ -211,3 +211,73 @@ fn stream_typing_reaches_foot() {
 fn stream_copy_and_paste_inside_the_domain() {
     copy_and_paste_inside_the_domain(Kind::Stream);
 }
+
+/// No app of Debian 12 speaks fractional-scale-v1 (foot 1.13, GTK 4.8 and Qt 6.4 predate it),
+/// so a raw client of ours does, through the proxy: at output scale 1.5 it is told 180/120,
+/// draws 1.5× its logical size with a viewport, and its one-pixel stripes arrive on the
+/// screen one physical pixel each (a compositor scaling its buffer would blur or double them).
+fn fractional_scale_reaches_the_app_and_its_pixels_stay_sharp(kind: Kind) {
+    use wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_manager_v1::WpFractionalScaleManagerV1;
+    use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
+    const RED: [u8; 3] = [0xff, 0, 0];
+    const BLUE: [u8; 3] = [0, 0, 0xff];
+    let c = Compositor::start(&format!("{TWO_VMS}\n[headless]\nscale = 1.5\n"));
+    let t = transport(&c, "work", kind);
+    let mut cl = common::client::Client::connect(std::path::Path::new(&t.socket));
+    let scales: WpFractionalScaleManagerV1 = cl.bind(1);
+    let viewporter: WpViewporter = cl.bind(1);
+    let top = cl.toplevel("sharp");
+    let _scale = scales.get_fractional_scale(&top.surface, &cl.qh, ());
+    let viewport = viewporter.get_viewport(&top.surface, &cl.qh, ());
+    cl.roundtrip();
+    assert_eq!(
+        cl.events.preferred_scale,
+        Some(180),
+        "the scale the app was told"
+    );
+    // 200×100 logical, drawn at 300×150.
+    if let Some(serial) = cl.events.configure_serial.take() {
+        top.xdg.ack_configure(serial);
+    }
+    viewport.set_destination(200, 100);
+    let buf = cl.buffer_from(300, 150, |x, _| if x % 2 == 0 { RED } else { BLUE });
+    top.surface.attach(Some(&buf), 0, 0);
+    top.surface.damage_buffer(0, 0, 300, 150);
+    top.surface.commit();
+    cl.roundtrip();
+    let w = c.wait_window("work", "sharp");
+    assert_eq!((w.geometry.width, w.geometry.height), (200, 100));
+    // The middle row of the window, in physical pixels: strictly alternating red and blue
+    // (a margin of two pixels at each end for the edges' rounding).
+    let y = ((w.geometry.y as f64 + 50.0) * 1.5) as i32;
+    let x0 = (w.geometry.x as f64 * 1.5).ceil() as i32 + 2;
+    let sharp = |img: &Image| {
+        (x0..x0 + 294).all(|x| {
+            let (a, b) = (img.pixel(x, y), img.pixel(x + 1, y));
+            (a == RED || a == BLUE) && a != b
+        })
+    };
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let img = c.screenshot(&format!("proxy-fractional-{kind:?}"));
+        if sharp(&img) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stripes are not one physical pixel each at {x0},{y}: {:?}",
+            (x0..x0 + 8).map(|x| img.pixel(x, y)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cross_domain_fractional_scale_keeps_pixels_sharp() {
+    fractional_scale_reaches_the_app_and_its_pixels_stay_sharp(Kind::CrossDomain);
+}
+
+#[test]
+fn stream_fractional_scale_keeps_pixels_sharp() {
+    fractional_scale_reaches_the_app_and_its_pixels_stay_sharp(Kind::Stream);
+}

@@ -63,6 +63,8 @@ pub struct Events {
     /// Its pointer constraints' events in order: "locked", "unlocked", "confined",
     /// "unconfined".
     pub constraint: Vec<&'static str>,
+    /// The latest preferred scale (wp_fractional_scale_v1, in 120ths).
+    pub preferred_scale: Option<u32>,
 }
 
 /// A data source's answer to `send`.
@@ -155,10 +157,24 @@ impl Client {
 
     /// A buffer of `w`×`h` filled with one opaque colour.
     pub fn buffer(&self, w: i32, h: i32, rgb: [u8; 3]) -> wl_buffer::WlBuffer {
+        self.buffer_from(w, h, |_, _| rgb)
+    }
+
+    /// A buffer of `w`×`h` whose pixel at x, y is `rgb(x, y)`, opaque.
+    pub fn buffer_from(
+        &self,
+        w: i32,
+        h: i32,
+        rgb: impl Fn(i32, i32) -> [u8; 3],
+    ) -> wl_buffer::WlBuffer {
         let mut file = tempfile::tempfile().expect("shm file");
-        let px = [rgb[2], rgb[1], rgb[0], 0xff];
-        let row: Vec<u8> = px.iter().copied().cycle().take(w as usize * 4).collect();
-        for _ in 0..h {
+        for y in 0..h {
+            let row: Vec<u8> = (0..w)
+                .flat_map(|x| {
+                    let c = rgb(x, y);
+                    [c[2], c[1], c[0], 0xff]
+                })
+                .collect();
             file.write_all(&row).expect("write shm");
         }
         let pool = self.shm.create_pool(file.as_fd(), w * h * 4, &self.qh, ());
@@ -529,6 +545,24 @@ impl Dispatch<wayland_protocols::wp::relative_pointer::zv1::client::zwp_relative
         } = event
         {
             state.relative.push((dx_unaccel, dy_unaccel));
+        }
+    }
+}
+
+delegate_noop!(Events: ignore wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_manager_v1::WpFractionalScaleManagerV1);
+
+impl Dispatch<wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_v1::WpFractionalScaleV1, ()> for Events {
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_v1::WpFractionalScaleV1,
+        event: wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wayland_protocols::wp::fractional_scale::v1::client::wp_fractional_scale_v1::Event;
+        if let Event::PreferredScale { scale } = event {
+            state.preferred_scale = Some(scale);
         }
     }
 }
