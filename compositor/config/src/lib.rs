@@ -519,7 +519,7 @@ impl Config {
             clipboard.keep_after_paste = k;
         }
 
-        let apps = vm::apps(raw.app).map_err(|(span, m)| err(span, m))?;
+        let apps = vm::apps(raw.app, base).map_err(|(span, m)| err(span, m))?;
         let session = match raw.session {
             Some(s) => {
                 let span = s.span();

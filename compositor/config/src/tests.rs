@@ -620,3 +620,37 @@ fn a_cidr_knows_its_subnet() {
     assert!(host.contains("fd00::2".parse().unwrap()));
     assert!(!host.contains("fd00::3".parse().unwrap()));
 }
+
+#[test]
+fn icon_files_are_found_from_the_config_and_theme_names_stay_names() {
+    let c = parse(
+        r##"[[app]]
+name = "Files"
+command = ["nautilus"]
+icon = "folder"
+[[vm]]
+name = "full"
+color = "#16a085"
+[[vm.app]]
+name = "FeatherPad"
+command = ["featherpad"]
+icon = "icons/featherpad.svg"
+[[vm.app]]
+name = "Foot"
+command = ["foot"]
+icon = "/usr/share/pixmaps/foot.png"
+"##,
+    )
+    .unwrap();
+    assert_eq!(c.apps[0].icon.as_deref(), Some("folder"));
+    assert_eq!(c.apps[0].icon_file(), None);
+    let apps = &c.vms[0].spec.apps;
+    assert_eq!(
+        apps[0].icon_file(),
+        Some(Path::new("/cfg/icons/featherpad.svg"))
+    );
+    assert_eq!(
+        apps[1].icon_file(),
+        Some(Path::new("/usr/share/pixmaps/foot.png"))
+    );
+}

@@ -169,7 +169,26 @@ pub struct NetworkConfig {
 pub struct AppConfig {
     pub name: String,
     pub command: Vec<String>,
+    /// An icon theme name (`folder`), or an image file (PNG or SVG: a value with a `/` or one
+    /// of those extensions), made absolute against the config file's directory. The launcher
+    /// draws files; desktop entries carry either.
     pub icon: Option<String>,
+}
+
+impl AppConfig {
+    /// The icon's image file, when the icon is one.
+    pub fn icon_file(&self) -> Option<&Path> {
+        self.icon
+            .as_deref()
+            .filter(|i| i.starts_with('/'))
+            .map(Path::new)
+    }
+}
+
+/// Whether an `icon` value names a file rather than a theme icon.
+fn is_icon_file(icon: &str) -> bool {
+    let lower = icon.to_ascii_lowercase();
+    icon.contains('/') || lower.ends_with(".png") || lower.ends_with(".svg")
 }
 
 /// Everything about how a VM runs. Part of [`crate::VmConfig`].
@@ -438,7 +457,7 @@ struct RawAutoShutdown {
 }
 
 /// Validated `[[app]]` / `[[vm.app]]` entries.
-pub(crate) fn apps(raw: Vec<Spanned<RawApp>>) -> Result<Vec<AppConfig>, Fail> {
+pub(crate) fn apps(raw: Vec<Spanned<RawApp>>, base: &Path) -> Result<Vec<AppConfig>, Fail> {
     let mut apps: Vec<AppConfig> = Vec::new();
     for a in raw {
         let span = a.span();
@@ -464,10 +483,18 @@ pub(crate) fn apps(raw: Vec<Spanned<RawApp>>) -> Result<Vec<AppConfig>, Fail> {
                 ),
             );
         }
+        let icon = match a.icon {
+            Some(i) if is_icon_file(&i) => Some(
+                resolve(base, PathBuf::from(i))
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            other => other,
+        };
         apps.push(AppConfig {
             name: a.name,
             command: a.command,
-            icon: a.icon,
+            icon,
         });
     }
     Ok(apps)
@@ -894,7 +921,7 @@ pub(crate) fn vm_spec(raw: RawVm, index: usize, base: &Path) -> Result<VmSpec, F
         Some(BoolOr::Table(a)) => Some(a.after.unwrap_or(DEFAULT_AUTO_SHUTDOWN)),
     };
 
-    let apps = apps(raw.app)?;
+    let apps = apps(raw.app, base)?;
 
     let cid = match raw.cid {
         Some(c) if *c.get_ref() < 3 || *c.get_ref() == u32::MAX => {
