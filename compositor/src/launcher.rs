@@ -35,6 +35,8 @@ pub struct Entry {
     pub domain: Domain,
     pub name: String,
     pub command: Vec<String>,
+    /// Its icon's file, drawn once decoded (`crate::icons`).
+    pub icon: Option<PathBuf>,
 }
 
 /// Every app of the config: the host's (`[[app]]`), then each VM's in config order.
@@ -43,12 +45,14 @@ pub fn entries(config: &Config) -> Vec<Entry> {
         domain: Domain::Host,
         name: a.name.clone(),
         command: a.command.clone(),
+        icon: a.icon_file().map(Path::to_path_buf),
     });
     let vms = config.vms.iter().flat_map(|vm| {
         vm.spec.apps.iter().map(move |a| Entry {
             domain: Domain::Vm(vm.name.as_str().into()),
             name: a.name.clone(),
             command: a.command.clone(),
+            icon: a.icon_file().map(Path::to_path_buf),
         })
     });
     host.chain(vms).collect()
@@ -119,7 +123,7 @@ impl Launcher {
         self.rows = shown;
     }
 
-    fn render(&mut self, colors: &dyn Fn(&Domain) -> Color) {
+    fn render(&mut self, colors: &dyn Fn(&Domain) -> Color, icons: &crate::icons::Icons) {
         self.layout();
         let matching = self.matching();
         let selected = matching.get(self.selected).copied();
@@ -156,6 +160,14 @@ impl Launcher {
                 ),
             };
             let mut img = text::render_line(&line, WIDTH, ROW, STRIP + 10, TEXT, bg, false);
+            // An app's icon, in the indent before its name, over the row's background.
+            let icon = match row {
+                Row::App(i) => self.entries[*i].icon.as_deref().and_then(|p| icons.get(p)),
+                _ => None,
+            };
+            if let Some(icon) = icon {
+                blend_icon(&mut img.pixels, icon, bg);
+            }
             if let Some(c) = strip {
                 for y in 0..ROW as usize {
                     for x in 0..STRIP as usize {
@@ -186,6 +198,28 @@ impl Launcher {
 
     pub fn size(&self) -> (i32, i32) {
         (WIDTH, self.rows.len() as i32 * ROW)
+    }
+}
+
+/// Where an app's icon sits in its row: after the domain strip, centred in height.
+pub const ICON_X: i32 = STRIP + 10;
+pub const ICON_Y: i32 = (ROW - crate::icons::SIZE as i32) / 2;
+
+/// Draws `icon` (premultiplied) over a row image (B, G, R, A, [`WIDTH`] wide) whose
+/// background is `bg`.
+fn blend_icon(row: &mut [u8], icon: &crate::icons::Icon, bg: Color) {
+    let size = crate::icons::SIZE as usize;
+    for y in 0..size {
+        for x in 0..size {
+            let s = &icon.bgra[(y * size + x) * 4..][..4];
+            let i = ((ICON_Y as usize + y) * WIDTH as usize + ICON_X as usize + x) * 4;
+            let keep = 255 - s[3] as u16;
+            let back = [bg.b, bg.g, bg.r];
+            for c in 0..3 {
+                row[i + c] = (s[c] as u16 + (back[c] as u16 * keep + 127) / 255).min(255) as u8;
+            }
+            row[i + 3] = 0xff;
+        }
     }
 }
 
@@ -221,15 +255,15 @@ impl State {
             rows: Vec::new(),
         };
         let desk = &self.desk;
-        l.render(&|d| desk.domain_color(d));
+        l.render(&|d| desk.domain_color(d), &desk.icons);
         self.desk.launcher = Some(l);
         self.desk.request_redraw();
     }
 
-    fn launcher_redraw(&mut self) {
+    pub fn launcher_redraw(&mut self) {
         if let Some(mut l) = self.desk.launcher.take() {
             let desk = &self.desk;
-            l.render(&|d| desk.domain_color(d));
+            l.render(&|d| desk.domain_color(d), &desk.icons);
             self.desk.launcher = Some(l);
             self.desk.request_redraw();
         }

@@ -11,6 +11,7 @@ pub mod focus;
 pub mod frame;
 pub mod fuzzing;
 pub mod handlers;
+pub mod icons;
 pub mod input;
 pub mod ipc;
 pub mod launcher;

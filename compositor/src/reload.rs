@@ -113,6 +113,7 @@ impl State {
             }
         }
         self.desk.config = new;
+        self.desk.load_icons();
         let mut waits = Vec::new();
         if outputs_changed {
             // The [[output]] blocks naming outputs the backend drives, applied as one change.

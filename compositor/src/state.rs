@@ -123,6 +123,12 @@ pub struct Desktop {
     pub reload_pending: bool,
     /// The launcher, while open.
     pub launcher: Option<crate::launcher::Launcher>,
+    /// The apps' icons decoded so far (`crate::icons`), and where the decoder sends them.
+    pub icons: crate::icons::Icons,
+    pub icon_results: smithay::reexports::calloop::channel::Sender<(
+        PathBuf,
+        Result<crate::icons::Icon, crate::icons::IconError>,
+    )>,
     /// The Super key while it is held alone (a tap opens the launcher).
     pub super_tap: Option<smithay::input::keyboard::Keycode>,
     /// Notifications from worker threads (apps the launcher could not start).
@@ -319,6 +325,22 @@ impl Desktop {
             })
             .map_err(|e| StartError::EventLoop(e.to_string()))?;
 
+        // App icons arrive from their decoder thread; the open launcher shows each at once.
+        let (icon_results, icon_events) = smithay::reexports::calloop::channel::channel();
+        loop_handle
+            .insert_source(icon_events, |event, _, state| {
+                if let smithay::reexports::calloop::channel::Event::Msg((path, result)) = event {
+                    match result {
+                        Ok(icon) => {
+                            state.desk.icons.insert(path, icon);
+                            state.launcher_redraw();
+                        }
+                        Err(e) => tracing::warn!("app icon {}: {e}", path.display()),
+                    }
+                }
+            })
+            .map_err(|e| StartError::EventLoop(e.to_string()))?;
+
         let (notices, notice_events) =
             smithay::reexports::calloop::channel::channel::<(Domain, String)>();
         loop_handle
@@ -376,7 +398,7 @@ impl Desktop {
             vms.push(vm);
         }
 
-        Ok(Desktop {
+        let mut desk = Desktop {
             config,
             display_handle: dh,
             display,
@@ -407,6 +429,8 @@ impl Desktop {
             selections: Default::default(),
             clipboard: Default::default(),
             launcher: None,
+            icons: Default::default(),
+            icon_results,
             reload_pending: false,
             last_activity: Instant::now(),
             idle_locked: false,
@@ -456,7 +480,17 @@ impl Desktop {
             output_management: Default::default(),
             region_rects: Default::default(),
             shm_charges: Default::default(),
-        })
+        };
+        desk.load_icons();
+        Ok(desk)
+    }
+
+    /// Decodes the icons of the config's apps in the background (`crate::icons`), forgetting
+    /// those it no longer names.
+    pub fn load_icons(&mut self) {
+        let files = crate::icons::files(&self.config);
+        self.icons.retain(&files);
+        crate::icons::decode_in_background(files, self.icon_results.clone());
     }
 
     /// Registers a freshly accepted connection as a client of `domain`, counted in `usage`

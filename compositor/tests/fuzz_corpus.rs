@@ -46,3 +46,25 @@ fn every_corpus_input_leaves_the_session_alive() {
         }
     }
 }
+
+/// The icon fuzz target's corpus (`compositor/fuzz/corpus/icon`): every seed decodes to an icon
+/// of the launcher's size, as the target checks for whatever it is given.
+#[test]
+fn every_icon_seed_decodes_to_the_launchers_size() {
+    use bulkhead_compositor::icons::{decode, SIZE};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/icon");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        let bytes = std::fs::read(&path).expect("corpus file");
+        let icon = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(icon.bgra.len(), (SIZE * SIZE * 4) as usize);
+        assert!(
+            icon.bgra.chunks(4).any(|p| p[3] != 0),
+            "{} drew nothing",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 4, "only {seen} icon seeds");
+}

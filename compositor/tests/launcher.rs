@@ -150,3 +150,77 @@ fn a_click_runs_a_vm_app_and_a_vm_that_cannot_start_says_why() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// App icons (`icon = "…"`, PNG or SVG files) are drawn in their rows, decoded off the main
+/// loop; an icon that is too large or not an image is left out and the log says why, and the
+/// launcher works as before.
+#[test]
+fn app_icons_are_drawn_and_hostile_ones_left_out() {
+    use bulkhead_compositor::icons::SIZE;
+    use bulkhead_compositor::launcher::{ICON_X, ICON_Y};
+    let dir = tempfile::tempdir().unwrap();
+    let mut red = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut red, 64, 64);
+        enc.set_color(png::ColorType::Rgb);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&[0xff, 0, 0].repeat(64 * 64)).unwrap();
+    }
+    // A valid PNG header claiming 100000×100000 pixels (and no pixels).
+    let mut huge = Vec::new();
+    {
+        let enc = png::Encoder::new(&mut huge, 100_000, 100_000);
+        let _header_only = enc.write_header();
+    }
+    let files = [
+        ("red.png", red),
+        (
+            "green.svg",
+            br##"<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect width="16" height="16" fill="#00ff00"/></svg>"##.to_vec(),
+        ),
+        ("huge.png", huge),
+        ("broken.svg", b"<svg><rect".to_vec()),
+    ];
+    let mut config =
+        String::from("[keyboard]\nrepeat-rate = 0\n[[vm]]\nname = \"work\"\ncolor = \"#3060ff\"\n");
+    for (file, bytes) in &files {
+        let path = dir.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        config.push_str(&format!(
+            "[[vm.app]]\nname = {file:?}\ncommand = [\"true\"]\nicon = {:?}\n",
+            path.display().to_string()
+        ));
+    }
+    let c = Compositor::start(&config);
+    tap_super(&c);
+    // Rows: the search line, [work], then the apps in order.
+    let centre = |img: &Image, r: i32| {
+        img.pixel(
+            X0 + ICON_X + SIZE as i32 / 2,
+            Y0 + r * ROW + ICON_Y + SIZE as i32 / 2,
+        )
+    };
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let img = loop {
+        let img = c.screenshot("launcher-icons");
+        if centre(&img, 2) == [0xff, 0, 0] && centre(&img, 3) == [0, 0xff, 0] {
+            break img;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the icons never showed: {:?} {:?}",
+            centre(&img, 2),
+            centre(&img, 3)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for r in [4, 5] {
+        assert_eq!(centre(&img, r), row(&img, r).1, "row {r} drew an icon");
+    }
+    let log = c.log_text();
+    assert!(
+        log.contains("huge.png: the PNG is 100000×100000 pixels"),
+        "{log}"
+    );
+    assert!(log.contains("broken.svg: SVG:"), "{log}");
+}

@@ -1,0 +1,362 @@
+//! App icons for the launcher: the PNG or SVG files the config names (`icon = "…"` of an app;
+//! a VM image's come out of the guest through build-guest, so they are guest data).
+//!
+//! Decoding is bounded: a file of at most [`MAX_BYTES`], a PNG of at most [`MAX_SIDE`] pixels
+//! a side (checked before its pixels are decoded), an SVG parsed without a DTD (no entities),
+//! with at most [`MAX_SVG_NODES`] nodes and [`MAX_SVG_USES`] `<use>` elements (each copies a
+//! subtree: many could multiply the tree), never loading a file or image it references, and
+//! drawn straight at the icon's size. Icons are decoded on a worker thread when the config is
+//! loaded, so the compositor never waits on one; an icon that fails is logged and not drawn.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use resvg::tiny_skia::{self, Pixmap, PixmapPaint, Transform};
+use resvg::usvg;
+
+/// Icons are drawn at this many pixels a side.
+pub const SIZE: u32 = 20;
+/// The largest icon file read.
+pub const MAX_BYTES: u64 = 1 << 20;
+/// The largest PNG side decoded.
+pub const MAX_SIDE: u32 = 1024;
+pub const MAX_SVG_NODES: u32 = 20_000;
+pub const MAX_SVG_USES: usize = 16;
+/// Apps whose icons are decoded at most (the rest are drawn without).
+pub const MAX_ICONS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IconError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("it is larger than {} KiB", MAX_BYTES / 1024)]
+    TooLarge,
+    #[error("it is neither a PNG nor an SVG file")]
+    NotAnImage,
+    #[error("PNG: {0}")]
+    Png(#[from] png::DecodingError),
+    #[error("the PNG is {0}×{1} pixels; at most {MAX_SIDE} a side is decoded")]
+    PngTooLarge(u32, u32),
+    #[error("SVG: {0}")]
+    Xml(#[from] roxmltree::Error),
+    #[error("SVG: {0}")]
+    Svg(#[from] usvg::Error),
+    #[error("SVG: more than {MAX_SVG_USES} <use> elements")]
+    TooManyUses,
+    #[error("the image has no area")]
+    Empty,
+}
+
+/// An icon, [`SIZE`]×[`SIZE`], premultiplied B, G, R, A bytes (`Argb8888` in memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Icon {
+    pub bgra: Vec<u8>,
+}
+
+/// Reads and decodes the icon at `path` (module docs for the bounds).
+pub fn load(path: &Path) -> Result<Icon, IconError> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(IconError::TooLarge);
+    }
+    decode(&bytes)
+}
+
+/// Decodes icon bytes (PNG or SVG) into an [`Icon`].
+pub fn decode(bytes: &[u8]) -> Result<Icon, IconError> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let pixmap = if bytes.starts_with(PNG) {
+        fit(&png_pixmap(bytes)?)?
+    } else if looks_like_svg(bytes) {
+        svg_pixmap(bytes)?
+    } else {
+        return Err(IconError::NotAnImage);
+    };
+    // tiny-skia holds premultiplied R, G, B, A; the launcher's buffer wants B, G, R, A.
+    let mut bgra = pixmap.take();
+    for px in bgra.chunks_exact_mut(4) {
+        px.swap(0, 2);
+    }
+    Ok(Icon { bgra })
+}
+
+fn looks_like_svg(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(1024)];
+    let text = String::from_utf8_lossy(head);
+    text.trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<')
+        && text.contains("<svg")
+}
+
+/// The PNG's pixels, premultiplied, after its size was checked.
+fn png_pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
+    // The size, from the header (the first chunk, IHDR), before anything is decoded.
+    if let (Some(b"IHDR"), Some(w), Some(h)) = (
+        bytes.get(12..16),
+        bytes
+            .get(16..20)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes),
+        bytes
+            .get(20..24)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes),
+    ) {
+        if w > MAX_SIDE || h > MAX_SIDE {
+            return Err(IconError::PngTooLarge(w, h));
+        }
+    }
+    let mut decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(bytes),
+        png::Limits {
+            bytes: (MAX_SIDE * MAX_SIDE * 8) as usize,
+        },
+    );
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(IconError::PngTooLarge(w, h));
+    }
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf)?;
+    let data = &buf[..frame.buffer_size()];
+    let mut pixmap = Pixmap::new(w, h).ok_or(IconError::Empty)?;
+    let channels = frame.color_type.samples();
+    for (i, px) in pixmap.data_mut().chunks_exact_mut(4).enumerate() {
+        let s = &data[i * channels..(i + 1) * channels];
+        let (r, g, b, a) = match channels {
+            1 => (s[0], s[0], s[0], 0xff),
+            2 => (s[0], s[0], s[0], s[1]),
+            3 => (s[0], s[1], s[2], 0xff),
+            _ => (s[0], s[1], s[2], s[3]),
+        };
+        let pre = |c: u8| ((c as u16 * a as u16 + 127) / 255) as u8;
+        px.copy_from_slice(&[pre(r), pre(g), pre(b), a]);
+    }
+    Ok(pixmap)
+}
+
+/// `src` scaled to fit [`SIZE`]×[`SIZE`], centred, aspect kept.
+fn fit(src: &Pixmap) -> Result<Pixmap, IconError> {
+    let mut out = Pixmap::new(SIZE, SIZE).ok_or(IconError::Empty)?;
+    let (w, h) = (src.width() as f32, src.height() as f32);
+    let scale = SIZE as f32 / w.max(h);
+    let (dx, dy) = (
+        (SIZE as f32 - w * scale) / 2.0,
+        (SIZE as f32 - h * scale) / 2.0,
+    );
+    let paint = PixmapPaint {
+        quality: tiny_skia::FilterQuality::Bicubic,
+        ..Default::default()
+    };
+    out.draw_pixmap(
+        0,
+        0,
+        src.as_ref(),
+        &paint,
+        Transform::from_row(scale, 0.0, 0.0, scale, dx, dy),
+        None,
+    );
+    Ok(out)
+}
+
+/// The SVG drawn at [`SIZE`]×[`SIZE`], centred, aspect kept.
+fn svg_pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| IconError::NotAnImage)?;
+    let doc = roxmltree::Document::parse_with_options(
+        text,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: MAX_SVG_NODES,
+            ..Default::default()
+        },
+    )?;
+    let uses = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "use")
+        .count();
+    if uses > MAX_SVG_USES {
+        return Err(IconError::TooManyUses);
+    }
+    let options = usvg::Options {
+        resources_dir: None,
+        // Nothing outside the file: no referenced image is loaded, embedded or not.
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: Box::new(|_, _, _| None),
+            resolve_string: Box::new(|_, _| None),
+        },
+        ..Default::default()
+    };
+    let tree = usvg::Tree::from_xmltree(&doc, &options)?;
+    let size = tree.size();
+    let (w, h) = (size.width(), size.height());
+    if !(w > 0.0 && h > 0.0) {
+        return Err(IconError::Empty);
+    }
+    let scale = SIZE as f32 / w.max(h);
+    let (dx, dy) = (
+        (SIZE as f32 - w * scale) / 2.0,
+        (SIZE as f32 - h * scale) / 2.0,
+    );
+    let mut out = Pixmap::new(SIZE, SIZE).ok_or(IconError::Empty)?;
+    resvg::render(
+        &tree,
+        Transform::from_row(scale, 0.0, 0.0, scale, dx, dy),
+        &mut out.as_mut(),
+    );
+    Ok(out)
+}
+
+/// The decoded icons of the current config, by file.
+#[derive(Default)]
+pub struct Icons {
+    ready: HashMap<PathBuf, Icon>,
+}
+
+impl Icons {
+    pub fn get(&self, path: &Path) -> Option<&Icon> {
+        self.ready.get(path)
+    }
+
+    pub fn insert(&mut self, path: PathBuf, icon: Icon) {
+        self.ready.insert(path, icon);
+    }
+
+    /// Forgets the icons no file of `wanted` names (after a config reload).
+    pub fn retain(&mut self, wanted: &[PathBuf]) {
+        self.ready.retain(|p, _| wanted.contains(p));
+    }
+}
+
+/// The icon files of the config's apps, each once, at most [`MAX_ICONS`].
+pub fn files(config: &bulkhead_config::Config) -> Vec<PathBuf> {
+    let apps = config
+        .apps
+        .iter()
+        .chain(config.vms.iter().flat_map(|vm| vm.spec.apps.iter()));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for f in apps.filter_map(|a| a.icon_file()) {
+        if !out.iter().any(|o| o == f) && out.len() < MAX_ICONS {
+            out.push(f.to_path_buf());
+        }
+    }
+    out
+}
+
+/// Decodes `paths` on a worker thread, sending each result to `done` as it comes.
+pub fn decode_in_background(
+    paths: Vec<PathBuf>,
+    done: smithay::reexports::calloop::channel::Sender<(PathBuf, Result<Icon, IconError>)>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("icons".into())
+        .spawn(move || {
+            for p in paths {
+                let r = load(&p);
+                if done.send((p, r)).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the icon decoder: {e}; the launcher shows no icons");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32, rgba: [u8; 4]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Rgba);
+            let mut wr = enc.write_header().unwrap();
+            let px: Vec<u8> = rgba
+                .iter()
+                .copied()
+                .cycle()
+                .take((w * h * 4) as usize)
+                .collect();
+            wr.write_image_data(&px).unwrap();
+        }
+        out
+    }
+
+    fn centre(icon: &Icon) -> [u8; 4] {
+        let i = ((SIZE / 2 * SIZE + SIZE / 2) * 4) as usize;
+        icon.bgra[i..i + 4].try_into().unwrap()
+    }
+
+    #[test]
+    fn a_png_is_scaled_to_the_icon_size() {
+        let icon = decode(&png(64, 64, [0xff, 0, 0, 0xff])).unwrap();
+        assert_eq!(icon.bgra.len(), (SIZE * SIZE * 4) as usize);
+        assert_eq!(centre(&icon), [0, 0, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn an_svg_is_drawn_at_the_icon_size() {
+        let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48">
+            <rect width="48" height="48" fill="#00ff00"/></svg>"##;
+        let icon = decode(svg).unwrap();
+        assert_eq!(centre(&icon), [0, 0xff, 0, 0xff]);
+    }
+
+    #[test]
+    fn hostile_icons_are_refused_before_they_cost_anything() {
+        // A PNG header claiming 100000×100000 pixels: refused from its header.
+        let mut big = Vec::new();
+        {
+            let enc = png::Encoder::new(&mut big, 100_000, 100_000);
+            let _header_only = enc.write_header();
+        }
+        assert!(matches!(
+            decode(&big),
+            Err(IconError::PngTooLarge(100_000, 100_000))
+        ));
+        // Entities (a billion laughs) need a DTD, which is refused.
+        let laughs = br#"<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">
+            <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+            <svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><text>&b;</text></svg>"#;
+        assert!(matches!(decode(laughs), Err(IconError::Xml(_))));
+        // <use> multiplying a tree.
+        let mut uses = String::from(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="4" height="4"><g id="g0"><rect width="1" height="1"/></g>"#,
+        );
+        for i in 1..40 {
+            uses.push_str(&format!(
+                r##"<g id="g{i}"><use xlink:href="#g{p}"/><use xlink:href="#g{p}"/></g>"##,
+                p = i - 1
+            ));
+        }
+        uses.push_str("</svg>");
+        assert!(matches!(
+            decode(uses.as_bytes()),
+            Err(IconError::TooManyUses)
+        ));
+        // An image reference to a host file is never loaded.
+        let href = br#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="4" height="4">
+            <image width="4" height="4" xlink:href="/etc/passwd"/></svg>"#;
+        let icon = decode(href).unwrap();
+        assert!(icon.bgra.iter().all(|&b| b == 0), "something was drawn");
+        // Neither image.
+        assert!(matches!(decode(b"GIF89a"), Err(IconError::NotAnImage)));
+        assert!(decode(b"\x89PNG\r\n\x1a\ngarbage").is_err());
+    }
+
+    #[test]
+    fn a_file_over_the_size_cap_is_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.svg");
+        std::fs::write(&p, vec![b' '; (MAX_BYTES + 10) as usize]).unwrap();
+        assert!(matches!(load(&p), Err(IconError::TooLarge)));
+    }
+}
