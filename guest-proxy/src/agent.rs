@@ -570,7 +570,7 @@ mod tests {
             vars.contains(&("MOZ_ENABLE_WAYLAND".into(), "1".into())),
             "{vars:?}"
         );
-        assert_eq!(vars.len(), 8);
+        assert_eq!(vars.len(), 9);
     }
     use tokio::io::DuplexStream;
 
