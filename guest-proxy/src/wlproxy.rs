@@ -182,8 +182,22 @@ pub fn listen(
     socket: &std::path::Path,
     relay: impl Fn(UnixStream) -> Result<(), String> + Send + Sync + 'static,
 ) -> io::Result<()> {
-    let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)?;
+    // Bound under a temporary name and renamed once listening: the socket's path appears only
+    // when a connect can succeed (between bind and listen it would be refused, and the agent
+    // starts apps as soon as the path exists).
+    let name = socket.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket path has no file name",
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = socket.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    std::fs::rename(&tmp, socket)?;
     eprintln!("bulkhead-wl-proxy: apps connect to {}", socket.display());
     let relay = Arc::new(relay);
     for app in listener.incoming() {
