@@ -81,13 +81,42 @@ impl Desktop {
     }
 }
 
+/// Marks an activation token the compositor minted for a launch into `0` (no client made
+/// it): it is worth the launch's grant, no more, and dies with it.
+pub struct LaunchToken(pub Domain);
+
 impl State {
     /// A launch in the VM named `vm` (launcher, vm-run): its first window may take focus.
-    pub fn grant_launch(&mut self, vm: &str) {
-        if let Some(d) = self.desk.vms.iter().find(|v| v.domain.name() == vm) {
-            let domain = d.domain.clone();
-            self.desk.launch_grants.grant(domain, Instant::now());
-        }
+    /// Returns the environment that carries the launch's activation token to the app
+    /// (`XDG_ACTIVATION_TOKEN`, and `DESKTOP_STARTUP_ID` for toolkits that read that): an app
+    /// that activates a window with it spends the launch's grant on that window.
+    pub fn grant_launch(&mut self, vm: &str) -> Vec<(String, String)> {
+        let Some(domain) = self
+            .desk
+            .vms
+            .iter()
+            .find(|v| v.domain.name() == vm)
+            .map(|v| v.domain.clone())
+        else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        self.desk.launch_grants.grant(domain.clone(), now);
+        // Launch tokens nobody used are dropped once their grant would have run out.
+        let lifetime = self.desk.launch_focus();
+        self.desk.xdg_activation_state.retain_tokens(|_, data| {
+            data.user_data.get::<LaunchToken>().is_none()
+                || now.saturating_duration_since(data.timestamp) <= lifetime
+        });
+        let data = smithay::wayland::xdg_activation::XdgActivationTokenData::default();
+        data.user_data
+            .insert_if_missing_threadsafe(|| LaunchToken(domain));
+        let (token, _) = self.desk.xdg_activation_state.create_external_token(data);
+        let token = token.as_str().to_string();
+        vec![
+            ("XDG_ACTIVATION_TOKEN".into(), token.clone()),
+            ("DESKTOP_STARTUP_ID".into(), token),
+        ]
     }
 
     /// Records the serial of user input just forwarded to `surface`'s client.

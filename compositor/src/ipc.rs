@@ -135,11 +135,11 @@ fn register(loop_handle: &LoopHandle<'static, State>, stream: UnixStream) -> io:
                             return Ok(PostAction::Remove);
                         }
                     }
-                    Outcome::Vm(request) => {
+                    Outcome::Vm(request, env) => {
                         // The worker owns the connection from here on and closes it when done.
                         let Ok(dup) = s.try_clone() else { return Ok(PostAction::Remove) };
                         let manager = state.vms.clone();
-                        std::thread::spawn(move || crate::vms::serve(manager, request, dup));
+                        std::thread::spawn(move || crate::vms::serve(manager, request, env, dup));
                         return Ok(PostAction::Remove);
                     }
                     Outcome::Screenshot(path, shot) => {
@@ -222,8 +222,9 @@ fn write_png(path: &Path, shot: &Screenshot) -> Response {
 pub enum Outcome {
     Reply(Response),
     Screenshot(PathBuf, Screenshot),
-    /// A VM request, served on a worker thread (it may wait for a VM to boot).
-    Vm(Request),
+    /// A VM request, served on a worker thread (it may wait for a VM to boot), with the
+    /// environment a launch gives its command (its activation token).
+    Vm(Request, Vec<(String, String)>),
 }
 
 fn rect(r: Rectangle<i32, Logical>) -> Rect {
@@ -296,15 +297,16 @@ impl State {
                     }
                 }
                 Request::VmRun { ref vm, .. } => {
-                    // A launch: its VM's first window may take the keyboard.
-                    self.grant_launch(vm);
-                    return Outcome::Vm(request);
+                    // A launch: its VM's first window may take the keyboard, or the window
+                    // the app activates with the launch's token.
+                    let env = self.grant_launch(vm);
+                    return Outcome::Vm(request, env);
                 }
                 Request::VmList
                 | Request::VmStart { .. }
                 | Request::VmStop { .. }
                 | Request::VmConsole { .. }
-                | Request::SwitchCounters { .. } => return Outcome::Vm(request),
+                | Request::SwitchCounters { .. } => return Outcome::Vm(request, Vec::new()),
             };
         Outcome::Reply(match reply {
             Ok(r) => Response::Ok(r),

@@ -376,10 +376,10 @@ impl State {
                     self.desk
                         .notify_for_user(&e.domain, format!("[{vm}] starting for {}", e.name));
                 }
-                self.grant_launch(vm);
+                let env = self.grant_launch(vm);
                 let notices = self.desk.notices.clone();
                 let vm = vm.to_string();
-                std::thread::spawn(move || match m.run(&vm, &e.command, None) {
+                std::thread::spawn(move || match m.run(&vm, &e.command, &env, None) {
                     Ok((pid, _)) => tracing::info!("{} runs in {vm} as pid {pid}", e.name),
                     Err(err) => {
                         let text = format!("[{vm}] cannot run {}: {err}", e.name);

@@ -111,7 +111,12 @@ impl Desktop {
 }
 
 /// Serves one VM request on a worker thread, writing one or more response lines to `stream`.
-pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixStream) {
+pub fn serve(
+    manager: Option<Arc<Manager>>,
+    request: Request,
+    env: Vec<(String, String)>,
+    mut stream: UnixStream,
+) {
     let _ = stream.set_nonblocking(false);
     // A reader that stops reading stalls only this worker, and not for ever.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
@@ -169,13 +174,13 @@ pub fn serve(manager: Option<Arc<Manager>>, request: Request, mut stream: UnixSt
                         Err(e) => Err(std::io::Error::other(e.to_string())),
                     }
                 };
-                m.run(&vm, &argv, Some(&mut sink))
+                m.run(&vm, &argv, &env, Some(&mut sink))
                     .map(|(_, exit)| Reply::Exited {
                         code: exit.and_then(|e| e.code),
                         signal: exit.and_then(|e| e.signal),
                     })
             } else {
-                m.run(&vm, &argv, None)
+                m.run(&vm, &argv, &env, None)
                     .map(|(pid, _)| Reply::VmRunStarted { pid })
             }
         }

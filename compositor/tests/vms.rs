@@ -15,6 +15,86 @@ use common::*;
 
 const ORANGE: [u8; 3] = [0xe6, 0x7e, 0x22];
 
+wayland_client::delegate_noop!(common::client::Events: ignore wayland_protocols::xdg::activation::v1::client::xdg_activation_v1::XdgActivationV1);
+
+/// A launch's activation token reaches the app (`XDG_ACTIVATION_TOKEN` in its environment, as
+/// toolkits read it), and the window of that VM the app activates with it takes the keyboard:
+/// once, never from another domain's client, and not after the user acted elsewhere.
+#[test]
+fn a_launch_token_reaches_the_app_and_focuses_the_window_it_activates() {
+    use common::client::{Client, WHITE};
+    use wayland_protocols::xdg::activation::v1::client::xdg_activation_v1::XdgActivationV1;
+    let c = Compositor::start(&config(&format!(
+        "{}\n[[vm]]\nname = \"work\"\ncolor = \"#3060ff\"\n[[vm]]\nname = \"banking\"\ncolor = \"#2ecc71\"\n",
+        vm("test", "")
+    )));
+    let (mut work, _wt) = window(&c, "work", "work app", (300, 200));
+    user_clicks(&c, &mut work, "work app");
+    // The test VM's app and banking's each have a window behind work's.
+    let map = |domain: &str, title: &str| {
+        let mut cl = Client::connect(&c.vm_socket(domain));
+        let t = cl.toplevel(title);
+        cl.map(&t, 200, 150, WHITE);
+        let id = c.wait_window(domain, title).id;
+        let activation: XdgActivationV1 = cl.bind(1);
+        (cl, t, id, activation)
+    };
+    let (mut app, at, app_id, app_activation) = map("test", "launched app");
+    let (mut bank, bt, _, bank_activation) = map("banking", "bank app");
+    let focused = |c: &Compositor| c.windows().into_iter().find(|w| w.focused).map(|w| w.title);
+    assert_eq!(focused(&c).as_deref(), Some("work app"));
+
+    // The launch: its command reads the token from its environment.
+    let launch = |c: &Compositor| {
+        let token = run_ok(
+            c,
+            "test",
+            &["sh", "-c", "echo $XDG_ACTIVATION_TOKEN $DESKTOP_STARTUP_ID"],
+        );
+        let parts: Vec<&str> = token.split_whitespace().collect();
+        assert!(
+            parts.len() == 2 && parts[0] == parts[1] && parts[0].len() >= 16,
+            "the launch's token did not reach the app: {token:?}"
+        );
+        parts[0].to_string()
+    };
+    let token = launch(&c);
+    // Another domain's client cannot spend it.
+    bank_activation.activate(token.clone(), &bt.surface);
+    bank.roundtrip();
+    assert_eq!(
+        focused(&c).as_deref(),
+        Some("work app"),
+        "banking used the VM's token"
+    );
+    // The app's own window, activated with it, takes the keyboard.
+    app_activation.activate(token.clone(), &at.surface);
+    app.roundtrip();
+    c.wait_windows("the launched app focused", |ws| {
+        ws.iter().any(|w| w.id == app_id && w.focused)
+    });
+    // Once: back in work, the same token does nothing.
+    user_clicks(&c, &mut work, "work app");
+    app_activation.activate(token, &at.surface);
+    app.roundtrip();
+    assert_eq!(
+        focused(&c).as_deref(),
+        Some("work app"),
+        "a token worked twice"
+    );
+    // A fresh launch's token is void once the user clicks elsewhere before the app uses it.
+    let token = launch(&c);
+    user_clicks(&c, &mut work, "work app");
+    app_activation.activate(token, &at.surface);
+    app.roundtrip();
+    assert_eq!(
+        focused(&c).as_deref(),
+        Some("work app"),
+        "a token outlived the user's click"
+    );
+    stop(&c, "test");
+}
+
 #[test]
 fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
     let c = Compositor::start(&config(&vm("test", "")));

@@ -643,6 +643,7 @@ impl Manager {
         &self,
         name: &str,
         argv: &[String],
+        env: &[(String, String)],
         output: Option<OutputSink>,
     ) -> Result<(u32, Option<Exit>), String> {
         if argv.is_empty() {
@@ -669,7 +670,7 @@ impl Manager {
                 Err(e) => return Err(e.in_vm(name)),
             }
         };
-        conn.run(argv, &[], output).map_err(|e| e.in_vm(name))
+        conn.run(argv, env, output).map_err(|e| e.in_vm(name))
     }
 
     /// Starts the VMs marked `autostart`, each on its own thread.

@@ -215,7 +215,7 @@ fn an_agent_dripping_bytes_fails_the_call_by_its_deadline() {
     let connected = dripping_agent(&socket);
     let (m, _events) = s.manager();
     let (result, took) = timed(CALL_DEADLINE * 3, move || {
-        m.run("slow", &["true".to_string()], None)
+        m.run("slow", &["true".to_string()], &[], None)
     })
     .expect("the run call was still waiting on the guest long after its deadline");
     connected.try_recv().expect("the call reached the agent");

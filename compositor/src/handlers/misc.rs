@@ -22,6 +22,7 @@ use smithay::{
 };
 
 use crate::domain::{client_id_domain, ClientState, Domain, SerialUse};
+use crate::focus::LaunchToken;
 use crate::shell::meta;
 use crate::shell::root_surface;
 use crate::state::State;
@@ -93,10 +94,14 @@ impl XdgActivationHandler for State {
 
     fn request_activation(
         &mut self,
-        _token: XdgActivationToken,
+        token: XdgActivationToken,
         data: XdgActivationTokenData,
         surface: WlSurface,
     ) {
+        if let Some(LaunchToken(domain)) = data.user_data.get::<LaunchToken>() {
+            self.launch_activation(&token, domain.clone(), &surface);
+            return;
+        }
         if data.timestamp.elapsed() > TOKEN_LIFETIME {
             return;
         }
@@ -127,6 +132,45 @@ impl XdgActivationHandler for State {
     }
 }
 delegate_xdg_activation!(State);
+
+impl State {
+    /// An app activates `surface` with its launch's token: once, in the launch's own domain,
+    /// while the launch's grant is alive (the user has not clicked, typed elsewhere or switched
+    /// windows since, and it has not run out). It spends the grant, so the launch gives focus
+    /// once, to the window the app chose or to its first window, whichever comes first.
+    fn launch_activation(
+        &mut self,
+        token: &XdgActivationToken,
+        domain: Domain,
+        surface: &WlSurface,
+    ) {
+        let surface_domain = self.desk.surface_domain(surface);
+        if surface_domain != domain {
+            tracing::info!(
+                from = domain.name(),
+                to = surface_domain.name(),
+                "refused cross-domain activation"
+            );
+            return;
+        }
+        let Some(w) = self
+            .desk
+            .window_for_surface(surface)
+            .filter(|w| meta(w).state.borrow().mapped)
+        else {
+            return;
+        };
+        let lifetime = self.desk.launch_focus();
+        if self
+            .desk
+            .launch_grants
+            .take(&domain, std::time::Instant::now(), lifetime)
+        {
+            self.desk.xdg_activation_state.remove_token(token);
+            self.focus_window(&w);
+        }
+    }
+}
 
 impl smithay::wayland::foreign_toplevel_list::ForeignToplevelListHandler for State {
     fn foreign_toplevel_list_state(

@@ -62,6 +62,10 @@ impl SeatHandler for State {
         // Activation tokens die when their domain loses the keyboard.
         let new_domain = new.as_ref().map(client_domain);
         self.desk.xdg_activation_state.retain_tokens(|_, data| {
+            // A launch's token lives as long as the launch's grant (`focus::LaunchToken`).
+            if data.user_data.get::<crate::focus::LaunchToken>().is_some() {
+                return true;
+            }
             let token_domain = data
                 .client_id
                 .as_ref()
