@@ -112,20 +112,7 @@ fn a_click_runs_a_vm_app_and_a_vm_that_cannot_start_says_why() {
 
     c.action("launcher", None);
     let (x, y) = (X0 + 100, Y0 + 4 * ROW + ROW / 2); // work's Mail
-    c.input(vec![
-        bulkhead_ipc::InputEvent::PointerMotion {
-            x: x as f64,
-            y: y as f64,
-        },
-        bulkhead_ipc::InputEvent::PointerButton {
-            button: 272,
-            pressed: true,
-        },
-        bulkhead_ipc::InputEvent::PointerButton {
-            button: 272,
-            pressed: false,
-        },
-    ]);
+    click(&c, (x as f64, y as f64));
     // The VM's kernel does not exist: a notification in work's colour says the app did not
     // start, with the manager's reason.
     let x0 = 1280 - bulkhead_compositor::notify::WIDTH - bulkhead_compositor::notify::MARGIN;

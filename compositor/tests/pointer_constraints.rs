@@ -10,6 +10,8 @@ use bulkhead_ipc::InputEvent;
 use common::client::{Client, Toplevel, WHITE};
 use common::*;
 use wayland_client::protocol::wl_pointer::WlPointer;
+use wayland_client::protocol::wl_surface::WlSurface;
+use wayland_protocols::wp::pointer_constraints::zv1::client::zwp_locked_pointer_v1::ZwpLockedPointerV1;
 use wayland_protocols::wp::pointer_constraints::zv1::client::zwp_pointer_constraints_v1::{
     Lifetime, ZwpPointerConstraintsV1,
 };
@@ -32,6 +34,14 @@ fn app(
     cl.map(&t, size.0, size.1, WHITE);
     c.wait_window(domain, title);
     (cl, t, pointer)
+}
+
+/// `cl` asks for a persistent pointer lock on `surface`.
+fn lock(cl: &mut Client, surface: &WlSurface, pointer: &WlPointer) -> ZwpLockedPointerV1 {
+    let constraints: ZwpPointerConstraintsV1 = cl.bind(1);
+    let lock = constraints.lock_pointer(surface, pointer, None, Lifetime::Persistent, &cl.qh, ());
+    cl.roundtrip();
+    lock
 }
 
 /// The user moves the mouse by `dx`, `dy` and both clients read what they were sent.
@@ -75,16 +85,7 @@ fn a_vm_locks_the_pointer_only_in_its_focused_window_and_the_user_takes_it_back(
         .expect("the game saw the pointer");
     bank.roundtrip();
     let bank_seen = bank.events.motions.len();
-    let constraints: ZwpPointerConstraintsV1 = work.bind(1);
-    let _lock = constraints.lock_pointer(
-        &wt.surface,
-        &pointer,
-        None,
-        Lifetime::Persistent,
-        &work.qh,
-        (),
-    );
-    work.roundtrip();
+    let _lock = lock(&mut work, &wt.surface, &pointer);
     assert!(
         work.events.constraint.is_empty(),
         "the pointer was locked in a window without the keyboard: {:?}",
@@ -222,16 +223,7 @@ fn the_session_lock_ends_a_vm_pointer_lock() {
     let c = Compositor::start(TWO_VMS);
     let (mut work, wt, pointer) = app(&c, "work", "game", (400, 300));
     user_clicks(&c, &mut work, "game");
-    let constraints: ZwpPointerConstraintsV1 = work.bind(1);
-    let _lock = constraints.lock_pointer(
-        &wt.surface,
-        &pointer,
-        None,
-        Lifetime::Persistent,
-        &work.qh,
-        (),
-    );
-    work.roundtrip();
+    let _lock = lock(&mut work, &wt.surface, &pointer);
     assert_eq!(work.events.constraint, ["locked"]);
     let _locker = c.spawn("host", "swaylock", &["--color", "00ff00"]);
     wait_constraint_events(

@@ -297,14 +297,27 @@ fn internet() -> std::sync::mpsc::Sender<()> {
             }
             if let Ok((mut s, _)) = web.accept() {
                 s.set_nonblocking(false).expect("blocking");
-                let mut req = [0u8; 1024];
-                let _ = s.read(&mut req);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                // The whole request first: closing with some of it unread would reset the
+                // connection and could cut the answer short in the guest (a CI run read
+                // just "t").
+                let mut req = Vec::new();
+                let mut chunk = [0u8; 512];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 4096 {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&chunk[..n]),
+                    }
+                }
                 let body = "hello from the internet\n";
                 let _ = write!(
                     s,
                     "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
+                // Then end our side and let the client close: no reset either way.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.read(&mut chunk);
             }
         }
     });
