@@ -38,6 +38,10 @@ enum Command {
         /// The file to check (default: the one Bulkhead would use).
         path: Option<PathBuf>,
     },
+    /// Decode one app icon: the file on stdin, its pixels on stdout. The compositor runs this
+    /// for each icon, confined (compositor/src/icons/process.rs).
+    #[command(name = bulkhead_compositor::icons::DECODER_COMMAND, hide = true)]
+    DecodeIcon,
     /// Send a request to the running compositor and print the JSON reply.
     Msg {
         #[command(subcommand)]
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { path }) => validate(path.or(cli.config)),
         Some(Command::Msg { request }) => msg(request),
+        Some(Command::DecodeIcon) => bulkhead_compositor::icons::decoder_main(),
         None => start(cli.config, cli.backend, cli.startup),
     }
 }

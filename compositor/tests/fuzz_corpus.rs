@@ -48,15 +48,22 @@ fn every_corpus_input_leaves_the_session_alive() {
 }
 
 /// The icon fuzz target's corpus (`compositor/fuzz/corpus/icon`): every seed decodes to an icon
-/// of the launcher's size, as the target checks for whatever it is given.
+/// of the launcher's size, as the target checks for whatever it is given, except the findings
+/// kept as regressions (`refused-*`), which are refused with an error.
 #[test]
 fn every_icon_seed_decodes_to_the_launchers_size() {
     use bulkhead_compositor::icons::{decode, SIZE};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/icon");
-    let mut seen = 0;
+    let (mut seen, mut refused) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("corpus entry").path();
         let bytes = std::fs::read(&path).expect("corpus file");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("refused-") {
+            assert!(decode(&bytes).is_err(), "{name} was decoded");
+            refused += 1;
+            continue;
+        }
         let icon = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(icon.bgra.len(), (SIZE * SIZE * 4) as usize);
         assert!(
@@ -66,5 +73,6 @@ fn every_icon_seed_decodes_to_the_launchers_size() {
         );
         seen += 1;
     }
+    assert!(refused >= 1, "no regression seeds");
     assert!(seen >= 4, "only {seen} icon seeds");
 }

@@ -5,8 +5,11 @@
 //! a side (checked before its pixels are decoded), an SVG parsed without a DTD (no entities),
 //! with at most [`MAX_SVG_NODES`] nodes and [`MAX_SVG_USES`] `<use>` elements (each copies a
 //! subtree: many could multiply the tree), never loading a file or image it references, and
-//! drawn straight at the icon's size. Icons are decoded on a worker thread when the config is
-//! loaded, so the compositor never waits on one; an icon that fails is logged and not drawn.
+//! drawn straight at the icon's size after what drawing it would cost was checked (`svg`).
+//! Icons are decoded when the config is loaded, each in a confined process of its own
+//! (`process`: a decoder that crashes or runs away loses that icon, not the session), driven
+//! from a worker thread, so the compositor never waits on one; an icon that fails is logged
+//! and not drawn.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,14 +18,22 @@ use std::path::{Path, PathBuf};
 use resvg::tiny_skia::{self, Pixmap, PixmapPaint, Transform};
 use resvg::usvg;
 
+mod process;
+mod svg;
+pub use process::{
+    decode_isolated, decoder_main, finish, spawn_decoder, Limits, DECODER_COMMAND, DECODER_PROGRAM,
+};
+pub use svg::{
+    MAX_FILTER_PRIMITIVES, MAX_FILTER_REACH, MAX_KERNEL_ENTRIES, MAX_PATTERN_TILE, MAX_SHAPE_REACH,
+    MAX_SVG_NODES, MAX_SVG_USES, MAX_TURBULENCE_OCTAVES,
+};
+
 /// Icons are drawn at this many pixels a side.
 pub const SIZE: u32 = 20;
 /// The largest icon file read.
 pub const MAX_BYTES: u64 = 1 << 20;
 /// The largest PNG side decoded.
 pub const MAX_SIDE: u32 = 1024;
-pub const MAX_SVG_NODES: u32 = 20_000;
-pub const MAX_SVG_USES: usize = 16;
 /// Apps whose icons are decoded at most (the rest are drawn without).
 pub const MAX_ICONS: usize = 256;
 
@@ -44,8 +55,17 @@ pub enum IconError {
     Svg(#[from] usvg::Error),
     #[error("SVG: more than {MAX_SVG_USES} <use> elements")]
     TooManyUses,
+    #[error("SVG: {0}; such an image costs more to draw than an icon may")]
+    TooCostly(&'static str),
     #[error("the image has no area")]
     Empty,
+    #[error("cannot run the icon decoder: {0}")]
+    Decoder(std::io::Error),
+    /// What a decoder process said when it refused the icon (its [`IconError`], as text).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the icon decoder {0}")]
+    DecoderDied(String),
 }
 
 /// An icon, [`SIZE`]×[`SIZE`], premultiplied B, G, R, A bytes (`Argb8888` in memory).
@@ -54,8 +74,8 @@ pub struct Icon {
     pub bgra: Vec<u8>,
 }
 
-/// Reads and decodes the icon at `path` (module docs for the bounds).
-pub fn load(path: &Path) -> Result<Icon, IconError> {
+/// Reads the icon file at `path`, at most [`MAX_BYTES`].
+pub fn read(path: &Path) -> Result<Vec<u8>, IconError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(MAX_BYTES + 1)
@@ -63,7 +83,7 @@ pub fn load(path: &Path) -> Result<Icon, IconError> {
     if bytes.len() as u64 > MAX_BYTES {
         return Err(IconError::TooLarge);
     }
-    decode(&bytes)
+    Ok(bytes)
 }
 
 /// Decodes icon bytes (PNG or SVG) into an [`Icon`].
@@ -72,7 +92,7 @@ pub fn decode(bytes: &[u8]) -> Result<Icon, IconError> {
     let pixmap = if bytes.starts_with(PNG) {
         fit(&png_pixmap(bytes)?)?
     } else if looks_like_svg(bytes) {
-        svg_pixmap(bytes)?
+        svg::pixmap(bytes)?
     } else {
         return Err(IconError::NotAnImage);
     };
@@ -166,53 +186,6 @@ fn fit(src: &Pixmap) -> Result<Pixmap, IconError> {
     Ok(out)
 }
 
-/// The SVG drawn at [`SIZE`]×[`SIZE`], centred, aspect kept.
-fn svg_pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| IconError::NotAnImage)?;
-    let doc = roxmltree::Document::parse_with_options(
-        text,
-        roxmltree::ParsingOptions {
-            allow_dtd: false,
-            nodes_limit: MAX_SVG_NODES,
-            ..Default::default()
-        },
-    )?;
-    let uses = doc
-        .descendants()
-        .filter(|n| n.tag_name().name() == "use")
-        .count();
-    if uses > MAX_SVG_USES {
-        return Err(IconError::TooManyUses);
-    }
-    let options = usvg::Options {
-        resources_dir: None,
-        // Nothing outside the file: no referenced image is loaded, embedded or not.
-        image_href_resolver: usvg::ImageHrefResolver {
-            resolve_data: Box::new(|_, _, _| None),
-            resolve_string: Box::new(|_, _| None),
-        },
-        ..Default::default()
-    };
-    let tree = usvg::Tree::from_xmltree(&doc, &options)?;
-    let size = tree.size();
-    let (w, h) = (size.width(), size.height());
-    if !(w > 0.0 && h > 0.0) {
-        return Err(IconError::Empty);
-    }
-    let scale = SIZE as f32 / w.max(h);
-    let (dx, dy) = (
-        (SIZE as f32 - w * scale) / 2.0,
-        (SIZE as f32 - h * scale) / 2.0,
-    );
-    let mut out = Pixmap::new(SIZE, SIZE).ok_or(IconError::Empty)?;
-    resvg::render(
-        &tree,
-        Transform::from_row(scale, 0.0, 0.0, scale, dx, dy),
-        &mut out.as_mut(),
-    );
-    Ok(out)
-}
-
 /// The decoded icons of the current config, by file.
 #[derive(Default)]
 pub struct Icons {
@@ -249,16 +222,22 @@ pub fn files(config: &bulkhead_config::Config) -> Vec<PathBuf> {
     out
 }
 
-/// Decodes `paths` on a worker thread, sending each result to `done` as it comes.
+/// Decodes `paths` on a worker thread, each in a decoder process ([`decode_isolated`]),
+/// sending each result to `done` as it comes.
 pub fn decode_in_background(
     paths: Vec<PathBuf>,
     done: smithay::reexports::calloop::channel::Sender<(PathBuf, Result<Icon, IconError>)>,
 ) {
+    if paths.is_empty() {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("icons".into())
         .spawn(move || {
             for p in paths {
-                let r = load(&p);
+                let r = read(&p).and_then(|bytes| {
+                    decode_isolated(Path::new(DECODER_PROGRAM), &bytes, Limits::DEFAULT)
+                });
                 if done.send((p, r)).is_err() {
                     return;
                 }
@@ -353,10 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn a_shape_of_astronomic_size_is_refused_before_it_is_drawn() {
+        // Found by the icon fuzz target: an ellipse 7.8e21 units tall, whose edges overflowed
+        // the rasteriser's fixed point (a debug assertion panicked).
+        let svg = include_bytes!("../../fuzz/corpus/icon/refused-huge-ellipse.svg");
+        assert!(matches!(decode(svg), Err(IconError::TooCostly(_))));
+    }
+
+    #[test]
     fn a_file_over_the_size_cap_is_not_read_whole() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.svg");
         std::fs::write(&p, vec![b' '; (MAX_BYTES + 10) as usize]).unwrap();
-        assert!(matches!(load(&p), Err(IconError::TooLarge)));
+        assert!(matches!(read(&p), Err(IconError::TooLarge)));
     }
 }
