@@ -125,10 +125,7 @@ pub struct Desktop {
     pub launcher: Option<crate::launcher::Launcher>,
     /// The apps' icons decoded so far (`crate::icons`), and where the decoder sends them.
     pub icons: crate::icons::Icons,
-    pub icon_results: smithay::reexports::calloop::channel::Sender<(
-        PathBuf,
-        Result<crate::icons::Icon, crate::icons::IconError>,
-    )>,
+    pub icon_results: smithay::reexports::calloop::channel::Sender<crate::icons::Decoded>,
     /// The Super key while it is held alone (a tap opens the launcher).
     pub super_tap: Option<smithay::input::keyboard::Keycode>,
     /// Notifications from worker threads (apps the launcher could not start).
@@ -329,7 +326,15 @@ impl Desktop {
         let (icon_results, icon_events) = smithay::reexports::calloop::channel::channel();
         loop_handle
             .insert_source(icon_events, |event, _, state| {
-                if let smithay::reexports::calloop::channel::Event::Msg((path, result)) = event {
+                if let smithay::reexports::calloop::channel::Event::Msg((
+                    generation,
+                    path,
+                    result,
+                )) = event
+                {
+                    if !state.desk.icons.is_current(generation) {
+                        return; // of a config since replaced
+                    }
                     match result {
                         Ok(icon) => {
                             state.desk.icons.insert(path, icon);
@@ -490,7 +495,7 @@ impl Desktop {
     pub fn load_icons(&mut self) {
         let files = crate::icons::files(&self.config);
         self.icons.retain(&files);
-        crate::icons::decode_in_background(files, self.icon_results.clone());
+        crate::icons::decode_in_background(&self.icons, files, self.icon_results.clone());
     }
 
     /// Registers a freshly accepted connection as a client of `domain`, counted in `usage`

@@ -47,14 +47,41 @@ fn a_decoder_process_answers_as_the_decoder() {
     }
 }
 
-/// A decoder that fails hard (here it runs out of memory: a 1024×1024 PNG under a 4 MiB
-/// limit) dies alone: this process gets an error saying how it ended, and the next decoder
-/// works.
+/// Waits until the decoder `child` has entered its seccomp filter (it then blocks reading
+/// stdin) and returns its /proc/PID/status.
+fn confined_status(child: &std::process::Child) -> String {
+    let path = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(&path).unwrap();
+        if status.lines().any(|l| l == "Seccomp:\t2") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no seccomp filter:\n{status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A decoder that fails hard (here it runs out of memory: a 1024×1024 PNG, about 8 MiB of
+/// buffers, with 2 MiB more than the decoder has when it starts) dies alone: this process
+/// gets an error saying how it ended, and the next decoder works.
 #[test]
 fn a_decoder_that_dies_loses_only_its_icon() {
+    // What a decoder's data comes to before it reads its input.
+    let idle = spawn_decoder(program(), Limits::DEFAULT).unwrap();
+    let status = confined_status(&idle);
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmData:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmData in\n{status}"));
+    drop(finish(idle, b"", Limits::DEFAULT.timeout));
     let big = png(1024, [0xff, 0, 0]);
     let tight = Limits {
-        memory: 4 << 20,
+        memory: (kib << 10) + (2 << 20),
         ..Limits::DEFAULT
     };
     match decode_isolated(program(), &big, tight) {
@@ -62,10 +89,31 @@ fn a_decoder_that_dies_loses_only_its_icon() {
             assert!(how.contains("was killed by SIG"), "{how}");
             assert!(how.contains("memory allocation"), "{how}");
         }
-        other => panic!("under 4 MiB: {other:?}"),
+        other => panic!("with {} KiB: {other:?}", tight.memory >> 10),
     }
     let icon = decode_isolated(program(), &big, Limits::DEFAULT).unwrap();
     assert_eq!(&icon.bgra[..4], &[0, 0, 0xff, 0xff]);
+}
+
+/// A decoder that never answers (here it is stopped, so it uses no CPU time) is killed at
+/// its deadline, and the call says so.
+#[test]
+fn a_decoder_that_never_answers_is_killed_at_its_deadline() {
+    let child = spawn_decoder(program(), Limits::DEFAULT).unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    match finish(
+        child,
+        &png(16, [0, 0, 0xff]),
+        std::time::Duration::from_secs(1),
+    ) {
+        Err(IconError::DecoderDied(how)) => assert!(how.contains("took longer than 1s"), "{how}"),
+        other => panic!("a stopped decoder: {other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // It is gone (reaped), not left stopped.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
 
 /// Before it reads a byte of the icon, the decoder runs under its seccomp filter, with no
@@ -76,24 +124,20 @@ fn the_decoder_is_confined_before_it_reads_the_icon() {
     let limits = Limits {
         memory: 96 << 20,
         cpu_seconds: 7,
+        ..Limits::DEFAULT
     };
-    // A descriptor of this process that the decoder must not inherit.
+    // A descriptor of this process that the decoder must not inherit, even without
+    // close-on-exec.
     let kept = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
+    use std::os::fd::AsRawFd;
+    nix::fcntl::fcntl(
+        kept.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
     let child = spawn_decoder(program(), limits).unwrap();
     let proc = format!("/proc/{}", child.id());
-    // The child sets its filter up as it starts: wait for it (it then blocks reading stdin).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        let status = std::fs::read_to_string(format!("{proc}/status")).unwrap();
-        if status.lines().any(|l| l == "Seccomp:\t2") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no seccomp filter:\n{status}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = confined_status(&child);
     assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "{status}");
     let rlimits = std::fs::read_to_string(format!("{proc}/limits")).unwrap();
     let limit = |name: &str| {
@@ -120,9 +164,14 @@ fn the_decoder_is_confined_before_it_reads_the_icon() {
     fds.sort();
     assert_eq!(fds, [0, 1, 2], "the decoder inherited descriptors");
     drop(kept);
+    // Nice 19: behind everything the session does.
+    let stat = std::fs::read_to_string(format!("{proc}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    let nice = after_name.split_whitespace().nth(16).unwrap();
+    assert_eq!(nice, "19", "{stat}");
     let environ = std::fs::read(format!("{proc}/environ")).unwrap();
     assert!(environ.is_empty(), "the decoder has an environment");
     // And it still decodes, under those limits.
-    let icon = finish(child, &png(16, [0, 0xff, 0])).unwrap();
+    let icon = finish(child, &png(16, [0, 0xff, 0]), limits.timeout).unwrap();
     assert_eq!(&icon.bgra[..4], &[0, 0xff, 0, 0xff]);
 }

@@ -3,8 +3,9 @@
 //!
 //! Decoding is bounded: a file of at most [`MAX_BYTES`], a PNG of at most [`MAX_SIDE`] pixels
 //! a side (checked before its pixels are decoded), an SVG parsed without a DTD (no entities),
-//! with at most [`MAX_SVG_NODES`] nodes and [`MAX_SVG_USES`] `<use>` elements (each copies a
-//! subtree: many could multiply the tree), never loading a file or image it references, and
+//! with at most [`MAX_SVG_NODES`] nodes, no markers, and references (`<use>`, patterns,
+//! clips, masks, filters) that expand to at most [`MAX_SVG_WORK`] nodes, never loading a file
+//! or image it references, and
 //! drawn straight at the icon's size after what drawing it would cost was checked (`svg`).
 //! Icons are decoded when the config is loaded, each in a confined process of its own
 //! (`process`: a decoder that crashes or runs away loses that icon, not the session), driven
@@ -14,6 +15,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use resvg::tiny_skia::{self, Pixmap, PixmapPaint, Transform};
 use resvg::usvg;
@@ -25,7 +28,7 @@ pub use process::{
 };
 pub use svg::{
     MAX_FILTER_PRIMITIVES, MAX_FILTER_REACH, MAX_KERNEL_ENTRIES, MAX_PATTERN_TILE, MAX_SHAPE_REACH,
-    MAX_SVG_NODES, MAX_SVG_USES, MAX_TURBULENCE_OCTAVES,
+    MAX_SVG_DEPTH, MAX_SVG_NODES, MAX_SVG_WORK, MAX_TURBULENCE_OCTAVES,
 };
 
 /// Icons are drawn at this many pixels a side.
@@ -53,8 +56,6 @@ pub enum IconError {
     Xml(#[from] roxmltree::Error),
     #[error("SVG: {0}")]
     Svg(#[from] usvg::Error),
-    #[error("SVG: more than {MAX_SVG_USES} <use> elements")]
-    TooManyUses,
     #[error("SVG: {0}; such an image costs more to draw than an icon may")]
     TooCostly(&'static str),
     #[error("the image has no area")]
@@ -145,16 +146,21 @@ fn png_pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
     }
     let mut buf = vec![0; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut buf)?;
-    let data = &buf[..frame.buffer_size()];
+    // The first frame's own size: an animated PNG's may be smaller than the header's.
+    let (w, h) = (frame.width, frame.height);
+    let data = buf.get(..frame.buffer_size()).ok_or(IconError::Empty)?;
     let mut pixmap = Pixmap::new(w, h).ok_or(IconError::Empty)?;
     let channels = frame.color_type.samples();
     for (i, px) in pixmap.data_mut().chunks_exact_mut(4).enumerate() {
-        let s = &data[i * channels..(i + 1) * channels];
-        let (r, g, b, a) = match channels {
-            1 => (s[0], s[0], s[0], 0xff),
-            2 => (s[0], s[0], s[0], s[1]),
-            3 => (s[0], s[1], s[2], 0xff),
-            _ => (s[0], s[1], s[2], s[3]),
+        let (x, y) = (i % w as usize, i / w as usize);
+        let at = y * frame.line_size + x * channels;
+        let s = data.get(at..at + channels).ok_or(IconError::Empty)?;
+        let (r, g, b, a) = match *s {
+            [v] => (v, v, v, 0xff),
+            [v, a] => (v, v, v, a),
+            [r, g, b] => (r, g, b, 0xff),
+            [r, g, b, a, ..] => (r, g, b, a),
+            [] => return Err(IconError::Empty),
         };
         let pre = |c: u8| ((c as u16 * a as u16 + 127) / 255) as u8;
         px.copy_from_slice(&[pre(r), pre(g), pre(b), a]);
@@ -190,9 +196,20 @@ fn fit(src: &Pixmap) -> Result<Pixmap, IconError> {
 #[derive(Default)]
 pub struct Icons {
     ready: HashMap<PathBuf, Icon>,
+    /// Which decoding is current: one starts with each config (re)load, and the ones before
+    /// stop and are not listened to.
+    generation: Arc<AtomicU64>,
 }
 
+/// One decoded icon: the decoding it came from, its file, and the icon or why not.
+pub type Decoded = (u64, PathBuf, Result<Icon, IconError>);
+
 impl Icons {
+    /// Whether a result of decoding `generation` is of the current one.
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Relaxed) == generation
+    }
+
     pub fn get(&self, path: &Path) -> Option<&Icon> {
         self.ready.get(path)
     }
@@ -223,11 +240,15 @@ pub fn files(config: &bulkhead_config::Config) -> Vec<PathBuf> {
 }
 
 /// Decodes `paths` on a worker thread, each in a decoder process ([`decode_isolated`]),
-/// sending each result to `done` as it comes.
+/// sending each result to `done` as it comes. This decoding supersedes the one before (of
+/// `icons`), which stops at its next file.
 pub fn decode_in_background(
+    icons: &Icons,
     paths: Vec<PathBuf>,
-    done: smithay::reexports::calloop::channel::Sender<(PathBuf, Result<Icon, IconError>)>,
+    done: smithay::reexports::calloop::channel::Sender<Decoded>,
 ) {
+    let current = icons.generation.clone();
+    let generation = current.fetch_add(1, Ordering::Relaxed) + 1;
     if paths.is_empty() {
         return;
     }
@@ -235,10 +256,13 @@ pub fn decode_in_background(
         .name("icons".into())
         .spawn(move || {
             for p in paths {
+                if current.load(Ordering::Relaxed) != generation {
+                    return;
+                }
                 let r = read(&p).and_then(|bytes| {
                     decode_isolated(Path::new(DECODER_PROGRAM), &bytes, Limits::DEFAULT)
                 });
-                if done.send((p, r)).is_err() {
+                if done.send((generation, p, r)).is_err() {
                     return;
                 }
             }
@@ -319,7 +343,7 @@ mod tests {
         uses.push_str("</svg>");
         assert!(matches!(
             decode(uses.as_bytes()),
-            Err(IconError::TooManyUses)
+            Err(IconError::TooCostly(_))
         ));
         // An image reference to a host file is never loaded.
         let href = br#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="4" height="4">

@@ -1,5 +1,10 @@
-//! SVG icons: parsed without a DTD and within node and `<use>` caps, then checked for what
-//! drawing them would cost ([`check_costs`]) before resvg draws them at the icon's size.
+//! SVG icons. Before usvg builds its tree, the document is parsed without a DTD, at most
+//! [`MAX_SVG_NODES`] nodes and [`MAX_SVG_DEPTH`] deep, without markers, and what its
+//! references would expand to is bounded ([`check_references`]: `<use>`, patterns, clip
+//! paths, masks and filters each copy or redraw what they point at). After, what drawing the
+//! tree would cost is checked ([`check_costs`]) before resvg draws it at the icon's size.
+
+use std::collections::HashMap;
 
 use resvg::tiny_skia::{Pixmap, Transform};
 use resvg::usvg;
@@ -7,7 +12,11 @@ use resvg::usvg;
 use super::{IconError, SIZE};
 
 pub const MAX_SVG_NODES: u32 = 20_000;
-pub const MAX_SVG_USES: usize = 16;
+/// Nesting depth of elements (usvg and resvg recurse on it).
+pub const MAX_SVG_DEPTH: usize = 64;
+/// Nodes the document amounts to once every reference is expanded (each `url(#…)` or
+/// `href="#…"` counts what it points at, again for every use).
+pub const MAX_SVG_WORK: u64 = 100_000;
 
 /// The SVG drawn at [`SIZE`]×[`SIZE`], centred, aspect kept.
 pub(super) fn pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
@@ -20,13 +29,7 @@ pub(super) fn pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
             ..Default::default()
         },
     )?;
-    let uses = doc
-        .descendants()
-        .filter(|n| n.tag_name().name() == "use")
-        .count();
-    if uses > MAX_SVG_USES {
-        return Err(IconError::TooManyUses);
-    }
+    check_references(&doc)?;
     let options = usvg::Options {
         resources_dir: None,
         // Nothing outside the file: no referenced image is loaded, embedded or not.
@@ -54,6 +57,129 @@ pub(super) fn pixmap(bytes: &[u8]) -> Result<Pixmap, IconError> {
     Ok(out)
 }
 
+/// The ids one attribute value refers to: `url(#id)` anywhere in it, or all of it for an
+/// `href` of `#id`.
+fn referenced<'a>(name: &str, value: &'a str, out: &mut Vec<&'a str>) {
+    if name == "href" {
+        if let Some(id) = value.trim().strip_prefix('#') {
+            out.push(id);
+        }
+        return;
+    }
+    let mut rest = value;
+    while let Some(at) = rest.find("url(") {
+        rest = &rest[at + 4..];
+        let inner = rest.trim_start().trim_start_matches(['\'', '"']);
+        if let Some(id) = inner.strip_prefix('#') {
+            let end = id.find([')', '\'', '"']).unwrap_or(id.len());
+            out.push(id[..end].trim());
+        }
+    }
+}
+
+/// Refuses documents that nest too deep, use markers (a copy of the marker per vertex),
+/// style sheets that reference elements (a rule may apply to every element), reference
+/// cycles, or whose references expand to more than [`MAX_SVG_WORK`] nodes.
+pub(super) fn check_references(doc: &roxmltree::Document) -> Result<(), IconError> {
+    let costly = |why| Err(IconError::TooCostly(why));
+    let nodes: Vec<roxmltree::Node> = doc.descendants().filter(|n| n.is_element()).collect();
+    // Each element's depth and, for those with ids, its index among them.
+    let mut depth: HashMap<roxmltree::NodeId, usize> = HashMap::new();
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    let mut with_id: Vec<roxmltree::NodeId> = Vec::new();
+    for n in &nodes {
+        let d = n
+            .parent()
+            .and_then(|p| depth.get(&p.id()))
+            .map_or(1, |d| d + 1);
+        if d > MAX_SVG_DEPTH {
+            return costly("elements nest too deep");
+        }
+        depth.insert(n.id(), d);
+        let name = n.tag_name().name();
+        if name == "marker" || n.attributes().any(|a| a.name().starts_with("marker")) {
+            return costly("markers are not drawn in icons");
+        }
+        if name == "style" && n.text().is_some_and(|t| t.contains("url(")) {
+            return costly("a style sheet references elements");
+        }
+        if let Some(id) = n.attribute("id") {
+            targets.entry(id).or_insert_with(|| {
+                with_id.push(n.id());
+                with_id.len() - 1
+            });
+        }
+    }
+    // For each element with an id: its own size, and the references made inside it (an
+    // element's references count for every ancestor with an id, and for the document).
+    let mut own = vec![0u64; with_id.len()];
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); with_id.len()];
+    let mut document = nodes.len() as u64;
+    let mut document_refs: Vec<usize> = Vec::new();
+    let index: HashMap<roxmltree::NodeId, usize> =
+        with_id.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let mut refs = Vec::new();
+    for n in &nodes {
+        refs.clear();
+        for a in n.attributes() {
+            referenced(a.name(), a.value(), &mut refs);
+        }
+        let found: Vec<usize> = refs
+            .iter()
+            .filter_map(|r| targets.get(r).copied())
+            .collect();
+        for anc in n.ancestors() {
+            if let Some(&i) = index.get(&anc.id()) {
+                own[i] += 1;
+                edges[i].extend_from_slice(&found);
+                if edges[i].len() > MAX_SVG_WORK as usize {
+                    return costly("too many references");
+                }
+            }
+        }
+        document_refs.extend_from_slice(&found);
+        if document_refs.len() > MAX_SVG_WORK as usize {
+            return costly("too many references");
+        }
+    }
+    // Expanded sizes in dependency order (Kahn's algorithm); what is left over is a cycle.
+    let mut pending: Vec<usize> = edges.iter().map(Vec::len).collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); with_id.len()];
+    for (from, to) in edges.iter().enumerate() {
+        for &t in to {
+            users[t].push(from);
+        }
+    }
+    let mut ready: Vec<usize> = (0..with_id.len()).filter(|&i| pending[i] == 0).collect();
+    let mut cost: Vec<Option<u64>> = vec![None; with_id.len()];
+    while let Some(i) = ready.pop() {
+        let c = edges[i]
+            .iter()
+            .try_fold(own[i], |sum, &t| cost[t].map(|c| sum.saturating_add(c)))
+            .unwrap_or(u64::MAX);
+        if c > MAX_SVG_WORK {
+            return costly("its references expand to too much");
+        }
+        cost[i] = Some(c);
+        for &u in &users[i] {
+            pending[u] -= 1;
+            if pending[u] == 0 {
+                ready.push(u);
+            }
+        }
+    }
+    if cost.iter().any(Option::is_none) {
+        return costly("its references form a cycle");
+    }
+    for t in document_refs {
+        document = document.saturating_add(cost[t].unwrap_or(u64::MAX));
+    }
+    if document > MAX_SVG_WORK {
+        return costly("its references expand to too much");
+    }
+    Ok(())
+}
+
 /// How far, in the icon's pixels, a shape or clip may reach outside it. The rasteriser's
 /// fixed-point edges overflow (and its debug checks panic) near 32768 pixels.
 pub const MAX_SHAPE_REACH: f32 = 4096.0;
@@ -69,64 +195,50 @@ pub const MAX_TURBULENCE_OCTAVES: u32 = 16;
 /// Entries of one `feConvolveMatrix` kernel (each is a read per pixel).
 pub const MAX_KERNEL_ENTRIES: usize = 1024;
 
-/// Refuses an SVG whose drawing would cost more than an icon should, before it is drawn:
-/// shapes, clips and masks far outside the icon, filter regions beyond
-/// [`MAX_FILTER_REACH`], large pattern tiles, and too many or too costly filter primitives.
-/// Every group is checked, including those of clip paths, masks, patterns and `feImage`,
-/// each in the pixels it is drawn at (`device` for the image itself).
+/// Refuses a tree whose drawing would cost more than an icon should: shapes, clips and masks
+/// far outside the icon, filter regions beyond [`MAX_FILTER_REACH`], large pattern tiles,
+/// and too many or too costly filter primitives. Every group is checked, including those of
+/// clip paths, masks, patterns and `feImage`, at the transform resvg draws it with (built
+/// here from each group's own transform, as resvg does: usvg's absolute transforms are not
+/// updated inside every pattern).
 fn check_costs(tree: &usvg::Tree, device: Transform) -> Result<(), IconError> {
     use usvg::{Node, Paint};
+    // (group, the transform its children are drawn with)
     let mut todo: Vec<(&usvg::Group, Transform)> = vec![(tree.root(), device)];
     let mut primitives = 0usize;
-    while let Some((group, base)) = todo.pop() {
-        let at = base.pre_concat(group.abs_transform());
-        if !group.filters().is_empty() {
-            reach(
-                base,
-                group.abs_layer_bounding_box().to_rect(),
-                MAX_FILTER_REACH,
-            )?;
-        }
-        for filter in group.filters() {
-            for primitive in filter.primitives() {
-                primitives += 1;
-                if primitives > MAX_FILTER_PRIMITIVES {
-                    return Err(IconError::TooCostly("too many filter primitives"));
-                }
-                check_primitive(primitive.kind())?;
-                if let usvg::filter::Kind::Image(image) = primitive.kind() {
-                    todo.push((image.root(), at));
-                }
-            }
-        }
-        if let Some(clip) = group.clip_path() {
-            let mut clip = Some(clip);
-            while let Some(c) = clip {
-                todo.push((c.root(), at.pre_concat(c.transform())));
-                clip = c.clip_path();
-            }
-        }
-        let mut mask = group.mask();
-        while let Some(m) = mask {
-            reach(at, m.rect().to_rect(), MAX_SHAPE_REACH)?;
-            todo.push((m.root(), at));
-            mask = m.mask();
-        }
+    let mut visited = 0u64;
+    while let Some((group, at)) = todo.pop() {
         for child in group.children() {
+            visited += 1;
+            if visited > MAX_SVG_WORK {
+                return Err(IconError::TooCostly("too many shapes to draw"));
+            }
             match child {
-                Node::Group(g) => todo.push((g, base)),
+                Node::Group(g) => {
+                    let at = at.pre_concat(g.transform());
+                    check_group(g, at, &mut primitives, &mut todo)?;
+                    todo.push((g, at));
+                }
                 Node::Path(path) => {
-                    reach(base, path.abs_stroke_bounding_box(), MAX_SHAPE_REACH)?;
+                    let stroke = path
+                        .stroke()
+                        .map_or(0.0, |s| s.width().get() * s.miterlimit().get().max(1.0));
+                    let b = path.data().bounds();
+                    let widened = usvg::Rect::from_ltrb(
+                        b.left() - stroke,
+                        b.top() - stroke,
+                        b.right() + stroke,
+                        b.bottom() + stroke,
+                    )
+                    .ok_or(IconError::TooCostly("a stroke of no finite size"))?;
+                    reach(at, widened, MAX_SHAPE_REACH)?;
                     let paints = [
                         path.fill().map(|f| f.paint()),
                         path.stroke().map(|s| s.paint()),
                     ];
                     for paint in paints.into_iter().flatten() {
                         if let Paint::Pattern(pattern) = paint {
-                            let ts = base
-                                .pre_concat(path.abs_transform())
-                                .pre_concat(pattern.transform());
-                            let (sx, sy) = ts.get_scale();
+                            let (sx, sy) = at.pre_concat(pattern.transform()).get_scale();
                             let (w, h) =
                                 (pattern.rect().width() * sx, pattern.rect().height() * sy);
                             if !(w <= MAX_PATTERN_TILE && h <= MAX_PATTERN_TILE) {
@@ -136,13 +248,56 @@ fn check_costs(tree: &usvg::Tree, device: Transform) -> Result<(), IconError> {
                         }
                     }
                 }
-                Node::Image(image) => reach(base, image.abs_bounding_box(), MAX_SHAPE_REACH)?,
+                Node::Image(image) => reach(at, image.bounding_box(), MAX_SHAPE_REACH)?,
                 Node::Text(text) => {
-                    reach(base, text.abs_stroke_bounding_box(), MAX_SHAPE_REACH)?;
-                    todo.push((text.flattened(), base));
+                    let flat = text.flattened();
+                    let at = at.pre_concat(flat.transform());
+                    check_group(flat, at, &mut primitives, &mut todo)?;
+                    todo.push((flat, at));
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// A group drawn at `at`: its layer (with filters and strokes) within reach, its filters'
+/// costs, and its clip paths, masks and `feImage`s queued to be checked.
+fn check_group<'a>(
+    group: &'a usvg::Group,
+    at: Transform,
+    primitives: &mut usize,
+    todo: &mut Vec<(&'a usvg::Group, Transform)>,
+) -> Result<(), IconError> {
+    let limit = if group.filters().is_empty() {
+        MAX_SHAPE_REACH
+    } else {
+        MAX_FILTER_REACH
+    };
+    reach(at, group.layer_bounding_box().to_rect(), limit)?;
+    for filter in group.filters() {
+        reach(at, filter.rect().to_rect(), MAX_FILTER_REACH)?;
+        for primitive in filter.primitives() {
+            *primitives += 1;
+            if *primitives > MAX_FILTER_PRIMITIVES {
+                return Err(IconError::TooCostly("too many filter primitives"));
+            }
+            check_primitive(primitive.kind())?;
+            if let usvg::filter::Kind::Image(image) = primitive.kind() {
+                todo.push((image.root(), at));
+            }
+        }
+    }
+    let mut clip = group.clip_path();
+    while let Some(c) = clip {
+        todo.push((c.root(), at.pre_concat(c.transform())));
+        clip = c.clip_path();
+    }
+    let mut mask = group.mask();
+    while let Some(m) = mask {
+        reach(at, m.rect().to_rect(), MAX_SHAPE_REACH)?;
+        todo.push((m.root(), at));
+        mask = m.mask();
     }
     Ok(())
 }
@@ -238,6 +393,62 @@ mod tests {
                 r#"<filter id="f">{floods}</filter><rect width="16" height="16" filter="url(#f)"/>"#
             ),
             "too many filter primitives",
+        );
+    }
+
+    #[test]
+    fn references_that_multiply_or_loop_are_refused_before_the_tree_is_built() {
+        // A cycle of three patterns (usvg breaks cycles of one or two only).
+        refused(
+            r#"<pattern id="a" width="1" height="1"><rect width="9" height="9" fill="url(#b)"/></pattern>
+               <pattern id="b" width="1" height="1"><rect width="9" height="9" fill="url(#c)"/></pattern>
+               <pattern id="c" width="1" height="1"><rect width="9" height="9" fill="url(#a)"/></pattern>
+               <rect width="16" height="16" fill="url(#a)"/>"#,
+            "cycle",
+        );
+        // A chain of patterns each drawing the next twice: 2^40 fills.
+        let mut chain = String::from(
+            r#"<pattern id="p0" width="1" height="1"><rect width="1" height="1"/></pattern>"#,
+        );
+        for i in 1..40 {
+            chain.push_str(&format!(
+                r#"<pattern id="p{i}" width="1" height="1"><rect width="1" height="1" fill="url(#p{p})"/><rect width="1" height="1" fill="url(#p{p})"/></pattern>"#,
+                p = i - 1
+            ));
+        }
+        chain.push_str(r#"<rect width="16" height="16" fill="url(#p39)"/>"#);
+        refused(&chain, "expand to too much");
+        // One pattern of 2,000 shapes, used by 2,000 shapes.
+        let shapes = r#"<rect width="1" height="1"/>"#.repeat(2000);
+        let users = r#"<rect width="1" height="1" fill="url(#big)"/>"#.repeat(2000);
+        refused(
+            &format!(r#"<pattern id="big" width="4" height="4">{shapes}</pattern>{users}"#),
+            "expand to too much",
+        );
+        // A marker copied onto every vertex.
+        refused(
+            r#"<marker id="m"><rect width="1" height="1"/></marker><path d="M0 0h1h-1h1" marker-mid="url(#m)"/>"#,
+            "markers",
+        );
+        // A style sheet's rule may apply to every element.
+        refused(
+            r#"<style>rect { fill: url(#g) }</style><linearGradient id="g"/><rect width="4" height="4"/>"#,
+            "style sheet",
+        );
+        // Groups nested deeper than usvg and resvg should recurse.
+        let deep = format!("{}{}", "<g>".repeat(100), "</g>".repeat(100));
+        refused(&deep, "nest too deep");
+    }
+
+    #[test]
+    fn a_pattern_whose_content_is_scaled_by_its_view_box_is_measured_as_drawn() {
+        // usvg leaves the shapes' absolute transforms unscaled here: measured by them, the
+        // ellipse would look 2,400 px tall, but it is drawn about 4·10²² px tall.
+        refused(
+            r#"<pattern id="p" width="1" height="1" viewBox="0 0 1e-18 1e-18">
+               <ellipse cx="16" cy="8" rx="17" ry="7777" transform="rotate(10 16 8)"/></pattern>
+               <rect width="16" height="16" fill="url(#p)"/>"#,
+            "reaches far outside",
         );
     }
 
