@@ -11,3 +11,4 @@ pub mod shm;
 pub mod virtgpu;
 pub mod wire;
 pub mod wlproxy;
+pub mod xwm;

@@ -576,6 +576,13 @@ impl Compositor {
 
     /// A client's whole environment, explicit so a CI machine's variables (or their absence:
     /// without SHELL, foot run as `nobody` starts nologin and exits) change nothing.
+    /// A command for a client of `domain`, with the environment of those `spawn` starts.
+    pub fn client_command(&self, domain: &str, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        self.client_env(&mut cmd, domain);
+        cmd
+    }
+
     fn client_env(&self, cmd: &mut Command, domain: &str) {
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")

@@ -1,0 +1,231 @@
+//! The guest proxy's X11 window manager (guest-proxy/src/xwm.rs) with the Xwayland of the
+//! guests (Debian 12's 22.1), here a client of the headless compositor's host socket, and a
+//! real X client (xterm): the manager lets Xwayland take clients, pairs each X window with
+//! the wl_surface Xwayland made for it, reports its title and class bounded and clean, and
+//! closes it the way the user's click on the frame will.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Instant;
+
+use bulkhead_guest::xwm::{Change, Role, Wm, WmError, MAX_TITLE};
+use common::*;
+
+/// Xwayland as the guest proxy starts it (rootless, shm, its window manager on a socket),
+/// with its display number from `-displayfd`.
+fn xwayland(c: &Compositor) -> (ChildGuard, Wm, String) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (display_r, display_w) = nix::unistd::pipe().unwrap();
+    let mut cmd = c.client_command("host", "Xwayland");
+    cmd.args([
+        "-rootless",
+        "-shm",
+        "-nolisten",
+        "tcp",
+        "-displayfd",
+        "3",
+        "-wm",
+        "4",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    // Above 4, so that putting one at 3 or 4 cannot overwrite the other.
+    let high = |fd: OwnedFd| {
+        let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+            .expect("dup");
+        // SAFETY: fcntl just returned this new descriptor, owned by nothing else.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+    };
+    let fds: [OwnedFd; 2] = [high(display_w), high(theirs.into())];
+    let raw = [fds[0].as_raw_fd(), fds[1].as_raw_fd()];
+    // SAFETY: between fork and exec only dup2(2), which is async-signal-safe, puts the two
+    // descriptors at 3 and 4 (without close-on-exec) for Xwayland.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (to, from) in [(3, raw[0]), (4, raw[1])] {
+                if nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = ChildGuard(cmd.spawn().expect("start Xwayland"), "Xwayland".into());
+    drop(fds);
+    let wm = Wm::new(ours).expect("take over as window manager");
+    let mut line = String::new();
+    BufReader::new(std::fs::File::from(display_r))
+        .read_line(&mut line)
+        .expect("Xwayland's display number");
+    (child, wm, format!(":{}", line.trim()))
+}
+
+/// Handles the manager's events until `want` matches one of its changes.
+fn wait_change(wm: &mut Wm, what: &str, want: impl Fn(&Change) -> bool) -> Change {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let changes = wm
+            .wait_for(std::time::Duration::from_millis(500))
+            .expect("window manager");
+        for change in changes {
+            if want(&change) {
+                return change;
+            }
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+    }
+}
+
+#[test]
+fn xterm_is_paired_with_its_surface_titled_and_closed() {
+    let c = Compositor::start("[keyboard]\nrepeat-rate = 0\n");
+    let (_xwayland, mut wm, display) = xwayland(&c);
+    // A second window manager is refused.
+    let second = x11rb::rust_connection::RustConnection::connect(Some(&display))
+        .expect("connect")
+        .0;
+    assert!(matches!(Wm::start(second), Err(WmError::NotAlone)));
+
+    // A title with a control character, and one of 20,000 characters.
+    let long = "x".repeat(20_000);
+    let mut xterms = Vec::new();
+    for title in ["first\u{7}term", long.as_str()] {
+        let mut cmd = c.client_command("host", "xterm");
+        cmd.env("DISPLAY", &display)
+            .args(["-T", title, "-e", "sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        xterms.push(ChildGuard(
+            cmd.spawn().expect("start xterm"),
+            "xterm".into(),
+        ));
+    }
+    let mut shown = Vec::new();
+    while shown.len() < 2 {
+        match wait_change(&mut wm, "xterm shown", |c| matches!(c, Change::Show { .. })) {
+            Change::Show {
+                window,
+                surface,
+                role,
+                title,
+                class,
+            } => {
+                assert_eq!(role, Role::Toplevel { parent: None });
+                assert_eq!(class, "XTerm");
+                assert!(surface > 1, "surface id {surface}");
+                shown.push((window, surface, title));
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+    shown.sort_by_key(|s| s.2.len());
+    eprintln!(
+        "shown (window, surface): {:?}",
+        shown.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>()
+    );
+    assert_eq!(shown[0].2, "firstterm", "control characters are dropped");
+    assert_eq!(shown[1].2, "x".repeat(MAX_TITLE), "long titles are cut");
+    assert_ne!(shown[0].1, shown[1].1, "each window has its own surface");
+    // Xwayland commits nothing to a window's surface until the Wayland side has shown it.
+    let probe = x11rb::rust_connection::RustConnection::connect(Some(&display))
+        .expect("connect")
+        .0;
+    let commits = |window| {
+        use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
+        let atom = probe
+            .intern_atom(false, b"_XWAYLAND_ALLOW_COMMITS")
+            .unwrap()
+            .reply()
+            .unwrap()
+            .atom;
+        let reply = probe
+            .get_property(false, window, atom, AtomEnum::CARDINAL, 0, 1)
+            .unwrap()
+            .reply()
+            .unwrap();
+        reply.value32().and_then(|mut v| v.next())
+    };
+    for (window, _, _) in &shown {
+        assert_eq!(commits(*window), Some(0));
+        wm.shown(*window).unwrap();
+        assert_eq!(commits(*window), Some(1));
+    }
+
+    // A menu (an override-redirect window) of the second xterm, made on the wire: a popup
+    // of its parent at its offset from it.
+    {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};
+        use x11rb::wrapper::ConnectionExt as _;
+        let parent = shown[1].0;
+        let at = probe.get_geometry(parent).unwrap().reply().unwrap();
+        let menu = probe.generate_id().unwrap();
+        let root = probe.setup().roots[0].root;
+        probe
+            .create_window(
+                0,
+                menu,
+                root,
+                at.x + 10,
+                at.y + 20,
+                50,
+                30,
+                0,
+                WindowClass::INPUT_OUTPUT,
+                0,
+                &CreateWindowAux::new().override_redirect(1),
+            )
+            .unwrap();
+        probe
+            .change_property32(
+                x11rb::protocol::xproto::PropMode::REPLACE,
+                menu,
+                x11rb::protocol::xproto::AtomEnum::WM_TRANSIENT_FOR,
+                x11rb::protocol::xproto::AtomEnum::WINDOW,
+                &[parent],
+            )
+            .unwrap();
+        probe.map_window(menu).unwrap();
+        probe.flush().unwrap();
+        let popup = wait_change(
+            &mut wm,
+            "the menu shown",
+            |c| matches!(c, Change::Show { window, .. } if *window == menu),
+        );
+        let Change::Show { role, .. } = popup else {
+            unreachable!()
+        };
+        assert_eq!(
+            role,
+            Role::Popup {
+                parent,
+                x: 10,
+                y: 20,
+                width: 50,
+                height: 30
+            }
+        );
+    }
+
+    // The frame's close button: xterm takes WM_DELETE_WINDOW and exits.
+    let (window, surface, _) = shown[0].clone();
+    wm.close(window).unwrap();
+    let hidden = wait_change(
+        &mut wm,
+        "the closed xterm hidden",
+        |c| matches!(c, Change::Hide { window: w, .. } if *w == window),
+    );
+    assert_eq!(hidden, Change::Hide { window, surface });
+    let deadline = Instant::now() + TIMEOUT;
+    while xterms.iter_mut().all(|x| x.running()) {
+        assert!(Instant::now() < deadline, "no xterm exited after its close");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
