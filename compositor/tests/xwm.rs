@@ -229,3 +229,85 @@ fn xterm_is_paired_with_its_surface_titled_and_closed() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A free X display number (neither socket nor lock file).
+fn free_display() -> u32 {
+    (90..200)
+        .find(|n| {
+            !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
+        .expect("a free X display")
+}
+
+/// The whole path of an X app in a VM, without the VM: the guest proxy (its cross-domain
+/// host side in process) listens on an X display; xterm's connection starts Xwayland, whose
+/// window manager in the proxy gives xterm's surface an xdg_toplevel. The compositor shows a
+/// window of the VM, titled as xterm titles itself, framed in the VM's colour with xterm's
+/// own pixels, and its close button closes xterm.
+#[test]
+fn xterm_through_the_guest_proxy_is_a_framed_window_of_its_vm() {
+    let c = Compositor::start(TWO_VMS);
+    let n = free_display();
+    let dir = c.dir.path();
+    let guest = dir.join("guest-wayland-0");
+    let proxy = std::process::Command::new(workspace_binary("bulkhead-wl-proxy"))
+        .arg("--socket")
+        .arg(&guest)
+        .arg("--loopback-host")
+        .arg(c.vm_socket("work"))
+        .args(["--x-display", &n.to_string()])
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("wl-proxy.log")).unwrap())
+        .spawn()
+        .expect("proxy");
+    let _proxy = ChildGuard(proxy, "proxy".into());
+    wait_for_path(std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")));
+    let xterm = std::process::Command::new("xterm")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISPLAY", format!(":{n}"))
+        .args(["-T", "hello from X", "-bg", "#c03020", "-fg", "#ffffff"])
+        .args(["-e", "sh", "-c", "echo X11 in a VM; sleep 600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("xterm.log")).unwrap())
+        .spawn()
+        .expect("xterm");
+    let mut xterm = ChildGuard(xterm, "xterm".into());
+    let w = c.wait_window("work", "hello from X");
+    assert_eq!(w.title, "hello from X");
+    assert_eq!(w.app_id, "XTerm");
+    assert!(!w.client_decorations);
+    let deadline = Instant::now() + TIMEOUT;
+    let img = loop {
+        let img = c.screenshot("xwm-xterm");
+        // xterm's background, and its white text on it.
+        let g = w.geometry;
+        let centre = img.pixel(g.x + g.width / 2, g.y + g.height / 2);
+        let text = img
+            .find(|p| p == [0xff, 0xff, 0xff])
+            .into_iter()
+            .filter(|&(x, y)| x >= g.x && x < g.x + g.width / 2 && y >= g.y && y < g.y + 40)
+            .count();
+        if centre == [0xc0, 0x30, 0x20] && text > 20 {
+            break img;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "xterm's pixels never came; proxy log:\n{}",
+            std::fs::read_to_string(dir.join("wl-proxy.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_framed(&img, &w, WORK, "[work] hello from X", w.focused);
+    // The frame's close: the compositor's close reaches xterm as WM_DELETE_WINDOW.
+    c.focus(w.id);
+    c.action("close", None);
+    let deadline = Instant::now() + TIMEOUT;
+    while xterm.running() {
+        assert!(Instant::now() < deadline, "xterm did not close");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    c.wait_windows("xterm's window gone", |ws| ws.iter().all(|x| x.id != w.id));
+}

@@ -11,4 +11,5 @@ pub mod shm;
 pub mod virtgpu;
 pub mod wire;
 pub mod wlproxy;
+pub mod xwayland;
 pub mod xwm;

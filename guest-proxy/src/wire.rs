@@ -138,6 +138,22 @@ pub fn message_bytes(sender: u32, opcode: u16, body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Words in the wire's (native) byte order: a message body of uint, int and object arguments.
+pub fn words(w: &[u32]) -> Vec<u8> {
+    w.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+/// A string argument: its length with the NUL, the bytes, the NUL, padding to a word.
+pub fn string_arg(s: &str) -> Vec<u8> {
+    let mut b = ((s.len() + 1) as u32).to_ne_bytes().to_vec();
+    b.extend(s.as_bytes());
+    b.push(0);
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    b
+}
+
 /// Argument `i` as an integer (int or uint).
 pub fn int(args: &[Arg], i: usize) -> Result<i64, String> {
     match args.get(i) {
@@ -232,15 +248,7 @@ mod tests {
         m
     }
 
-    fn string(s: &str) -> Vec<u8> {
-        let mut b = ((s.len() + 1) as u32).to_ne_bytes().to_vec();
-        b.extend(s.as_bytes());
-        b.push(0);
-        while !b.len().is_multiple_of(4) {
-            b.push(0);
-        }
-        b
-    }
+    use super::string_arg as string;
 
     #[test]
     fn parses_a_bind() {
@@ -302,10 +310,7 @@ mod tests {
 /// Test messages shared by both transports' tests.
 #[cfg(test)]
 pub(crate) mod test_messages {
-    /// Words in the wire's (native) byte order.
-    pub fn words(w: &[u32]) -> Vec<u8> {
-        w.iter().flat_map(|v| v.to_ne_bytes()).collect()
-    }
+    pub use super::words;
 
     /// The body of wl_registry.bind(1, `name`, `version`, new id `id`).
     pub fn bind_body(name: &str, version: u32, id: u32) -> Vec<u8> {

@@ -201,9 +201,10 @@ impl Wm {
         })
     }
 
-    /// The connection, to wait on its descriptor.
-    pub fn connection(&self) -> &RustConnection {
-        &self.conn
+    /// The connection's descriptor, to wait on (after [`Wm::dispatch`] took what was read).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.conn.stream().as_fd()
     }
 
     /// Handles every event that has arrived, returning what the Wayland side must do.

@@ -17,7 +17,9 @@ fn usage() -> ! {
          auto (the default): cross-domain when a virtio-gpu render node offers it (crosvm),\n\
          else the vsock stream (vsock port 5000 on the host, or --host-port / --host-socket).\n\
          --loopback-host: cross-domain with its host side (rutabaga_gfx, as crosvm runs it) in\n\
-         this process, connected to WAYLAND_SOCKET: for tests and trying it without a VM."
+         this process, connected to WAYLAND_SOCKET: for tests and trying it without a VM.\n\
+         --x-display N: X11 apps on display :N (socket in /tmp/.X11-unix, or --x-socket-dir),\n\
+         through Xwayland started on demand (cross-domain only)."
     );
     std::process::exit(2);
 }
@@ -34,6 +36,8 @@ fn main() {
     let mut host = HostEndpoint::default();
     let mut transport = Transport::Auto;
     let mut loopback: Option<PathBuf> = None;
+    let mut x_display: Option<u32> = None;
+    let mut x_dir = PathBuf::from("/tmp/.X11-unix");
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -55,6 +59,15 @@ fn main() {
                 loopback = Some(PathBuf::from(value()));
                 transport = Transport::CrossDomain;
             }
+            Some("--x-display") => {
+                x_display = Some(
+                    value()
+                        .to_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
+            Some("--x-socket-dir") => x_dir = PathBuf::from(value()),
             Some("--transport") => {
                 transport = match value().to_str() {
                     Some("auto") => Transport::Auto,
@@ -97,6 +110,25 @@ fn main() {
             }
         }
     };
+    if let Some(display) = x_display {
+        match &opener {
+            Some(open) => match bulkhead_guest::xwayland::listen(&x_dir, display) {
+                Ok((listener, path)) => {
+                    eprintln!("bulkhead-wl-proxy: X11 apps on :{display} ({})", path.display());
+                    let open = open.clone();
+                    std::thread::spawn(move || {
+                        if let Err(e) = bulkhead_guest::xwayland::serve(listener, display, open) {
+                            eprintln!("bulkhead-wl-proxy: X display :{display}: {e}");
+                        }
+                    });
+                }
+                Err(e) => eprintln!("bulkhead-wl-proxy: cannot listen on X display :{display}: {e}"),
+            },
+            None => eprintln!(
+                "bulkhead-wl-proxy: X11 apps need the cross-domain transport; :{display} is not served"
+            ),
+        }
+    }
     let r = match opener {
         Some(open) => crossdomain::serve(&socket, open),
         None => serve(&socket, host),

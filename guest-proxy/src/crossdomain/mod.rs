@@ -34,6 +34,7 @@ use crate::wlproxy::{allowed, filter_global, sealed_memfd};
 
 mod protocol;
 use protocol::*;
+pub mod xroles;
 
 /// Most Wayland bytes one SEND carries.
 const MAX_SEND_DATA: usize = MAX_COMMAND - std::mem::size_of::<SendReceive>();
@@ -320,6 +321,8 @@ struct State {
     /// forwarding benchmark reads them).
     commits: u64,
     copied: u64,
+    /// Roles of Xwayland's surfaces, on Xwayland's connection only.
+    x: Option<xroles::XRoles>,
 }
 
 impl State {
@@ -337,6 +340,7 @@ impl State {
             pipes: Pipes::default(),
             commits: 0,
             copied: 0,
+            x: None,
         }
     }
 }
@@ -398,19 +402,59 @@ fn delete_id(id: u32) -> Vec<u8> {
 
 /// Relays one app over a context of its own until either side ends or breaks the protocol.
 pub fn relay(app: UnixStream, open: &Opener) -> Result<(), String> {
+    relay_with(app, open, None)
+}
+
+/// The window manager's side of Xwayland's connection (`crate::xwayland`).
+pub struct XLink {
+    /// What the window manager wants done with Xwayland's surfaces.
+    pub changes: std::sync::mpsc::Receiver<crate::xwm::Change>,
+    /// What it must hear of the host, with a byte on `wake` after each batch.
+    pub notices: std::sync::mpsc::Sender<xroles::Notice>,
+    pub wake: OwnedFd,
+}
+
+/// Relays Xwayland like any app, and gives its surfaces the roles the window manager asks
+/// for.
+pub fn relay_x(app: UnixStream, open: &Opener, link: XLink) -> Result<(), String> {
+    relay_with(app, open, Some(link))
+}
+
+/// Requests to the host go out one batch at a time, each whole: a batch of the app's and one
+/// of the proxy's own (roles for Xwayland) never interleave, and a role is sent only after
+/// the surface it is for.
+type Sending = Arc<Mutex<()>>;
+
+fn relay_with(app: UnixStream, open: &Opener, link: Option<XLink>) -> Result<(), String> {
     let channel =
         Arc::new(Channel::open(open).map_err(|err| format!("no cross-domain context: {err}"))?);
     let state = Arc::new(Mutex::new(State::new()));
+    let sending: Sending = Arc::new(Mutex::new(()));
+    let mut to_wm = None;
+    if let Some(link) = link {
+        lock(&state).x = Some(xroles::XRoles::default());
+        to_wm = Some((link.notices, link.wake));
+        let (s2, c2, g2) = (state.clone(), channel.clone(), sending.clone());
+        let changes = link.changes;
+        std::thread::spawn(move || {
+            for change in changes.iter() {
+                if let Err(err) = apply_change(&s2, &c2, &g2, change) {
+                    eprintln!("bulkhead-wl-proxy: X window roles: {err}");
+                    return;
+                }
+            }
+        });
+    }
     let out: AppOut = Arc::new(Mutex::new(app.try_clone().map_err(e)?));
     let (stop_r, stop_w) = nix::unistd::pipe().map_err(|err| err.to_string())?;
-    let (s2, c2, o2) = (state.clone(), channel.clone(), out.clone());
+    let (s2, c2, o2, g2) = (state.clone(), channel.clone(), out.clone(), sending.clone());
     let app2 = app.try_clone().map_err(e)?;
     let down = std::thread::spawn(move || {
-        let r = host_to_app(&c2, &s2, &o2, &stop_r);
+        let r = host_to_app(&c2, &s2, &o2, &stop_r, &g2, to_wm.as_ref());
         let _ = app2.shutdown(std::net::Shutdown::Both);
         r
     });
-    let up = app_to_host(&app, &channel, &state, &out);
+    let up = app_to_host(&app, &channel, &state, &out, &sending);
     let _ = File::from(stop_w).write_all(&[1]);
     let _ = app.shutdown(std::net::Shutdown::Both);
     let down = down
@@ -427,11 +471,35 @@ pub fn relay(app: UnixStream, open: &Opener) -> Result<(), String> {
     up.and(down)
 }
 
+/// Gives Xwayland's surface the role the window manager asked for, in a batch of its own.
+fn apply_change(
+    state: &Mutex<State>,
+    ch: &Channel,
+    sending: &Sending,
+    change: crate::xwm::Change,
+) -> Result<(), String> {
+    let _turn = sending.lock().unwrap_or_else(|e| e.into_inner());
+    let mut host = Outgoing::default();
+    {
+        let mut st = lock(state);
+        let st = &mut *st;
+        if let Some(x) = st.x.as_mut() {
+            x.apply(&mut st.ids, &st.objects, change, &mut host)?;
+        }
+    }
+    for (data, idents) in &host.sends {
+        ch.send(data, idents)
+            .map_err(|err| format!("host: {err}"))?;
+    }
+    Ok(())
+}
+
 fn app_to_host(
     app: &UnixStream,
     ch: &Channel,
     state: &Mutex<State>,
     out: &AppOut,
+    sending: &Sending,
 ) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
     let mut fds: VecDeque<OwnedFd> = VecDeque::new();
@@ -449,6 +517,7 @@ fn app_to_host(
         }
         let mut host = Outgoing::default();
         let mut local: Vec<u8> = Vec::new();
+        let turn = sending.lock().unwrap_or_else(|e| e.into_inner());
         {
             let mut st = lock(state);
             while let Some((sender, opcode, len)) = wire::next_message(&buf)? {
@@ -458,11 +527,17 @@ fn app_to_host(
                 )?;
                 buf.drain(..len);
             }
+            // Roles waiting for surfaces this batch made go right after it.
+            let st = &mut *st;
+            if let Some(x) = st.x.as_mut() {
+                x.retry(&mut st.ids, &st.objects, &mut host)?;
+            }
         }
         for (data, idents) in &host.sends {
             ch.send(data, idents)
                 .map_err(|err| format!("host: {err}"))?;
         }
+        drop(turn);
         if !local.is_empty() {
             to_app(out, &local, &[]).map_err(|err| format!("app: {err}"))?;
         }
@@ -575,6 +650,11 @@ fn request(
                     p.buffers = p.buffers.saturating_sub(1);
                 }
                 drop_pool_if_unused(st, b.pool);
+            }
+        }
+        ("wl_surface", "destroy") => {
+            if let Some(x) = st.x.as_mut() {
+                x.surface_destroyed(sender, host);
             }
         }
         ("wl_surface", "commit") => {
@@ -790,6 +870,8 @@ fn host_to_app(
     state: &Mutex<State>,
     out: &AppOut,
     stop: &OwnedFd,
+    sending: &Sending,
+    to_wm: Option<&(std::sync::mpsc::Sender<xroles::Notice>, OwnedFd)>,
 ) -> Result<(), String> {
     let poll_cmd = Header::new::<Header>(CMD_POLL, CHANNEL_RING, 0);
     let mut ring = vec![0u8; MAX_COMMAND];
@@ -853,6 +935,9 @@ fn host_to_app(
                     to_app(out, &wl, &pending).map_err(|err| format!("app: {err}"))?;
                     pending.clear();
                 }
+                if let Some(to_wm) = to_wm {
+                    answer_x(state, ch, sending, to_wm)?;
+                }
             }
             CMD_READ => {
                 let (rd, _) = ReadWrite::read_from_prefix(&ring[..]).map_err(|_| "short READ")?;
@@ -915,7 +1000,11 @@ fn event(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     if st.ids.ours.contains(&sender) {
-        return Ok(()); // to the proxy's own objects: nothing an app needs
+        // To the proxy's own objects: nothing an app needs (roles of X windows answer).
+        if let Some(x) = st.x.as_mut() {
+            x.event(sender, opcode, msg)?;
+        }
+        return Ok(());
     }
     let app_sender = st
         .ids
@@ -963,6 +1052,17 @@ fn event(
             _ => {}
         }
     }
+    if let Some(x) = st.x.as_mut() {
+        match (iface.name, desc.name) {
+            ("wl_registry", "global") => x.global(sender, &args),
+            ("wl_keyboard", "enter") => x
+                .keyboard(Some(object(&args, 1).and_then(|h| {
+                    st.ids.app(h).ok_or_else(|| "unknown surface".to_string())
+                })?)),
+            ("wl_keyboard", "leave") => x.keyboard(None),
+            _ => {}
+        }
+    }
     match (iface.name, desc.name) {
         ("wl_registry", "global") if !filter_global(&args, msg)? => {
             return Ok(()); // not shown to apps
@@ -981,6 +1081,43 @@ fn event(
     }
     wire::put_word(msg, 0, app_sender);
     out.extend_from_slice(msg);
+    Ok(())
+}
+
+/// Sends what the proxy answers for X windows' roles (pongs, acks) and tells the window
+/// manager what it must hear.
+fn answer_x(
+    state: &Mutex<State>,
+    ch: &Channel,
+    sending: &Sending,
+    (notices, wake): &(std::sync::mpsc::Sender<xroles::Notice>, OwnedFd),
+) -> Result<(), String> {
+    let _turn = sending.lock().unwrap_or_else(|e| e.into_inner());
+    let (replies, told) = {
+        let mut st = lock(state);
+        match st.x.as_mut() {
+            Some(x) => (
+                std::mem::take(&mut x.replies),
+                std::mem::take(&mut x.notices),
+            ),
+            None => return Ok(()),
+        }
+    };
+    let mut host = Outgoing::default();
+    for r in &replies {
+        host.push(r, &[]);
+    }
+    for (data, idents) in &host.sends {
+        ch.send(data, idents)
+            .map_err(|err| format!("host: {err}"))?;
+    }
+    if !told.is_empty() {
+        for n in told {
+            // The window manager may be gone: then nobody needs to hear it.
+            let _ = notices.send(n);
+        }
+        let _ = nix::unistd::write(wake, &[1]);
+    }
     Ok(())
 }
 

@@ -405,7 +405,7 @@ fn down(script: Vec<Vec<u8>>) -> (Result<(), String>, Vec<u8>) {
     let (a, b) = UnixStream::pair().unwrap();
     let out: AppOut = Arc::new(Mutex::new(a));
     let st = Mutex::new(st);
-    let r = host_to_app(&ch, &st, &out, &stop);
+    let r = host_to_app(&ch, &st, &out, &stop, &Sending::default(), None);
     drop(out);
     b.set_nonblocking(true).unwrap();
     let mut got = vec![0u8; 65536];
