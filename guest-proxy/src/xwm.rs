@@ -434,14 +434,7 @@ impl Wm {
             return Ok(());
         };
         if w.deletable {
-            let message = ClientMessageEvent::new(
-                32,
-                window,
-                self.atoms.WM_PROTOCOLS,
-                [self.atoms.WM_DELETE_WINDOW, x11rb::CURRENT_TIME, 0, 0, 0],
-            );
-            self.conn
-                .send_event(false, window, EventMask::NO_EVENT, message)?;
+            self.send_protocol(window, self.atoms.WM_DELETE_WINDOW)?;
         } else {
             self.conn.kill_client(window)?;
         }
@@ -460,14 +453,7 @@ impl Wm {
                     &ConfigureWindowAux::new().stack_mode(StackMode::ABOVE),
                 )?;
                 if self.windows.get(&window).is_some_and(|w| w.takes_focus) {
-                    let message = ClientMessageEvent::new(
-                        32,
-                        window,
-                        self.atoms.WM_PROTOCOLS,
-                        [self.atoms.WM_TAKE_FOCUS, x11rb::CURRENT_TIME, 0, 0, 0],
-                    );
-                    self.conn
-                        .send_event(false, window, EventMask::NO_EVENT, message)?;
+                    self.send_protocol(window, self.atoms.WM_TAKE_FOCUS)?;
                 }
                 if self
                     .windows
@@ -486,6 +472,19 @@ impl Wm {
             }
         }
         self.conn.flush()?;
+        Ok(())
+    }
+
+    /// A WM_PROTOCOLS message (`protocol`: WM_DELETE_WINDOW, WM_TAKE_FOCUS) to the window.
+    fn send_protocol(&self, window: Window, protocol: u32) -> Result<(), WmError> {
+        let message = ClientMessageEvent::new(
+            32,
+            window,
+            self.atoms.WM_PROTOCOLS,
+            [protocol, x11rb::CURRENT_TIME, 0, 0, 0],
+        );
+        self.conn
+            .send_event(false, window, EventMask::NO_EVENT, message)?;
         Ok(())
     }
 
