@@ -195,11 +195,13 @@ impl XRoles {
                 width,
                 height,
             } => {
-                let parent_surface = self
-                    .roles
-                    .get(parent)
-                    .map(|p| p.xdg_surface)
-                    .ok_or("a popup whose parent is not shown")?;
+                // Its parent went before the popup came: the popup is not shown (it would
+                // have nowhere to be), and nothing else is affected.
+                let Some(parent_surface) = self.roles.get(parent).map(|p| p.xdg_surface) else {
+                    out.push(&wire::message_bytes(xdg_surface, 0, &[]), &[]);
+                    self.objects.remove(&xdg_surface);
+                    return Ok(());
+                };
                 let positioner = ours(ids)?;
                 out.push(&wire::message_bytes(wm_base, 1, &words(&[positioner])), &[]);
                 out.push(
