@@ -230,13 +230,10 @@ fn xterm_is_paired_with_its_surface_titled_and_closed() {
     }
 }
 
-/// A free X display number (neither socket nor lock file).
+/// A free X display number, its leftovers removed.
 fn free_display() -> u32 {
-    (90..200)
-        .find(|n| {
-            !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
+    (140..200)
+        .find(|&n| claim_x_display(n))
         .expect("a free X display")
 }
 

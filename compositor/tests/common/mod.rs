@@ -848,9 +848,7 @@ pub struct Xvfb {
 impl Xvfb {
     pub fn start() -> Xvfb {
         for n in 90..140 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
+            if !claim_x_display(n) {
                 continue;
             }
             let display = format!(":{n}");
@@ -878,6 +876,29 @@ impl Xvfb {
         }
         panic!("could not start Xvfb");
     }
+}
+
+/// Whether X display `n` is free, its leftovers removed: no lock file of a live process, and
+/// no socket anyone answers on. Servers killed by a test leave both behind, and counting
+/// those as taken would use up the numbers a test may pick from.
+pub fn claim_x_display(n: u32) -> bool {
+    let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+    let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+    if let Ok(text) = std::fs::read_to_string(&lock) {
+        let alive = text
+            .trim()
+            .parse::<i32>()
+            .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+        if alive {
+            return false;
+        }
+    }
+    if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return false;
+    }
+    let _ = std::fs::remove_file(&lock);
+    let _ = std::fs::remove_file(&socket);
+    !lock.exists() && !socket.exists()
 }
 
 /// Linux evdev key codes used by the tests.
