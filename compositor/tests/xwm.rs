@@ -14,6 +14,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use bulkhead_guest::xwm::{Change, Role, Wm, WmError, MAX_TITLE};
+use common::vms::wait_until;
 use common::*;
 
 /// Xwayland as the guest proxy starts it (rootless, shm, its window manager on a socket),
@@ -237,6 +238,80 @@ fn free_display() -> u32 {
         .expect("a free X display")
 }
 
+/// The guest proxy (its cross-domain host side in process) for the work VM, listening on a
+/// free X display, and an xterm there with `args`: its window, once the compositor lists it.
+struct ProxiedX {
+    display: u32,
+    _proxy: ChildGuard,
+    xterm: ChildGuard,
+    window: bulkhead_ipc::WindowInfo,
+    log: std::path::PathBuf,
+}
+
+fn proxied_xterm(c: &Compositor, title: &str, args: &[&str]) -> ProxiedX {
+    let n = free_display();
+    let dir = c.dir.path();
+    let guest = dir.join("guest-wayland-0");
+    let log = dir.join("wl-proxy.log");
+    let proxy = std::process::Command::new(workspace_binary("bulkhead-wl-proxy"))
+        .arg("--socket")
+        .arg(&guest)
+        .arg("--loopback-host")
+        .arg(c.vm_socket("work"))
+        .args(["--x-display", &n.to_string()])
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("proxy");
+    let proxy = ChildGuard(proxy, "proxy".into());
+    wait_for_path(std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")));
+    let xterm = std::process::Command::new("xterm")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISPLAY", format!(":{n}"))
+        .args(["-T", title])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("xterm.log")).unwrap())
+        .spawn()
+        .expect("xterm");
+    let xterm = ChildGuard(xterm, "xterm".into());
+    let window = c.wait_window("work", title);
+    ProxiedX {
+        display: n,
+        _proxy: proxy,
+        xterm,
+        window,
+        log,
+    }
+}
+
+/// Waits until xterm shows its background at its centre and `text` pixels of white in its
+/// first lines; returns the screenshot.
+fn xterm_drawn(c: &Compositor, x: &ProxiedX, name: &str, background: [u8; 3]) -> Image {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let img = c.screenshot(name);
+        let g = x.window.geometry;
+        let centre = img.pixel(g.x + g.width / 2, g.y + g.height / 2);
+        let text = img
+            .find(|p| p == [0xff, 0xff, 0xff])
+            .into_iter()
+            .filter(|&(px, py)| px >= g.x && px < g.x + g.width / 2 && py >= g.y && py < g.y + 40)
+            .count();
+        if centre == background && text > 20 {
+            return img;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "xterm's pixels never came; proxy log:\n{}",
+            std::fs::read_to_string(&x.log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// The whole path of an X app in a VM, without the VM: the guest proxy (its cross-domain
 /// host side in process) listens on an X display; xterm's connection starts Xwayland, whose
 /// window manager in the proxy gives xterm's surface an xdg_toplevel. The compositor shows a
@@ -245,66 +320,159 @@ fn free_display() -> u32 {
 #[test]
 fn xterm_through_the_guest_proxy_is_a_framed_window_of_its_vm() {
     let c = Compositor::start(TWO_VMS);
-    let n = free_display();
-    let dir = c.dir.path();
-    let guest = dir.join("guest-wayland-0");
-    let proxy = std::process::Command::new(workspace_binary("bulkhead-wl-proxy"))
-        .arg("--socket")
-        .arg(&guest)
-        .arg("--loopback-host")
-        .arg(c.vm_socket("work"))
-        .args(["--x-display", &n.to_string()])
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("wl-proxy.log")).unwrap())
-        .spawn()
-        .expect("proxy");
-    let _proxy = ChildGuard(proxy, "proxy".into());
-    wait_for_path(std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")));
-    let xterm = std::process::Command::new("xterm")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("DISPLAY", format!(":{n}"))
-        .args(["-T", "hello from X", "-bg", "#c03020", "-fg", "#ffffff"])
-        .args(["-e", "sh", "-c", "echo X11 in a VM; sleep 600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("xterm.log")).unwrap())
-        .spawn()
-        .expect("xterm");
-    let mut xterm = ChildGuard(xterm, "xterm".into());
-    let w = c.wait_window("work", "hello from X");
+    let mut x = proxied_xterm(
+        &c,
+        "hello from X",
+        &[
+            "-bg",
+            "#c03020",
+            "-fg",
+            "#ffffff",
+            "-e",
+            "sh",
+            "-c",
+            "echo X11 in a VM; sleep 600",
+        ],
+    );
+    let w = x.window.clone();
     assert_eq!(w.title, "hello from X");
     assert_eq!(w.app_id, "XTerm");
     assert!(!w.client_decorations);
-    let deadline = Instant::now() + TIMEOUT;
-    let img = loop {
-        let img = c.screenshot("xwm-xterm");
-        // xterm's background, and its white text on it.
-        let g = w.geometry;
-        let centre = img.pixel(g.x + g.width / 2, g.y + g.height / 2);
-        let text = img
-            .find(|p| p == [0xff, 0xff, 0xff])
-            .into_iter()
-            .filter(|&(x, y)| x >= g.x && x < g.x + g.width / 2 && y >= g.y && y < g.y + 40)
-            .count();
-        if centre == [0xc0, 0x30, 0x20] && text > 20 {
-            break img;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "xterm's pixels never came; proxy log:\n{}",
-            std::fs::read_to_string(dir.join("wl-proxy.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let img = xterm_drawn(&c, &x, "xwm-xterm", [0xc0, 0x30, 0x20]);
     assert_framed(&img, &w, WORK, "[work] hello from X", w.focused);
     // The frame's close: the compositor's close reaches xterm as WM_DELETE_WINDOW.
     c.focus(w.id);
     c.action("close", None);
     let deadline = Instant::now() + TIMEOUT;
-    while xterm.running() {
+    while x.xterm.running() {
         assert!(Instant::now() < deadline, "xterm did not close");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     c.wait_windows("xterm's window gone", |ws| ws.iter().all(|x| x.id != w.id));
+}
+
+/// What an X client of display `n` gets when it converts `selection` to UTF8_STRING (`None`:
+/// refused).
+fn x_paste(n: u32, selection: &str) -> Option<String> {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, CreateWindowAux, WindowClass};
+    use x11rb::protocol::Event;
+    let (conn, screen) = x11rb::rust_connection::RustConnection::connect(Some(&format!(":{n}")))
+        .expect("connect to the proxy's X display");
+    let root = conn.setup().roots[screen].root;
+    let atom = |name: &str| {
+        conn.intern_atom(false, name.as_bytes())
+            .unwrap()
+            .reply()
+            .unwrap()
+            .atom
+    };
+    let (sel, utf8, prop) = (atom(selection), atom("UTF8_STRING"), atom("TEST_PASTE"));
+    let win = conn.generate_id().unwrap();
+    conn.create_window(
+        0,
+        win,
+        root,
+        0,
+        0,
+        1,
+        1,
+        0,
+        WindowClass::INPUT_ONLY,
+        0,
+        &CreateWindowAux::new(),
+    )
+    .unwrap();
+    conn.convert_selection(win, sel, utf8, prop, x11rb::CURRENT_TIME)
+        .unwrap();
+    conn.flush().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(Event::SelectionNotify(e)) = conn.poll_for_event().unwrap() {
+            if e.property == x11rb::NONE {
+                return None;
+            }
+            let r = conn
+                .get_property(true, win, prop, AtomEnum::ANY, 0, 1 << 20)
+                .unwrap()
+                .reply()
+                .unwrap();
+            return Some(String::from_utf8_lossy(&r.value).into_owned());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the conversion of {selection}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The selections between X and Wayland apps of one VM, through the guest proxy: a word
+/// double-clicked in xterm is the VM's primary selection, which a Wayland app of the VM
+/// pastes and another VM's does not; the VM's clipboard, copied by a Wayland app, is what an
+/// X app pastes while an X window has the keyboard.
+#[test]
+fn selections_cross_between_x_and_wayland_apps_of_one_vm_only() {
+    let c = Compositor::start(TWO_VMS);
+    let mut bank = common::client::Client::connect(&c.vm_socket("banking"));
+    let bt = bank.toplevel("bank app");
+    bank.map(&bt, 300, 200, common::client::WHITE);
+    c.wait_window("banking", "bank app");
+    let x = proxied_xterm(
+        &c,
+        "X selection",
+        &[
+            "-bg",
+            "#203040",
+            "-fg",
+            "#ffffff",
+            "-e",
+            "sh",
+            "-c",
+            "echo wordfromx; sleep 600",
+        ],
+    );
+    xterm_drawn(&c, &x, "xwm-selection", [0x20, 0x30, 0x40]);
+    let g = x.window.geometry;
+    c.focus(x.window.id);
+    // Double-click on the word on xterm's first line.
+    let at = (g.x + 12, g.y + 8);
+    let mut events = vec![bulkhead_ipc::InputEvent::PointerMotion {
+        x: at.0 as f64,
+        y: at.1 as f64,
+    }];
+    for _ in 0..2 {
+        for pressed in [true, false] {
+            events.push(bulkhead_ipc::InputEvent::PointerButton {
+                button: 272,
+                pressed,
+            });
+        }
+    }
+    c.input(events);
+    c.wait_selection("work", true);
+    let word = paste(&c, "work", "--primary --no-newline");
+    assert_eq!(
+        String::from_utf8_lossy(&word),
+        "wordfromx",
+        "the work VM's Wayland app pasted something else; proxy log:\n{}",
+        std::fs::read_to_string(&x.log).unwrap_or_default()
+    );
+    assert_ne!(
+        String::from_utf8_lossy(&paste(&c, "banking", "--primary --no-newline")),
+        "wordfromx",
+        "banking pasted the work VM's X selection"
+    );
+
+    // The other way: a Wayland app of the VM copies (wl-copy's surface takes the focus as
+    // its domain holds it); with xterm focused, X apps paste it.
+    c.focus(x.window.id);
+    let _copy = c.spawn("work", "wl-copy", &["from-wayland"]);
+    c.wait_selection("work", false);
+    c.focus(x.window.id);
+    wait_until(
+        "an X app pastes the VM's clipboard",
+        TIMEOUT.as_secs(),
+        || x_paste(x.display, "CLIPBOARD").as_deref() == Some("from-wayland"),
+    );
 }

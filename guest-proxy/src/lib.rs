@@ -11,5 +11,6 @@ pub mod shm;
 pub mod virtgpu;
 pub mod wire;
 pub mod wlproxy;
+pub mod xselection;
 pub mod xwayland;
 pub mod xwm;

@@ -22,6 +22,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::crossdomain::{self, xroles::Notice, Opener, XLink};
 use crate::xwm::Wm;
 
+/// Whether Xwayland is installed (on PATH).
+pub fn installed() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join("Xwayland"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 /// The display's socket in `dir` (normally `/tmp/.X11-unix`), made if missing.
 pub fn listen(dir: &Path, display: u32) -> io::Result<(UnixListener, PathBuf)> {
     if !dir.exists() {
@@ -140,6 +150,11 @@ fn manage(
                 } => wm.configure(window, width, height),
                 Notice::Close(w) => wm.close(w),
                 Notice::Focus(w) => wm.focus(w),
+                Notice::Offer { which, types } => wm.offer(which, types),
+                Notice::Send { which, mime, fd } => match fd.into_fd() {
+                    Ok(fd) => wm.send(which, &mime, fd),
+                    Err(e) => Err(e.into()),
+                },
             };
             r.map_err(|e| e.to_string())?;
         }
@@ -149,12 +164,22 @@ fn manage(
                 return Ok(()); // the relay ended
             }
         }
-        let x = wm.fd();
-        let mut fds = [
-            PollFd::new(x, PollFlags::POLLIN),
+        // A transfer under way is given up on after a while even if nothing happens.
+        let timeout = if wm.busy() {
+            PollTimeout::from(1000u16)
+        } else {
+            PollTimeout::NONE
+        };
+        let mut fds = vec![
+            PollFd::new(wm.fd(), PollFlags::POLLIN),
             PollFd::new(wake.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        fds.extend(
+            wm.pipes()
+                .into_iter()
+                .map(|p| PollFd::new(p, PollFlags::POLLIN)),
+        );
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.to_string()),
         }

@@ -32,6 +32,9 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::{DefaultStream, RustConnection};
 use x11rb::wrapper::ConnectionExt as _;
 
+use crate::xselection::XSelections;
+pub use crate::xselection::{Pipe, Selection};
+
 /// Most windows tracked; a client making more gets the rest unmanaged (never shown).
 pub const MAX_WINDOWS: usize = 4096;
 /// Most bytes read of one property.
@@ -109,6 +112,18 @@ pub enum Change {
         window: Window,
         surface: u32,
     },
+    /// An X app took the selection, offering these mime types (`None`: the X selection is
+    /// gone): the Wayland side sets it from a source of its own.
+    Selection {
+        which: Selection,
+        types: Option<Vec<String>>,
+    },
+    /// An X app asks for the Wayland selection: the offer must write `mime` into `fd`.
+    Receive {
+        which: Selection,
+        mime: String,
+        fd: Pipe,
+    },
 }
 
 /// One X window the manager knows.
@@ -137,6 +152,8 @@ pub struct Wm {
     windows: HashMap<Window, XWindow>,
     /// The toplevel the user last focused: the parent of a popup without WM_TRANSIENT_FOR.
     focused: Option<Window>,
+    /// The clipboard and primary selection between X and Wayland.
+    sel: XSelections,
 }
 
 impl Wm {
@@ -190,6 +207,7 @@ impl Wm {
             AtomEnum::WINDOW,
             &[own],
         )?;
+        let sel = XSelections::new(&conn, root)?;
         conn.set_selection_owner(own, atoms.WM_S0, x11rb::CURRENT_TIME)?;
         conn.flush()?;
         Ok(Wm {
@@ -198,6 +216,7 @@ impl Wm {
             root,
             windows: HashMap::new(),
             focused: None,
+            sel,
         })
     }
 
@@ -207,14 +226,47 @@ impl Wm {
         self.conn.stream().as_fd()
     }
 
-    /// Handles every event that has arrived, returning what the Wayland side must do.
+    /// Handles every event that has arrived and what the selection pipes have, returning
+    /// what the Wayland side must do.
     pub fn dispatch(&mut self) -> Result<Vec<Change>, WmError> {
         let mut changes = Vec::new();
         while let Some(event) = self.conn.poll_for_event()? {
             self.handle(event, &mut changes)?;
         }
+        self.sel.pump(&self.conn)?;
+        self.sel.expire(&self.conn)?;
         self.conn.flush()?;
         Ok(changes)
+    }
+
+    /// Descriptors to wait on besides [`Wm::fd`]: pipes of selection data for X apps.
+    pub fn pipes(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.sel.pipes().collect()
+    }
+
+    /// Whether a selection transfer is under way (then [`Wm::dispatch`] must run now and
+    /// then even without events, to give up on an X app that never answers).
+    pub fn busy(&self) -> bool {
+        self.sel.busy()
+    }
+
+    /// The compositor offers Xwayland `types` as its selection (`None`: no selection).
+    pub fn offer(&mut self, which: Selection, types: Option<Vec<String>>) -> Result<(), WmError> {
+        self.sel.offer(&self.conn, which, types)?;
+        self.conn.flush()?;
+        Ok(())
+    }
+
+    /// The compositor asks for the X selection as `mime`, written into `fd`.
+    pub fn send(
+        &mut self,
+        which: Selection,
+        mime: &str,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<(), WmError> {
+        self.sel.send(&self.conn, which, mime, fd)?;
+        self.conn.flush()?;
+        Ok(())
     }
 
     /// Handles the events that have arrived, or waits at most `timeout` for some.
@@ -236,7 +288,20 @@ impl Wm {
 
     fn handle(&mut self, event: Event, changes: &mut Vec<Change>) -> Result<(), WmError> {
         match event {
-            Event::CreateNotify(e) if e.parent == self.root && self.windows.len() < MAX_WINDOWS => {
+            Event::XfixesSelectionNotify(e) => self.sel.owner_changed(&self.conn, &e, changes)?,
+            Event::SelectionNotify(e) if e.requestor == self.sel.window() => {
+                self.sel.notified(&self.conn, &e, changes)?
+            }
+            Event::SelectionRequest(e) => self.sel.requested(&self.conn, &e, changes)?,
+            Event::SelectionClear(e) => self.sel.cleared(&e),
+            Event::PropertyNotify(e) if e.window == self.sel.window() => {
+                self.sel.property_changed(&self.conn, &e)?
+            }
+            Event::CreateNotify(e)
+                if e.parent == self.root
+                    && e.window != self.sel.window()
+                    && self.windows.len() < MAX_WINDOWS =>
+            {
                 self.windows.insert(
                     e.window,
                     XWindow {

@@ -110,6 +110,14 @@ fn main() {
             }
         }
     };
+    // An image without Xwayland serves no X display (and its session has no DISPLAY).
+    let x_display = x_display.filter(|d| {
+        let found = bulkhead_guest::xwayland::installed();
+        if !found {
+            eprintln!("bulkhead-wl-proxy: no Xwayland in PATH; X display :{d} is not served");
+        }
+        found
+    });
     if let Some(display) = x_display {
         match &opener {
             Some(open) => match bulkhead_guest::xwayland::listen(&x_dir, display) {

@@ -35,6 +35,7 @@ use crate::wlproxy::{allowed, filter_global, sealed_memfd};
 mod protocol;
 use protocol::*;
 pub mod xroles;
+pub mod xsel;
 
 /// Most Wayland bytes one SEND carries.
 const MAX_SEND_DATA: usize = MAX_COMMAND - std::mem::size_of::<SendReceive>();
@@ -483,8 +484,22 @@ fn apply_change(
     {
         let mut st = lock(state);
         let st = &mut *st;
-        if let Some(x) = st.x.as_mut() {
-            x.apply(&mut st.ids, &st.objects, change, &mut host)?;
+        let Some(x) = st.x.as_mut() else {
+            return Ok(());
+        };
+        match change {
+            crate::xwm::Change::Receive { which, mime, fd } => {
+                // No offer: the pipe closes and the X app gets nothing.
+                if let Some(msg) = x.sel.receive(which, &mime) {
+                    let fd = fd.into_fd().map_err(e)?;
+                    st.next_read_pipe = st.next_read_pipe.wrapping_add(1);
+                    st.pipes
+                        .insert(st.next_read_pipe, File::from(fd))
+                        .map_err(e)?;
+                    host.push(&msg, &[(st.next_read_pipe, ID_TYPE_READ_PIPE)]);
+                }
+            }
+            change => x.apply(&mut st.ids, &st.objects, change, &mut host)?,
         }
     }
     for (data, idents) in &host.sends {
@@ -876,7 +891,7 @@ fn host_to_app(
     let poll_cmd = Header::new::<Header>(CMD_POLL, CHANNEL_RING, 0);
     let mut ring = vec![0u8; MAX_COMMAND];
     let mut buf: Vec<u8> = Vec::new();
-    let mut pending: Vec<OwnedFd> = Vec::new();
+    let mut pending = HostFds::default();
     loop {
         ch.gpu
             .execbuffer(poll_cmd.as_bytes(), &[], CHANNEL_RING)
@@ -915,7 +930,7 @@ fn host_to_app(
                     return Ok(()); // the host hung up
                 }
                 for i in 0..n {
-                    pending.push(host_fd(
+                    pending.fds.push(host_fd(
                         ch,
                         rx.identifiers[i],
                         rx.identifier_types[i],
@@ -926,14 +941,14 @@ fn host_to_app(
                 buf.extend_from_slice(&ring[start..start + size]);
                 let mut wl = Vec::new();
                 wire::drain_messages(&mut buf, |sender, opcode, msg| {
-                    event(&mut lock(state), sender, opcode, msg, &mut wl)
+                    event(&mut lock(state), sender, opcode, msg, &mut wl, &mut pending)
                 })?;
-                if pending.len() > fdpass::MAX_FDS {
+                if pending.fds.len() > fdpass::MAX_FDS {
                     return Err("the host sent too many file descriptors".into());
                 }
                 if !wl.is_empty() {
-                    to_app(out, &wl, &pending).map_err(|err| format!("app: {err}"))?;
-                    pending.clear();
+                    to_app(out, &wl, &pending.fds).map_err(|err| format!("app: {err}"))?;
+                    pending = HostFds::default();
                 }
                 if let Some(to_wm) = to_wm {
                     answer_x(state, ch, sending, to_wm)?;
@@ -990,6 +1005,25 @@ fn host_fd(ch: &Channel, id: u32, kind: u32, size: u32) -> Result<OwnedFd, Strin
     }
 }
 
+/// The fds the host sent, in the order of the messages they came with: those of messages for
+/// the app go to it with them; those of events to the proxy's own objects are taken out.
+#[derive(Default)]
+struct HostFds {
+    fds: Vec<OwnedFd>,
+    /// How many at the front belong to messages already forwarded to the app.
+    forwarded: usize,
+}
+
+impl HostFds {
+    fn take(&mut self) -> Result<OwnedFd, String> {
+        if self.forwarded < self.fds.len() {
+            Ok(self.fds.remove(self.forwarded))
+        } else {
+            Err("an event to the proxy without its file descriptor".into())
+        }
+    }
+}
+
 /// Handles one event from the host: ids back to the app's, bookkeeping, the globals filter.
 /// Appends what to forward.
 fn event(
@@ -998,11 +1032,13 @@ fn event(
     opcode: u16,
     msg: &mut [u8],
     out: &mut Vec<u8>,
+    fds: &mut HostFds,
 ) -> Result<(), String> {
-    if st.ids.ours.contains(&sender) {
-        // To the proxy's own objects: nothing an app needs (roles of X windows answer).
+    if st.ids.ours.contains(&sender) || st.x.as_ref().is_some_and(|x| x.handles(sender)) {
+        // To the proxy's own objects: nothing an app needs (roles and selections of X
+        // windows answer).
         if let Some(x) = st.x.as_mut() {
-            x.event(sender, opcode, msg)?;
+            x.event(sender, opcode, msg, &mut || fds.take())?;
         }
         return Ok(());
     }
@@ -1062,6 +1098,14 @@ fn event(
             ("wl_keyboard", "leave") => x.keyboard(None),
             _ => {}
         }
+        // Input serials, which the proxy's set_selection quotes.
+        if let ("wl_keyboard", "enter" | "key") | ("wl_pointer", "enter" | "button") =
+            (iface.name, desc.name)
+        {
+            if let Some(Arg::Uint(serial)) = args.first() {
+                x.sel.input_serial(*serial);
+            }
+        }
     }
     match (iface.name, desc.name) {
         ("wl_registry", "global") if !filter_global(&args, msg)? => {
@@ -1081,6 +1125,11 @@ fn event(
     }
     wire::put_word(msg, 0, app_sender);
     out.extend_from_slice(msg);
+    fds.forwarded += desc
+        .signature
+        .iter()
+        .filter(|a| matches!(a, ArgumentType::Fd))
+        .count();
     Ok(())
 }
 
@@ -1093,20 +1142,20 @@ fn answer_x(
     (notices, wake): &(std::sync::mpsc::Sender<xroles::Notice>, OwnedFd),
 ) -> Result<(), String> {
     let _turn = sending.lock().unwrap_or_else(|e| e.into_inner());
-    let (replies, told) = {
-        let mut st = lock(state);
-        match st.x.as_mut() {
-            Some(x) => (
-                std::mem::take(&mut x.replies),
-                std::mem::take(&mut x.notices),
-            ),
-            None => return Ok(()),
-        }
-    };
     let mut host = Outgoing::default();
-    for r in &replies {
-        host.push(r, &[]);
-    }
+    let told = {
+        let mut st = lock(state);
+        let st = &mut *st;
+        let Some(x) = st.x.as_mut() else {
+            return Ok(());
+        };
+        for r in std::mem::take(&mut x.replies) {
+            host.push(&r, &[]);
+        }
+        // The selection devices, once the globals they need are known.
+        x.sel.ensure(&mut st.ids, &mut host)?;
+        std::mem::take(&mut x.notices)
+    };
     for (data, idents) in &host.sends {
         ch.send(data, idents)
             .map_err(|err| format!("host: {err}"))?;

@@ -209,7 +209,7 @@ fn buffers_become_host_pools_with_host_ids_in_order() {
     // The host deletes its pool: nothing for the app; the id is reused next.
     let mut wl = Vec::new();
     let mut del = wire::message_bytes(1, 1, &words(&[4]));
-    event(&mut st, 1, 1, &mut del, &mut wl).unwrap();
+    event(&mut st, 1, 1, &mut del, &mut wl, &mut HostFds::default()).unwrap();
     assert!(wl.is_empty());
     assert_eq!(st.ids.bind(9).unwrap(), 4);
     // The app's pool destroy is answered by the proxy itself.

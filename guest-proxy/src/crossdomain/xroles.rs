@@ -8,10 +8,13 @@
 //! until then the change waits.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 
 use crate::wire::{self, string_arg as string, words, Arg, HEADER};
+use crate::xselection::{Pipe, Selection};
 use crate::xwm::{Change, Role as XRole};
 
+use super::xsel::WlSelections;
 use super::{Ids, Objects, Outgoing};
 
 /// What the window manager must hear of the host.
@@ -29,6 +32,17 @@ pub enum Notice {
     Close(u32),
     /// The keyboard entered this window's surface (`None`: left every X window).
     Focus(Option<u32>),
+    /// The compositor offers Xwayland a selection of these types (`None`: none).
+    Offer {
+        which: Selection,
+        types: Option<Vec<String>>,
+    },
+    /// The compositor wants the X selection as `mime`, written into `fd`.
+    Send {
+        which: Selection,
+        mime: String,
+        fd: Pipe,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +77,8 @@ pub struct XRoles {
     pub notices: Vec<Notice>,
     /// Requests answering host events, sent after the events are handled.
     pub replies: Vec<Vec<u8>>,
+    /// The clipboard and primary selection between X and Wayland.
+    pub sel: WlSelections,
 }
 
 /// Most changes waiting for their surfaces.
@@ -77,6 +93,7 @@ impl XRoles {
             if iface == "xdg_wm_base" {
                 self.global = Some((registry, *name, *version));
             }
+            self.sel.global(registry, *name, iface);
         }
     }
 
@@ -120,6 +137,9 @@ impl XRoles {
                 self.hide(window, out);
                 Ok(())
             }
+            Change::Selection { which, types } => self.sel.set(ids, which, types, out),
+            // Needs the connection's pipes: the relay answers it (`super::apply_change`).
+            Change::Receive { .. } => Ok(()),
         }
     }
 
@@ -277,9 +297,32 @@ impl XRoles {
         self.notices.push(Notice::Focus(window));
     }
 
+    /// Whether events from host object `id` are the proxy's to handle (its own objects are
+    /// anyway; the compositor's offers to its selection devices too).
+    pub fn handles(&self, id: u32) -> bool {
+        self.sel.handles(id)
+    }
+
     /// An event to one of the proxy's own objects. Unknown ones (pools and buffers of the
-    /// proxy's) are not X's and are dropped as before.
-    pub fn event(&mut self, sender: u32, opcode: u16, msg: &[u8]) -> Result<(), String> {
+    /// proxy's) are not X's and are dropped as before. `fd` takes the descriptor the event
+    /// carries.
+    pub fn event(
+        &mut self,
+        sender: u32,
+        opcode: u16,
+        msg: &[u8],
+        fd: &mut dyn FnMut() -> Result<OwnedFd, String>,
+    ) -> Result<(), String> {
+        if self.sel.handles(sender) {
+            return self.sel.event(
+                sender,
+                opcode,
+                msg,
+                fd,
+                &mut self.notices,
+                &mut self.replies,
+            );
+        }
         let Some(&(window, obj)) = self.objects.get(&sender) else {
             return Ok(());
         };
