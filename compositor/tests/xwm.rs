@@ -476,3 +476,107 @@ fn selections_cross_between_x_and_wayland_apps_of_one_vm_only() {
         || x_paste(x.display, "CLIPBOARD").as_deref() == Some("from-wayland"),
     );
 }
+
+/// The X window of display `n` titled `title` (WM_NAME), among the root's children.
+fn x_window_titled(conn: &x11rb::rust_connection::RustConnection, title: &str) -> u32 {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
+    let root = conn.setup().roots[0].root;
+    let tree = conn.query_tree(root).unwrap().reply().unwrap();
+    tree.children
+        .into_iter()
+        .find(|&w| {
+            conn.get_property(false, w, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
+                .unwrap()
+                .reply()
+                .is_ok_and(|r| r.value == title.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no X window titled {title:?}"))
+}
+
+/// Fullscreen, maximised and minimised, both ways: an X app's `_NET_WM_STATE` and
+/// `WM_CHANGE_STATE` requests reach the compositor; the compositor's fullscreen and maximise
+/// reach the app as its window's size and `_NET_WM_STATE`.
+#[test]
+fn x_windows_go_fullscreen_maximised_and_minimised_both_ways() {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt as _, EventMask};
+    let c = Compositor::start(TWO_VMS);
+    let x = proxied_xterm(&c, "X states", &["-e", "sleep", "600"]);
+    let id = x.window.id;
+    let (conn, _) =
+        x11rb::rust_connection::RustConnection::connect(Some(&format!(":{}", x.display))).unwrap();
+    let root = conn.setup().roots[0].root;
+    let atom = |name: &str| {
+        conn.intern_atom(false, name.as_bytes())
+            .unwrap()
+            .reply()
+            .unwrap()
+            .atom
+    };
+    let (state, fs, max_v, change_state) = (
+        atom("_NET_WM_STATE"),
+        atom("_NET_WM_STATE_FULLSCREEN"),
+        atom("_NET_WM_STATE_MAXIMIZED_VERT"),
+        atom("WM_CHANGE_STATE"),
+    );
+    let win = x_window_titled(&conn, "X states");
+    let ask = |kind: u32, data: [u32; 5]| {
+        let e = ClientMessageEvent::new(32, win, kind, data);
+        conn.send_event(
+            false,
+            root,
+            EventMask::SUBSTRUCTURE_REDIRECT | EventMask::SUBSTRUCTURE_NOTIFY,
+            e,
+        )
+        .unwrap();
+        conn.flush().unwrap();
+    };
+    let x_states = || -> Vec<u32> {
+        conn.get_property(false, win, state, AtomEnum::ATOM, 0, 16)
+            .unwrap()
+            .reply()
+            .unwrap()
+            .value32()
+            .map(|v| v.collect())
+            .unwrap_or_default()
+    };
+    let x_size = || {
+        let g = conn.get_geometry(win).unwrap().reply().unwrap();
+        (i32::from(g.width), i32::from(g.height))
+    };
+    let this = |ws: &[bulkhead_ipc::WindowInfo]| ws.iter().find(|w| w.id == id).cloned();
+
+    // The app asks for fullscreen: the compositor makes it so, and the X window takes the
+    // whole output and says it is fullscreen.
+    ask(state, [1, fs, 0, 1, 0]);
+    c.wait_windows("xterm fullscreen", |ws| {
+        this(ws).is_some_and(|w| w.fullscreen)
+    });
+    wait_until("the X window fullscreen", TIMEOUT.as_secs(), || {
+        let w = this(&c.windows()).unwrap();
+        x_states().contains(&fs) && x_size() == (w.geometry.width, w.geometry.height)
+    });
+    // The compositor's fullscreen toggle ends it; the app hears so.
+    c.focus(id);
+    c.action("fullscreen", None);
+    c.wait_windows("xterm not fullscreen", |ws| {
+        this(ws).is_some_and(|w| !w.fullscreen)
+    });
+    wait_until("the X window not fullscreen", TIMEOUT.as_secs(), || {
+        !x_states().contains(&fs)
+    });
+    // The compositor maximises: the app hears so.
+    c.action("maximize", None);
+    c.wait_windows("xterm maximised", |ws| {
+        this(ws).is_some_and(|w| w.maximized)
+    });
+    wait_until("the X window maximised", TIMEOUT.as_secs(), || {
+        x_states().contains(&max_v)
+    });
+    // The app iconifies itself.
+    ask(change_state, [3, 0, 0, 0, 0]);
+    c.wait_windows("xterm minimised", |ws| {
+        this(ws).is_some_and(|w| w.minimized)
+    });
+}

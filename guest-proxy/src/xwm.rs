@@ -55,6 +55,12 @@ x11rb::atom_manager! {
         UTF8_STRING,
         _NET_WM_NAME,
         _NET_SUPPORTING_WM_CHECK,
+        _NET_SUPPORTED,
+        _NET_WM_STATE,
+        _NET_WM_STATE_FULLSCREEN,
+        _NET_WM_STATE_MAXIMIZED_VERT,
+        _NET_WM_STATE_MAXIMIZED_HORZ,
+        WM_CHANGE_STATE,
         _XWAYLAND_ALLOW_COMMITS,
     }
 }
@@ -112,6 +118,16 @@ pub enum Change {
         window: Window,
         surface: u32,
     },
+    /// The X app asks for its toplevel fullscreen or maximised, or not (`_NET_WM_STATE`).
+    State {
+        window: Window,
+        fullscreen: bool,
+        maximized: bool,
+    },
+    /// The X app iconifies its toplevel (`WM_CHANGE_STATE`).
+    Minimize {
+        window: Window,
+    },
     /// An X app took the selection, offering these mime types (`None`: the X selection is
     /// gone): the Wayland side sets it from a source of its own.
     Selection {
@@ -138,6 +154,8 @@ struct XWindow {
     transient_for: Option<Window>,
     deletable: bool,
     takes_focus: bool,
+    fullscreen: bool,
+    maximized: bool,
     x: i16,
     y: i16,
     width: u16,
@@ -208,6 +226,18 @@ impl Wm {
             &[own],
         )?;
         let sel = XSelections::new(&conn, root)?;
+        conn.change_property32(
+            PropMode::REPLACE,
+            root,
+            atoms._NET_SUPPORTED,
+            AtomEnum::ATOM,
+            &[
+                atoms._NET_WM_STATE,
+                atoms._NET_WM_STATE_FULLSCREEN,
+                atoms._NET_WM_STATE_MAXIMIZED_VERT,
+                atoms._NET_WM_STATE_MAXIMIZED_HORZ,
+            ],
+        )?;
         conn.set_selection_owner(own, atoms.WM_S0, x11rb::CURRENT_TIME)?;
         conn.flush()?;
         Ok(Wm {
@@ -325,6 +355,10 @@ impl Wm {
             // A window past the limit is never mapped, so never shown.
             Event::MapRequest(e) if self.windows.contains_key(&e.window) => {
                 self.read_properties(e.window)?;
+                // No X border: the compositor frames the window (and a border would make
+                // the surface larger than the size it was configured to).
+                self.conn
+                    .configure_window(e.window, &ConfigureWindowAux::new().border_width(0))?;
                 self.conn.map_window(e.window)?;
             }
             Event::MapNotify(e) => {
@@ -342,6 +376,17 @@ impl Wm {
                     w.surface = Some(surface);
                 }
                 self.show_if_ready(e.window, changes);
+            }
+            Event::ClientMessage(e) if e.type_ == self.atoms._NET_WM_STATE => {
+                self.state_message(&e, changes)
+            }
+            Event::ClientMessage(e) if e.type_ == self.atoms.WM_CHANGE_STATE => {
+                // IconicState: the app minimises itself.
+                if e.data.as_data32()[0] == 3
+                    && self.windows.get(&e.window).is_some_and(|w| w.shown)
+                {
+                    changes.push(Change::Minimize { window: e.window });
+                }
             }
             Event::ConfigureRequest(e) => {
                 // Honoured for size and place, bounded; the compositor decides what it shows.
@@ -440,6 +485,7 @@ impl Wm {
                 parent: shown_parent(w.transient_for),
             }
         };
+        let toplevel = matches!(role, Role::Toplevel { .. });
         changes.push(Change::Show {
             window,
             surface,
@@ -447,8 +493,52 @@ impl Wm {
             title: w.title.clone(),
             class: w.class.clone(),
         });
+        // A window mapped fullscreen or maximised (a player started with --fs) asks so
+        // right away.
+        if toplevel && (w.fullscreen || w.maximized) {
+            changes.push(Change::State {
+                window,
+                fullscreen: w.fullscreen,
+                maximized: w.maximized,
+            });
+        }
         if let Some(w) = self.windows.get_mut(&window) {
             w.shown = true;
+        }
+    }
+
+    /// A `_NET_WM_STATE` request (EWMH: remove 0, add 1, toggle 2, then up to two states).
+    fn state_message(&mut self, e: &ClientMessageEvent, changes: &mut Vec<Change>) {
+        let [action, first, second, ..] = e.data.as_data32();
+        let a = &self.atoms;
+        let (fs, max_v, max_h) = (
+            a._NET_WM_STATE_FULLSCREEN,
+            a._NET_WM_STATE_MAXIMIZED_VERT,
+            a._NET_WM_STATE_MAXIMIZED_HORZ,
+        );
+        let Some(w) = self.windows.get_mut(&e.window) else {
+            return;
+        };
+        let apply = |now: bool| match action {
+            0 => false,
+            1 => true,
+            2 => !now,
+            _ => now,
+        };
+        let names = [first, second];
+        let (fullscreen, maximized) = (w.fullscreen, w.maximized);
+        if names.contains(&fs) {
+            w.fullscreen = apply(w.fullscreen);
+        }
+        if names.contains(&max_v) || names.contains(&max_h) {
+            w.maximized = apply(w.maximized);
+        }
+        if w.shown && (fullscreen, maximized) != (w.fullscreen, w.maximized) {
+            changes.push(Change::State {
+                window: e.window,
+                fullscreen: w.fullscreen,
+                maximized: w.maximized,
+            });
         }
     }
 
@@ -476,12 +566,36 @@ impl Wm {
         )?)
     }
 
-    /// The compositor configured the window to `width`×`height` (0 leaves it as it is).
-    pub fn configure(&mut self, window: Window, width: u32, height: u32) -> Result<(), WmError> {
-        if !self.windows.contains_key(&window) {
+    /// The compositor configured the window to `width`×`height` (0 leaves it as it is),
+    /// fullscreen or maximised or neither: the app sees it in `_NET_WM_STATE`.
+    pub fn configure(
+        &mut self,
+        window: Window,
+        width: u32,
+        height: u32,
+        fullscreen: bool,
+        maximized: bool,
+    ) -> Result<(), WmError> {
+        let Some(w) = self.windows.get_mut(&window) else {
             return Ok(());
+        };
+        (w.fullscreen, w.maximized) = (fullscreen, maximized);
+        let mut states = Vec::new();
+        if fullscreen {
+            states.push(self.atoms._NET_WM_STATE_FULLSCREEN);
         }
-        let mut aux = ConfigureWindowAux::new();
+        if maximized {
+            states.push(self.atoms._NET_WM_STATE_MAXIMIZED_VERT);
+            states.push(self.atoms._NET_WM_STATE_MAXIMIZED_HORZ);
+        }
+        self.conn.change_property32(
+            PropMode::REPLACE,
+            window,
+            self.atoms._NET_WM_STATE,
+            AtomEnum::ATOM,
+            &states,
+        )?;
+        let mut aux = ConfigureWindowAux::new().border_width(0);
         if width > 0 && height > 0 {
             aux = aux
                 .width(width.min(MAX_SIZE as u32))
@@ -616,7 +730,26 @@ impl Wm {
             .value32()
             .map(|v| v.collect())
             .unwrap_or_default();
+        let states: Vec<u32> = self
+            .conn
+            .get_property(
+                false,
+                window,
+                self.atoms._NET_WM_STATE,
+                AtomEnum::ATOM,
+                0,
+                64,
+            )?
+            .reply()?
+            .value32()
+            .map(|v| v.collect())
+            .unwrap_or_default();
         if let Some(w) = self.windows.get_mut(&window) {
+            if !w.shown {
+                w.fullscreen = states.contains(&self.atoms._NET_WM_STATE_FULLSCREEN);
+                w.maximized = states.contains(&self.atoms._NET_WM_STATE_MAXIMIZED_VERT)
+                    || states.contains(&self.atoms._NET_WM_STATE_MAXIMIZED_HORZ);
+            }
             w.title = clean(&name);
             w.class = clean(&class_name);
             w.transient_for = transient;

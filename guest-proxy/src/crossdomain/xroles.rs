@@ -22,11 +22,14 @@ use super::{Ids, Objects, Outgoing};
 pub enum Notice {
     /// The window's role is configured: Xwayland may draw into its surface.
     Shown(u32),
-    /// The compositor sized the toplevel (0×0: the window's choice).
+    /// The compositor sized the toplevel (0×0: the window's choice), fullscreen or
+    /// maximised or neither.
     Configure {
         window: u32,
         width: u32,
         height: u32,
+        fullscreen: bool,
+        maximized: bool,
     },
     /// The user closed the frame.
     Close(u32),
@@ -135,6 +138,42 @@ impl XRoles {
                 self.pending
                     .retain(|c| !matches!(c, Change::Show { window: w, .. } if *w == window));
                 self.hide(window, out);
+                Ok(())
+            }
+            Change::State {
+                window,
+                fullscreen,
+                maximized,
+            } => {
+                let Some(r) = self.roles.get(&window).filter(|r| r.toplevel) else {
+                    // Its Show still waits for the surface: so does this.
+                    if self
+                        .pending
+                        .iter()
+                        .any(|c| matches!(c, Change::Show { window: w, .. } if *w == window))
+                        && self.pending.len() < MAX_PENDING
+                    {
+                        self.pending.push(change);
+                    }
+                    return Ok(());
+                };
+                // set_fullscreen (no output: the compositor's choice) or unset; set or unset
+                // maximized.
+                if fullscreen {
+                    out.push(&wire::message_bytes(r.role, 11, &words(&[0])), &[]);
+                } else {
+                    out.push(&wire::message_bytes(r.role, 12, &[]), &[]);
+                }
+                out.push(
+                    &wire::message_bytes(r.role, if maximized { 9 } else { 10 }, &[]),
+                    &[],
+                );
+                Ok(())
+            }
+            Change::Minimize { window } => {
+                if let Some(r) = self.roles.get(&window).filter(|r| r.toplevel) {
+                    out.push(&wire::message_bytes(r.role, 13, &[]), &[]);
+                }
                 Ok(())
             }
             Change::Selection { which, types } => self.sel.set(ids, which, types, out),
@@ -349,11 +388,24 @@ impl XRoles {
                     }
                 }
             }
-            (Obj::Toplevel, 0) => self.notices.push(Notice::Configure {
-                window,
-                width: word(0)?,
-                height: word(1)?,
-            }),
+            (Obj::Toplevel, 0) => {
+                // configure(width, height, states): the states are an array of words.
+                let len = word(2)? as usize;
+                let states: Vec<u32> = body
+                    .get(12..12 + len)
+                    .ok_or("an xdg configure shorter than its states")?
+                    .chunks_exact(4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                self.notices.push(Notice::Configure {
+                    window,
+                    width: word(0)?,
+                    height: word(1)?,
+                    // xdg_toplevel.state: 1 maximized, 2 fullscreen
+                    fullscreen: states.contains(&2),
+                    maximized: states.contains(&1),
+                })
+            }
             (Obj::Toplevel, 1) => self.notices.push(Notice::Close(window)),
             _ => {}
         }
