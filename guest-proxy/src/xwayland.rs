@@ -117,13 +117,18 @@ fn run_xwayland(listener: &UnixListener, display: u32, open: &Opener) -> io::Res
         wake: wake_w,
     };
     let open2 = open.clone();
-    let relay = std::thread::spawn(move || crossdomain::relay_x(wayland, &open2, link));
+    let relay = std::thread::spawn(move || {
+        let r = crossdomain::relay_x(wayland, &open2, link);
+        // Said now: Xwayland may outlive its connection for a while.
+        if let Err(e) = &r {
+            eprintln!("bulkhead-wl-proxy: Xwayland's connection: {e}");
+        }
+        r
+    });
     let wm = std::thread::spawn(move || manage(wm_ours, changes_tx, notices_rx, wake_r));
     let status = child.wait()?;
     eprintln!("bulkhead-wl-proxy: Xwayland for :{display} ended: {status}");
-    if let Ok(Err(e)) = relay.join() {
-        eprintln!("bulkhead-wl-proxy: Xwayland's connection: {e}");
-    }
+    let _ = relay.join();
     if let Ok(Err(e)) = wm.join() {
         eprintln!("bulkhead-wl-proxy: the X window manager: {e}");
     }

@@ -312,6 +312,11 @@ struct State {
     pool_keys: HashMap<u32, u32>,
     next_pool: u32,
     buffers: HashMap<u32, Buffer>,
+    /// Host blobs of buffers the app destroyed in the batch being relayed: closed only once
+    /// the batch is sent, as a SEND of it may still name them (an app that creates and
+    /// destroys a buffer in one batch, as Xwayland does, otherwise has the host refuse the
+    /// SEND: "invalid resource id").
+    retired: Vec<HostBlob>,
     damage: Damage,
     /// Image requirements the host already answered (their blob ids stay valid).
     image_reqs: HashMap<(u32, u32), (u32, u64)>,
@@ -335,6 +340,7 @@ impl State {
             pool_keys: HashMap::new(),
             next_pool: 1,
             buffers: HashMap::new(),
+            retired: Vec::new(),
             damage: Damage::default(),
             image_reqs: HashMap::new(),
             next_read_pipe: PIPE_READ_START,
@@ -552,6 +558,8 @@ fn app_to_host(
             ch.send(data, idents)
                 .map_err(|err| format!("host: {err}"))?;
         }
+        // The batch is out: the blobs of buffers it destroyed may go.
+        lock(state).retired.clear();
         drop(turn);
         if !local.is_empty() {
             to_app(out, &local, &[]).map_err(|err| format!("app: {err}"))?;
@@ -665,6 +673,7 @@ fn request(
                     p.buffers = p.buffers.saturating_sub(1);
                 }
                 drop_pool_if_unused(st, b.pool);
+                st.retired.push(b.host);
             }
         }
         ("wl_surface", "destroy") => {

@@ -16,6 +16,8 @@ struct FakeGpu {
     /// The command of each execbuffer.
     cmds: Mutex<Vec<u8>>,
     script: Mutex<VecDeque<Vec<u8>>>,
+    /// Blobs named by SENDs ("send", resource) and closed ("close", handle), in order.
+    uses: Mutex<Vec<(&'static str, u32)>>,
     events: (File, File),
     stop: Mutex<Option<File>>,
     reqs: ImageRequirements,
@@ -29,6 +31,7 @@ impl FakeGpu {
             mem: Mutex::new(Vec::new()),
             cmds: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
+            uses: Mutex::new(Vec::new()),
             events: (File::from(r), File::from(w)),
             stop: Mutex::new(Some(File::from(sw))),
             reqs: ImageRequirements {
@@ -65,6 +68,17 @@ impl VirtGpu for FakeGpu {
     fn execbuffer(&self, cmd: &[u8], _: &[u32], _: u32) -> io::Result<()> {
         self.cmds.lock().unwrap().push(cmd[0]);
         match cmd[0] {
+            CMD_SEND => {
+                let (send, _) = SendReceive::read_from_prefix(cmd).unwrap();
+                for i in 0..send.num_identifiers as usize {
+                    if send.identifier_types[i] == ID_TYPE_VIRTGPU_BLOB {
+                        self.uses
+                            .lock()
+                            .unwrap()
+                            .push(("send", send.identifiers[i]));
+                    }
+                }
+            }
             CMD_GET_IMAGE_REQUIREMENTS => {
                 let mut mem = self.mem.lock().unwrap();
                 mem[0][..64].copy_from_slice(self.reqs.as_bytes());
@@ -91,7 +105,8 @@ impl VirtGpu for FakeGpu {
     fn resource_info(&self, _: u32) -> io::Result<ResourceInfo> {
         Err(io::Error::other("unused"))
     }
-    fn close(&self, _: u32) -> io::Result<()> {
+    fn close(&self, bo: u32) -> io::Result<()> {
+        self.uses.lock().unwrap().push(("close", bo));
         Ok(())
     }
     fn event_fd(&self) -> BorrowedFd<'_> {
@@ -475,4 +490,34 @@ fn hostile_ring_messages_end_the_app_without_a_panic() {
         let (r, _) = down(vec![c.clone()]);
         assert!(r.is_err(), "accepted {c:?}");
     }
+}
+
+/// Xwayland creates a buffer and destroys it in one batch: the blob the SEND names is closed
+/// only after that SEND (the host refuses a SEND naming a closed blob: "invalid resource
+/// id", and with it every message of the batch, leaving the host's ids out of step).
+#[test]
+fn a_buffer_destroyed_in_the_batch_that_made_it_keeps_its_blob_until_sent() {
+    let (fake, _stop) = FakeGpu::new();
+    let (ch, fake) = channel_and_fake(fake);
+    let (app, ours) = UnixStream::pair().unwrap();
+    let mut batch = wire::message_bytes(1, 1, &words(&[2]));
+    let mut bind = words(&[1, 7]);
+    bind.extend(b"wl_shm\0\0");
+    bind.extend(words(&[1, 3]));
+    batch.extend(wire::message_bytes(2, 0, &bind));
+    batch.extend(wire::message_bytes(3, 0, &words(&[4, 4096])));
+    batch.extend(wire::message_bytes(4, 0, &words(&[5, 0, 16, 16, 64, 1])));
+    batch.extend(wire::message_bytes(5, 0, &[])); // wl_buffer.destroy
+    fdpass::send(&app, &batch, &[pool_fd(4096)]).unwrap();
+    app.shutdown(std::net::Shutdown::Write).unwrap();
+    let state = Mutex::new(state());
+    let out: AppOut = Arc::new(Mutex::new(ours.try_clone().unwrap()));
+    app_to_host(&ours, &ch, &state, &out, &Sending::default()).unwrap();
+    let uses = fake.uses.lock().unwrap().clone();
+    let sent = uses.iter().position(|u| u.0 == "send");
+    let closed = uses.iter().position(|u| u.0 == "close");
+    assert!(
+        matches!((sent, closed), (Some(s), Some(c)) if s < c),
+        "the blob was closed before the SEND that names it: {uses:?}"
+    );
 }
