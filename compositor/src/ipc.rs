@@ -269,6 +269,14 @@ impl State {
                         .selections
                         .installed_domain(SelectionTarget::Primary)
                         .map(|d| d.name().to_string()),
+                    selection_version: self
+                        .desk
+                        .selections
+                        .installed_version(SelectionTarget::Clipboard),
+                    primary_version: self
+                        .desk
+                        .selections
+                        .installed_version(SelectionTarget::Primary),
                 }),
                 Request::Screenshot { path } => {
                     if !path.is_absolute() {

@@ -66,6 +66,12 @@ impl Selections {
         self.installed[slot(target)].as_ref().map(|(d, _)| d)
     }
 
+    /// Which setting of its domain's selection the seat offers now (a new number each time
+    /// a selection is set).
+    pub fn installed_version(&self, target: SelectionTarget) -> Option<u64> {
+        self.installed[slot(target)].as_ref().map(|(_, v)| *v)
+    }
+
     /// The selection the seat offers now.
     pub fn installed(&self, target: SelectionTarget) -> Option<&Held> {
         self.get(self.installed_domain(target)?, target)

@@ -157,6 +157,10 @@ fn manage(
                 } => wm.configure(window, width, height, fullscreen, maximized),
                 Notice::Close(w) => wm.close(w),
                 Notice::Focus(w) => wm.focus(w),
+                Notice::Pointer(w) => {
+                    wm.pointer(w);
+                    Ok(())
+                }
                 Notice::Offer { which, types } => wm.offer(which, types),
                 Notice::Send { which, mime, fd } => match fd.into_fd() {
                     Ok(fd) => wm.send(which, &mime, fd),

@@ -154,6 +154,9 @@ struct XWindow {
     transient_for: Option<Window>,
     deletable: bool,
     takes_focus: bool,
+    /// WM_HINTS input: the window takes the keyboard when the manager sets it (ICCCM's
+    /// passive and locally active models); without it only WM_TAKE_FOCUS gives it.
+    input: bool,
     fullscreen: bool,
     maximized: bool,
     x: i16,
@@ -168,8 +171,11 @@ pub struct Wm {
     atoms: Atoms,
     root: Window,
     windows: HashMap<Window, XWindow>,
-    /// The toplevel the user last focused: the parent of a popup without WM_TRANSIENT_FOR.
+    /// The toplevel the user last focused, and the one the pointer is in: the parent of a
+    /// popup without WM_TRANSIENT_FOR is the latter (a menu opens where the user clicked),
+    /// else the former.
     focused: Option<Window>,
+    hovered: Option<Window>,
     /// The clipboard and primary selection between X and Wayland.
     sel: XSelections,
 }
@@ -246,6 +252,7 @@ impl Wm {
             root,
             windows: HashMap::new(),
             focused: None,
+            hovered: None,
             sel,
         })
     }
@@ -403,6 +410,7 @@ impl Wm {
             }
             Event::PropertyNotify(e) => {
                 let names = [
+                    AtomEnum::WM_HINTS.into(),
                     AtomEnum::WM_NAME.into(),
                     self.atoms._NET_WM_NAME,
                     AtomEnum::WM_CLASS.into(),
@@ -450,6 +458,9 @@ impl Wm {
                 if self.focused == Some(e.window) {
                     self.focused = None;
                 }
+                if self.hovered == Some(e.window) {
+                    self.hovered = None;
+                }
             }
             _ => {}
         }
@@ -468,7 +479,10 @@ impl Wm {
             p.filter(|p| *p != window && self.windows.get(p).is_some_and(|pw| pw.shown))
         };
         let role = if w.override_redirect {
-            let Some(parent) = shown_parent(w.transient_for).or(shown_parent(self.focused)) else {
+            let Some(parent) = shown_parent(w.transient_for)
+                .or(shown_parent(self.hovered))
+                .or(shown_parent(self.focused))
+            else {
                 // A popup with nothing to hang from is not shown (it could sit anywhere).
                 return;
             };
@@ -621,19 +635,40 @@ impl Wm {
         Ok(())
     }
 
+    /// The pointer entered the window's surface (`None`: it left every X window).
+    pub fn pointer(&mut self, window: Option<Window>) {
+        self.hovered = window.filter(|w| {
+            self.windows
+                .get(w)
+                .is_some_and(|w| w.shown && !w.override_redirect)
+        });
+    }
+
     /// The compositor gave the window's surface the keyboard (`None`: no X window has it).
     pub fn focus(&mut self, window: Option<Window>) -> Result<(), WmError> {
         match window.filter(|w| self.windows.contains_key(w)) {
             Some(window) => {
-                self.conn
-                    .set_input_focus(InputFocus::POINTER_ROOT, window, x11rb::CURRENT_TIME)?;
+                // A window that takes input gets the focus from the manager alone: a
+                // WM_TAKE_FOCUS answered late (with CurrentTime, as the manager has no
+                // server time to give) would take the focus back from a window focused
+                // after it. Only a window that takes no input is asked to take it.
+                let (input, takes_focus) = self
+                    .windows
+                    .get(&window)
+                    .map_or((true, false), |w| (w.input, w.takes_focus));
+                if input {
+                    self.conn.set_input_focus(
+                        InputFocus::POINTER_ROOT,
+                        window,
+                        x11rb::CURRENT_TIME,
+                    )?;
+                } else if takes_focus {
+                    self.send_protocol(window, self.atoms.WM_TAKE_FOCUS)?;
+                }
                 self.conn.configure_window(
                     window,
                     &ConfigureWindowAux::new().stack_mode(StackMode::ABOVE),
                 )?;
-                if self.windows.get(&window).is_some_and(|w| w.takes_focus) {
-                    self.send_protocol(window, self.atoms.WM_TAKE_FOCUS)?;
-                }
                 if self
                     .windows
                     .get(&window)
@@ -744,7 +779,21 @@ impl Wm {
             .value32()
             .map(|v| v.collect())
             .unwrap_or_default();
+        // WM_HINTS: flags, then input (the InputHint flag says it is set; unset means
+        // the window takes input).
+        let hints: Vec<u32> = self
+            .conn
+            .get_property(false, window, AtomEnum::WM_HINTS, AtomEnum::WM_HINTS, 0, 2)?
+            .reply()?
+            .value32()
+            .map(|v| v.collect())
+            .unwrap_or_default();
+        let input = match hints.as_slice() {
+            [flags, input, ..] if flags & 1 != 0 => *input != 0,
+            _ => true,
+        };
         if let Some(w) = self.windows.get_mut(&window) {
+            w.input = input;
             if !w.shown {
                 w.fullscreen = states.contains(&self.atoms._NET_WM_STATE_FULLSCREEN);
                 w.maximized = states.contains(&self.atoms._NET_WM_STATE_MAXIMIZED_VERT)

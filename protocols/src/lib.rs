@@ -170,6 +170,12 @@ pub enum Reply {
         /// The domain whose primary selection apps paste now.
         #[serde(default)]
         primary_domain: Option<String>,
+        /// A number that changes whenever the selection apps paste now is set anew (what a
+        /// script waits on to see a copy arrive).
+        #[serde(default)]
+        selection_version: Option<u64>,
+        #[serde(default)]
+        primary_version: Option<u64>,
     },
     Vms(Vec<VmInfo>),
     SwitchCounters {

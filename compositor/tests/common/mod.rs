@@ -439,6 +439,27 @@ impl Compositor {
             .expect("window")
     }
 
+    /// The clipboard's (or, with `primary`, the primary selection's) owner and version: the
+    /// version changes whenever the selection is set anew.
+    pub fn selection_state(&self, primary: bool) -> (Option<String>, Option<u64>) {
+        match self.request(&Request::Clipboard) {
+            Reply::Clipboard {
+                selection_domain,
+                primary_domain,
+                selection_version,
+                primary_version,
+                ..
+            } => {
+                if primary {
+                    (primary_domain, primary_version)
+                } else {
+                    (selection_domain, selection_version)
+                }
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
     /// The domain that owns the clipboard (or, with `primary`, the primary selection).
     pub fn selection_owner(&self, primary: bool) -> Option<String> {
         match self.request(&Request::Clipboard) {

@@ -1105,6 +1105,11 @@ fn event(
                     st.ids.app(h).ok_or_else(|| "unknown surface".to_string())
                 })?)),
             ("wl_keyboard", "leave") => x.keyboard(None),
+            ("wl_pointer", "enter") => x
+                .pointer(Some(object(&args, 1).and_then(|h| {
+                    st.ids.app(h).ok_or_else(|| "unknown surface".to_string())
+                })?)),
+            ("wl_pointer", "leave") => x.pointer(None),
             _ => {}
         }
         // Input serials, which the proxy's set_selection quotes.

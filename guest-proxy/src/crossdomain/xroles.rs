@@ -35,6 +35,8 @@ pub enum Notice {
     Close(u32),
     /// The keyboard entered this window's surface (`None`: left every X window).
     Focus(Option<u32>),
+    /// The pointer entered this window's surface (`None`: left every X window).
+    Pointer(Option<u32>),
     /// The compositor offers Xwayland a selection of these types (`None`: none).
     Offer {
         which: Selection,
@@ -325,15 +327,26 @@ impl XRoles {
         }
     }
 
-    /// The keyboard entered (`Some`) or left (`None`) a surface of Xwayland's.
-    pub fn keyboard(&mut self, surface: Option<u32>) {
-        let window = surface.and_then(|s| {
+    /// The window a surface of Xwayland's shows.
+    fn window_of(&self, surface: Option<u32>) -> Option<u32> {
+        surface.and_then(|s| {
             self.roles
                 .iter()
                 .find(|(_, r)| r.surface == s)
                 .map(|(w, _)| *w)
-        });
+        })
+    }
+
+    /// The keyboard entered (`Some`) or left (`None`) a surface of Xwayland's.
+    pub fn keyboard(&mut self, surface: Option<u32>) {
+        let window = self.window_of(surface);
         self.notices.push(Notice::Focus(window));
+    }
+
+    /// The pointer entered (`Some`) or left (`None`) a surface of Xwayland's.
+    pub fn pointer(&mut self, surface: Option<u32>) {
+        let window = self.window_of(surface);
+        self.notices.push(Notice::Pointer(window));
     }
 
     /// Whether events from host object `id` are the proxy's to handle (its own objects are
