@@ -131,6 +131,11 @@ fn vm_run_boots_a_stopped_vm_runs_as_the_guest_user_and_vm_stop_ends_it() {
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in {env}");
     }
+    // No Xwayland in this image: no X display to point at.
+    assert!(
+        !env.lines().any(|l| l.starts_with("DISPLAY=")),
+        "DISPLAY set in a guest without Xwayland: {env}"
+    );
     let (code, _, err) = c.vm_cli("vm-run", &["--wait", "test", "no-such-program"]);
     assert!(
         code != 0 && err.contains("cannot start the command"),

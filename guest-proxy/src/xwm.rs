@@ -387,13 +387,13 @@ impl Wm {
             Event::ClientMessage(e) if e.type_ == self.atoms._NET_WM_STATE => {
                 self.state_message(&e, changes)
             }
-            Event::ClientMessage(e) if e.type_ == self.atoms.WM_CHANGE_STATE => {
-                // IconicState: the app minimises itself.
-                if e.data.as_data32()[0] == 3
-                    && self.windows.get(&e.window).is_some_and(|w| w.shown)
-                {
-                    changes.push(Change::Minimize { window: e.window });
-                }
+            // IconicState: the app minimises itself.
+            Event::ClientMessage(e)
+                if e.type_ == self.atoms.WM_CHANGE_STATE
+                    && e.data.as_data32()[0] == 3
+                    && self.windows.get(&e.window).is_some_and(|w| w.shown) =>
+            {
+                changes.push(Change::Minimize { window: e.window });
             }
             Event::ConfigureRequest(e) => {
                 // Honoured for size and place, bounded; the compositor decides what it shows.
