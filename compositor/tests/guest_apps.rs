@@ -102,6 +102,38 @@ fn drawn_and_framed(c: &Compositor, app_id: &str) -> (WindowInfo, Image) {
     }
 }
 
+/// Runs each (app id, command) in the full guest at once, as its launcher entry would, and
+/// waits for all their windows: how long each took.
+fn launch_together<'a>(
+    c: &Compositor,
+    apps: impl Iterator<Item = (&'a str, &'a [&'a str])> + Clone,
+) -> HashMap<&'a str, Duration> {
+    let started = Instant::now();
+    for (_, cmd) in apps.clone() {
+        let mut args = vec!["full"];
+        args.extend_from_slice(cmd);
+        let (code, _, err) = c.vm_cli("vm-run", &args);
+        assert_eq!(code, 0, "vm-run {cmd:?}: {err}");
+    }
+    let want = apps.clone().count();
+    let mut first: HashMap<&str, Duration> = HashMap::new();
+    while first.len() < want {
+        for w in c.windows().into_iter().filter(|w| w.domain == "full") {
+            if let Some((id, _)) = apps.clone().find(|(id, _)| *id == w.app_id) {
+                first.entry(id).or_insert_with(|| started.elapsed());
+            }
+        }
+        assert!(
+            started.elapsed() < APP_TIMEOUT,
+            "after {APP_TIMEOUT:?} only {:?} had windows\n{}",
+            first.keys(),
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    first
+}
+
 fn click(c: &Compositor, button: u32, at: (i32, i32), times: usize) {
     let mut events = vec![InputEvent::PointerMotion {
         x: at.0 as f64,
@@ -153,32 +185,11 @@ fn toolkit_apps_run_together_framed_with_their_own_pixels_in_one_full_guest() {
     );
 
     // All at once, each as its launcher entry would run it.
-    let started = Instant::now();
-    for (_, _, cmd) in APPS {
-        let mut args = vec!["full"];
-        args.extend_from_slice(cmd);
-        let (code, _, err) = c.vm_cli("vm-run", &args);
-        assert_eq!(code, 0, "vm-run {cmd:?}: {err}");
-    }
-    let mut first: HashMap<&str, Duration> = HashMap::new();
-    while first.len() < APPS.len() {
-        for w in c.windows().into_iter().filter(|w| w.domain == "full") {
-            if let Some((id, ..)) = APPS.iter().find(|(id, ..)| *id == w.app_id) {
-                first.entry(id).or_insert_with(|| started.elapsed());
-            }
-        }
-        assert!(
-            started.elapsed() < APP_TIMEOUT,
-            "after {APP_TIMEOUT:?} only {:?} had windows\n{}",
-            first.keys(),
-            c.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let first = launch_together(&c, APPS.iter().map(|(id, _, cmd)| (*id, *cmd)));
     for (id, toolkit, _) in APPS {
         println!(
             "{toolkit} ({id}): first window {:.1} s after the launch",
-            first[id].as_secs_f64()
+            first[*id].as_secs_f64()
         );
     }
 
@@ -292,32 +303,11 @@ fn x11_apps(c: &Compositor, bank_window: &WindowInfo) {
         env.lines().any(|l| l == "DISPLAY=:0"),
         "the full guest (with Xwayland) has no DISPLAY=:0 in its session: {env}"
     );
-    let started = Instant::now();
-    for (_, cmd) in X_APPS {
-        let mut args = vec!["full"];
-        args.extend_from_slice(cmd);
-        let (code, _, err) = c.vm_cli("vm-run", &args);
-        assert_eq!(code, 0, "vm-run {cmd:?}: {err}");
-    }
-    let mut first: HashMap<&str, Duration> = HashMap::new();
-    while first.len() < X_APPS.len() {
-        for w in c.windows().into_iter().filter(|w| w.domain == "full") {
-            if let Some((id, _)) = X_APPS.iter().find(|(id, _)| *id == w.app_id) {
-                first.entry(id).or_insert_with(|| started.elapsed());
-            }
-        }
-        assert!(
-            started.elapsed() < APP_TIMEOUT,
-            "after {APP_TIMEOUT:?} only {:?} had windows\n{}",
-            first.keys(),
-            c.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let first = launch_together(c, X_APPS.iter().copied());
     for (id, _) in X_APPS {
         println!(
             "X11 {id}: first window {:.1} s after the launch",
-            first[id].as_secs_f64()
+            first[*id].as_secs_f64()
         );
     }
     // Each X app is a window of its own, titled as X titles it, with its own content.

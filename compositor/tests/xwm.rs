@@ -351,22 +351,32 @@ fn xterm_through_the_guest_proxy_is_a_framed_window_of_its_vm() {
     c.wait_windows("xterm's window gone", |ws| ws.iter().all(|x| x.id != w.id));
 }
 
+/// A connection to X display `n` and its root window.
+fn x_connect(n: u32) -> (x11rb::rust_connection::RustConnection, u32) {
+    use x11rb::connection::Connection as _;
+    let (conn, screen) = x11rb::rust_connection::RustConnection::connect(Some(&format!(":{n}")))
+        .expect("connect to the proxy's X display");
+    let root = conn.setup().roots[screen].root;
+    (conn, root)
+}
+
+fn x_atom(conn: &x11rb::rust_connection::RustConnection, name: &str) -> u32 {
+    use x11rb::protocol::xproto::ConnectionExt as _;
+    conn.intern_atom(false, name.as_bytes())
+        .unwrap()
+        .reply()
+        .unwrap()
+        .atom
+}
+
 /// What an X client of display `n` gets when it converts `selection` to UTF8_STRING (`None`:
 /// refused).
 fn x_paste(n: u32, selection: &str) -> Option<String> {
     use x11rb::connection::Connection as _;
     use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, CreateWindowAux, WindowClass};
     use x11rb::protocol::Event;
-    let (conn, screen) = x11rb::rust_connection::RustConnection::connect(Some(&format!(":{n}")))
-        .expect("connect to the proxy's X display");
-    let root = conn.setup().roots[screen].root;
-    let atom = |name: &str| {
-        conn.intern_atom(false, name.as_bytes())
-            .unwrap()
-            .reply()
-            .unwrap()
-            .atom
-    };
+    let (conn, root) = x_connect(n);
+    let atom = |name: &str| x_atom(&conn, name);
     let (sel, utf8, prop) = (atom(selection), atom("UTF8_STRING"), atom("TEST_PASTE"));
     let win = conn.generate_id().unwrap();
     conn.create_window(
@@ -475,6 +485,30 @@ fn selections_cross_between_x_and_wayland_apps_of_one_vm_only() {
         TIMEOUT.as_secs(),
         || x_paste(x.display, "CLIPBOARD").as_deref() == Some("from-wayland"),
     );
+
+    // Large: more than a pipe holds, which the relay must wait to pass on, not cut short.
+    let (_, before_big) = c.selection_state(false);
+    let big: String = (0..40_000).map(|i| format!("{i:07}\n")).collect();
+    let file = c.dir.path().join("big.txt");
+    std::fs::write(&file, &big).unwrap();
+    c.focus(x.window.id);
+    let _big_copy = c.spawn(
+        "work",
+        "sh",
+        &["-c", &format!("wl-copy < {}", file.display())],
+    );
+    wait_until("the large copy set", TIMEOUT.as_secs(), || {
+        c.selection_owner(false).as_deref() == Some("work")
+            && c.selection_state(false).1 != before_big
+    });
+    c.focus(x.window.id);
+    let pasted = x_paste(x.display, "CLIPBOARD").unwrap_or_default();
+    assert_eq!(
+        pasted.len(),
+        big.len(),
+        "an X app pasted a cut-short clipboard"
+    );
+    assert!(pasted == big);
 }
 
 /// The X window of display `n` titled `title` (WM_NAME), among the root's children.
@@ -504,16 +538,8 @@ fn x_windows_go_fullscreen_maximised_and_minimised_both_ways() {
     let c = Compositor::start(TWO_VMS);
     let x = proxied_xterm(&c, "X states", &["-e", "sleep", "600"]);
     let id = x.window.id;
-    let (conn, _) =
-        x11rb::rust_connection::RustConnection::connect(Some(&format!(":{}", x.display))).unwrap();
-    let root = conn.setup().roots[0].root;
-    let atom = |name: &str| {
-        conn.intern_atom(false, name.as_bytes())
-            .unwrap()
-            .reply()
-            .unwrap()
-            .atom
-    };
+    let (conn, root) = x_connect(x.display);
+    let atom = |name: &str| x_atom(&conn, name);
     let (state, fs, max_v, change_state) = (
         atom("_NET_WM_STATE"),
         atom("_NET_WM_STATE_FULLSCREEN"),

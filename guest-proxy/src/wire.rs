@@ -154,6 +154,12 @@ pub fn string_arg(s: &str) -> Vec<u8> {
     b
 }
 
+/// Word `i` of a message body (after the header), if the body has it.
+pub fn word_at(body: &[u8], i: usize) -> Option<u32> {
+    body.get(i * 4..i * 4 + 4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Argument `i` as an integer (int or uint).
 pub fn int(args: &[Arg], i: usize) -> Result<i64, String> {
     match args.get(i) {

@@ -43,8 +43,26 @@ pub const MAX_TYPE_LEN: usize = 256;
 pub const MAX_TRANSFER: usize = 64 << 20;
 /// Most transfers waiting at once, each way.
 pub const MAX_WAITING: usize = 32;
-/// How long an X app may take to answer one step of a conversion.
+/// How long an X app may take to answer one step of a conversion, and a Wayland app to
+/// write what an X app asked for.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a reader of an X selection may leave its pipe full before the rest is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The type every source of the bridge offers first, besides the X selection's own, with a
+/// random instance of its own: the compositor's offer of a selection with that very type is
+/// this bridge's X selection coming back, not one to give to X. (One pasted in from another
+/// VM, or from this VM's X before Xwayland restarted, has another instance.)
+pub const FROM_X: &str = "application/x-bulkhead-from-x11";
+
+/// A marker type for one bridge.
+fn marker() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let instance = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{FROM_X};instance={instance:016x}")
+}
 /// Bytes read of a property per request.
 const CHUNK: u32 = 256 * 1024;
 
@@ -111,7 +129,7 @@ x11rb::atom_manager! {
 /// to `out` (by a thread of its own, so a slow reader never stalls the window manager).
 struct Fetch {
     target: Atom,
-    out: Option<mpsc::SyncSender<Vec<u8>>>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
     incr: bool,
     sent: usize,
     started: bool,
@@ -127,6 +145,7 @@ struct Serve {
     time: u32,
     pipe: File,
     data: Vec<u8>,
+    deadline: Instant,
 }
 
 /// The X side of the selection bridge.
@@ -140,6 +159,11 @@ pub struct XSelections {
     offered: [Option<Vec<(Atom, String)>>; 2],
     fetches: [VecDeque<Fetch>; 2],
     serving: Vec<Serve>,
+    /// A TARGETS conversion of a new X owner is under way (its answer is stale once our
+    /// window took the selection for a Wayland offer).
+    targets_pending: [bool; 2],
+    /// This bridge's marker type ([`FROM_X`]).
+    marker: String,
 }
 
 impl XSelections {
@@ -177,6 +201,8 @@ impl XSelections {
             offered: [None, None],
             fetches: [VecDeque::new(), VecDeque::new()],
             serving: Vec::new(),
+            targets_pending: [false, false],
+            marker: marker(),
         })
     }
 
@@ -223,6 +249,7 @@ impl XSelections {
             return Ok(());
         }
         // What the new owner offers; the answer comes as a SelectionNotify.
+        self.targets_pending[which.index()] = true;
         conn.convert_selection(
             self.window,
             e.selection,
@@ -244,7 +271,11 @@ impl XSelections {
             return Ok(());
         };
         if e.target == self.atoms.TARGETS {
-            if e.property == x11rb::NONE {
+            // Only the answer to our own request, into our own property (anyone may send a
+            // SelectionNotify).
+            if !std::mem::take(&mut self.targets_pending[which.index()])
+                || e.property != self.atoms._BULKHEAD_TARGETS
+            {
                 return Ok(());
             }
             let atoms = read_property(conn, self.window, e.property, MAX_TYPES * 16)?;
@@ -266,7 +297,10 @@ impl XSelections {
         let Some(fetch) = self.fetches[which.index()].front_mut() else {
             return Ok(());
         };
-        if e.property == x11rb::NONE || e.target != fetch.target {
+        if !fetch.started {
+            return Ok(()); // not asked for
+        }
+        if e.property != property || e.target != fetch.target {
             self.next_fetch(conn, which)?; // refused
             return Ok(());
         }
@@ -352,6 +386,9 @@ impl XSelections {
         {
             add("text/plain", atom);
         }
+        if !types.is_empty() {
+            types.insert(0, (self.marker.clone(), x11rb::NONE));
+        }
         Ok(types)
     }
 
@@ -363,7 +400,10 @@ impl XSelections {
         mime: &str,
         fd: OwnedFd,
     ) -> Result<(), WmError> {
-        let Some(&(_, target)) = self.x_types[which.index()].iter().find(|(t, _)| t == mime) else {
+        let Some(&(_, target)) = self.x_types[which.index()]
+            .iter()
+            .find(|(t, _)| t == mime && !t.starts_with(FROM_X))
+        else {
             return Ok(()); // not offered: the reader gets nothing
         };
         let queue = &mut self.fetches[which.index()];
@@ -444,20 +484,23 @@ impl XSelections {
                 targets.push((atom, text.to_string()));
             }
         }
+        // Only types some X client knows already (X atoms are never freed: a Wayland app
+        // must not grow Xwayland's atom table); a client asking for one interns it first.
         let cookies: Vec<_> = types
             .iter()
-            .filter(|t| is_mime(t))
+            .filter(|t| is_mime(t) && !t.starts_with(FROM_X))
             .take(MAX_TYPES)
-            .map(|t| {
-                conn.intern_atom(false, t.as_bytes())
-                    .map(|c| (t.clone(), c))
-            })
+            .map(|t| conn.intern_atom(true, t.as_bytes()).map(|c| (t.clone(), c)))
             .collect::<Result<_, _>>()?;
         for (mime, cookie) in cookies {
-            targets.push((cookie.reply()?.atom, mime));
+            let atom = cookie.reply()?.atom;
+            if atom != x11rb::NONE {
+                targets.push((atom, mime));
+            }
         }
         self.offered[which.index()] = Some(targets);
         self.x_types[which.index()].clear();
+        self.targets_pending[which.index()] = false;
         conn.set_selection_owner(self.window, selection, x11rb::CURRENT_TIME)?;
         Ok(())
     }
@@ -519,9 +562,15 @@ impl XSelections {
         if self.serving.len() >= MAX_WAITING {
             return answer(x11rb::NONE);
         }
+        // Only our end is non-blocking: the writer (the relay, passing what the host sends)
+        // must be able to wait for room.
         let (r, w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(std::io::Error::from)?;
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&r),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(std::io::Error::from)?;
         changes.push(Change::Receive {
             which,
             mime: mime.clone(),
@@ -535,6 +584,7 @@ impl XSelections {
             time: e.time,
             pipe: File::from(r),
             data: Vec::new(),
+            deadline: Instant::now() + SERVE_TIMEOUT,
         });
         Ok(())
     }
@@ -546,7 +596,7 @@ impl XSelections {
 
     /// Whether a transfer may need [`XSelections::expire`] at some time.
     pub fn busy(&self) -> bool {
-        self.fetches.iter().any(|q| !q.is_empty())
+        self.fetches.iter().any(|q| !q.is_empty()) || !self.serving.is_empty()
     }
 
     /// Reads what the pipes have; a request whose pipe ended is answered.
@@ -566,6 +616,7 @@ impl XSelections {
                     Err(_) => break Some(false),
                 }
             };
+            let done = done.or((s.deadline < Instant::now()).then_some(false));
             let Some(complete) = done else {
                 i += 1;
                 continue;
@@ -627,14 +678,39 @@ impl Fetch {
     }
 }
 
-/// A thread writing what it is given into `fd` until the sender goes.
-fn writer(fd: OwnedFd) -> mpsc::SyncSender<Vec<u8>> {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+/// A thread writing what it is given into `fd` until the sender goes (the window manager
+/// never waits for it: at most [`MAX_TRANSFER`] bytes a transfer wait in the channel). A
+/// reader that leaves the pipe full for [`WRITE_TIMEOUT`] gets no more.
+fn writer(fd: OwnedFd) -> mpsc::Sender<Vec<u8>> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        if nix::fcntl::fcntl(
+            raw,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .is_err()
+        {
+            return;
+        }
         let mut f = File::from(fd);
         for chunk in rx {
-            if f.write_all(&chunk).is_err() {
-                return;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                match f.write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLOUT)];
+                        let ms = u16::try_from(WRITE_TIMEOUT.as_millis()).unwrap_or(u16::MAX);
+                        match poll(&mut fds, PollTimeout::from(ms)) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                    Err(_) => return,
+                }
             }
         }
     });

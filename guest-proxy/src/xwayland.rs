@@ -110,7 +110,12 @@ fn run_xwayland(listener: &UnixListener, display: u32, open: &Opener) -> io::Res
 
     let (changes_tx, changes_rx) = mpsc::channel();
     let (notices_tx, notices_rx) = mpsc::channel();
-    let (wake_r, wake_w) = nix::unistd::pipe()?;
+    // Never full for the relay: a window manager busy elsewhere wakes anyway.
+    let (wake_r, wake_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    nix::fcntl::fcntl(
+        wake_w.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
     let link = XLink {
         changes: changes_rx,
         notices: notices_tx,

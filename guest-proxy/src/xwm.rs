@@ -325,14 +325,20 @@ impl Wm {
 
     fn handle(&mut self, event: Event, changes: &mut Vec<Change>) -> Result<(), WmError> {
         match event {
-            Event::XfixesSelectionNotify(e) => self.sel.owner_changed(&self.conn, &e, changes)?,
-            Event::SelectionNotify(e) if e.requestor == self.sel.window() => {
-                self.sel.notified(&self.conn, &e, changes)?
+            // An X app's error in a selection transfer (a window gone, an atom it made up)
+            // ends that transfer only.
+            Event::XfixesSelectionNotify(e) => {
+                app_error_ends_transfer(self.sel.owner_changed(&self.conn, &e, changes))?
             }
-            Event::SelectionRequest(e) => self.sel.requested(&self.conn, &e, changes)?,
+            Event::SelectionNotify(e) if e.requestor == self.sel.window() => {
+                app_error_ends_transfer(self.sel.notified(&self.conn, &e, changes))?
+            }
+            Event::SelectionRequest(e) => {
+                app_error_ends_transfer(self.sel.requested(&self.conn, &e, changes))?
+            }
             Event::SelectionClear(e) => self.sel.cleared(&e),
             Event::PropertyNotify(e) if e.window == self.sel.window() => {
-                self.sel.property_changed(&self.conn, &e)?
+                app_error_ends_transfer(self.sel.property_changed(&self.conn, &e))?
             }
             Event::CreateNotify(e)
                 if e.parent == self.root
@@ -702,6 +708,23 @@ impl Wm {
         Ok(())
     }
 
+    /// Up to `count` 32-bit values of a property of `type_` (none if it is of another).
+    fn words(
+        &self,
+        window: Window,
+        property: u32,
+        type_: u32,
+        count: u32,
+    ) -> Result<Vec<u32>, WmError> {
+        Ok(self
+            .conn
+            .get_property(false, window, property, type_, 0, count)?
+            .reply()?
+            .value32()
+            .map(|v| v.collect())
+            .unwrap_or_default())
+    }
+
     /// Reads the window's title, class, transient parent and protocols, bounded.
     fn read_properties(&mut self, window: Window) -> Result<(), WmError> {
         let long = MAX_PROPERTY / 4;
@@ -751,43 +774,16 @@ impl Wm {
             .value32()
             .and_then(|mut v| v.next())
             .filter(|&p| p != 0);
-        let protocols: Vec<u32> = self
-            .conn
-            .get_property(
-                false,
-                window,
-                self.atoms.WM_PROTOCOLS,
-                AtomEnum::ATOM,
-                0,
-                64,
-            )?
-            .reply()?
-            .value32()
-            .map(|v| v.collect())
-            .unwrap_or_default();
-        let states: Vec<u32> = self
-            .conn
-            .get_property(
-                false,
-                window,
-                self.atoms._NET_WM_STATE,
-                AtomEnum::ATOM,
-                0,
-                64,
-            )?
-            .reply()?
-            .value32()
-            .map(|v| v.collect())
-            .unwrap_or_default();
+        let protocols = self.words(window, self.atoms.WM_PROTOCOLS, AtomEnum::ATOM.into(), 64)?;
+        let states = self.words(window, self.atoms._NET_WM_STATE, AtomEnum::ATOM.into(), 64)?;
         // WM_HINTS: flags, then input (the InputHint flag says it is set; unset means
         // the window takes input).
-        let hints: Vec<u32> = self
-            .conn
-            .get_property(false, window, AtomEnum::WM_HINTS, AtomEnum::WM_HINTS, 0, 2)?
-            .reply()?
-            .value32()
-            .map(|v| v.collect())
-            .unwrap_or_default();
+        let hints = self.words(
+            window,
+            AtomEnum::WM_HINTS.into(),
+            AtomEnum::WM_HINTS.into(),
+            2,
+        )?;
         let input = match hints.as_slice() {
             [flags, input, ..] if flags & 1 != 0 => *input != 0,
             _ => true,
@@ -806,6 +802,19 @@ impl Wm {
             w.takes_focus = protocols.contains(&self.atoms.WM_TAKE_FOCUS);
         }
         Ok(())
+    }
+}
+
+/// An X protocol error (from what an X app named) is logged and dropped; a broken connection
+/// is not.
+fn app_error_ends_transfer(r: Result<(), WmError>) -> Result<(), WmError> {
+    match r {
+        Err(WmError::Reply(ReplyError::X11Error(e)))
+        | Err(WmError::ReplyOrId(ReplyOrIdError::X11Error(e))) => {
+            eprintln!("bulkhead-wl-proxy: an X selection transfer failed: {e:?}");
+            Ok(())
+        }
+        other => other,
     }
 }
 

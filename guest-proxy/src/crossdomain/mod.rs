@@ -956,8 +956,15 @@ fn host_to_app(
                     return Err("the host sent too many file descriptors".into());
                 }
                 if !wl.is_empty() {
+                    // The app's fds; those after them are for messages still to come.
+                    let later = pending
+                        .fds
+                        .split_off(pending.forwarded.min(pending.fds.len()));
                     to_app(out, &wl, &pending.fds).map_err(|err| format!("app: {err}"))?;
-                    pending = HostFds::default();
+                    pending = HostFds {
+                        fds: later,
+                        forwarded: 0,
+                    };
                 }
                 if let Some(to_wm) = to_wm {
                     answer_x(state, ch, sending, to_wm)?;
@@ -1129,6 +1136,9 @@ fn event(
             let Some(Arg::Uint(host)) = args.first() else {
                 return Err("argument type mismatch".into());
             };
+            if let Some(x) = st.x.as_mut() {
+                x.sel.forget(*host);
+            }
             let Some(app) = st.ids.deleted(*host) else {
                 return Ok(()); // one of the proxy's own
             };

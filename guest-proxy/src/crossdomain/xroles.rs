@@ -380,9 +380,7 @@ impl XRoles {
         };
         let body = &msg[HEADER..];
         let word = |i: usize| -> Result<u32, String> {
-            body.get(i * 4..i * 4 + 4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| "an xdg event shorter than its arguments".to_string())
+            wire::word_at(body, i).ok_or_else(|| "an xdg event shorter than its arguments".into())
         };
         match (obj, opcode) {
             // ping → pong

@@ -7,8 +7,11 @@
 //! selections; each offer becomes a [`Notice::Offer`] for the window manager, and X apps'
 //! requests come back as receives on it. When an X app takes a selection, a source of ours
 //! offers its types and is set as the selection; the compositor's requests for its data
-//! become [`Notice::Send`]s. While our source is the selection, the compositor's offer of it
-//! (our own data) is not passed back to X.
+//! become [`Notice::Send`]s. Our sources also offer a [`FROM_X`] type of this bridge's own:
+//! the compositor's offer of a selection with it is the X selection coming back, and is not
+//! passed to X again
+//! (an X selection the compositor refused, as X set it without the keyboard, leaves no
+//! trace that could hide later offers).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -16,7 +19,7 @@ use std::os::fd::OwnedFd;
 use wayland_backend::protocol::ArgumentType;
 
 use crate::wire::{self, string_arg as string, words, Arg, HEADER};
-use crate::xselection::{Pipe, Selection, MAX_TYPES, MAX_TYPE_LEN};
+use crate::xselection::{Pipe, Selection, FROM_X, MAX_TYPES, MAX_TYPE_LEN};
 
 use super::xroles::Notice;
 use super::{Ids, Outgoing, SERVER_IDS};
@@ -88,7 +91,9 @@ pub struct WlSelections {
     seat: Option<u32>,
     managers: [Option<u32>; 2],
     devices: [Option<u32>; 2],
-    /// Our source that is the selection now (until the compositor cancels it).
+    /// Our source that is the selection now (until the compositor cancels it or we replace
+    /// it). Replaced and cancelled ones stay in `objects` until the host deletes them, so
+    /// a request already on its way to one is answered (its pipe closed).
     sources: [Option<u32>; 2],
     /// The compositor's offers to our devices, with their types.
     offers: HashMap<u32, (Selection, Vec<String>)>,
@@ -96,6 +101,8 @@ pub struct WlSelections {
     objects: HashMap<u32, Kind>,
     /// The serial of the last input event on Xwayland's connection.
     serial: u32,
+    /// The bridge's marker type, as its sources offer it (`crate::xselection::FROM_X`).
+    marker: Option<String>,
 }
 
 impl WlSelections {
@@ -173,6 +180,9 @@ impl WlSelections {
         let old = self.sources[i].take();
         let new = match types {
             Some(types) => {
+                if let Some(m) = types.iter().find(|t| t.starts_with(FROM_X)) {
+                    self.marker = Some(m.clone());
+                }
                 let source = ours(ids)?;
                 out.push(
                     &wire::message_bytes(manager, MANAGER_CREATE_SOURCE, &words(&[source])),
@@ -194,7 +204,6 @@ impl WlSelections {
         );
         if let Some(old) = old {
             out.push(&wire::message_bytes(old, SOURCE_DESTROY, &[]), &[]);
-            self.objects.remove(&old);
         }
         Ok(())
     }
@@ -267,13 +276,12 @@ impl WlSelections {
                             fd: Pipe::new(fd),
                         });
                     }
-                } else if opcode == op.source_cancelled {
-                    if self.sources[which.index()] == Some(sender) {
-                        self.sources[which.index()] = None;
-                    }
-                    if self.objects.remove(&sender).is_some() {
-                        replies.push(wire::message_bytes(sender, SOURCE_DESTROY, &[]));
-                    }
+                } else if opcode == op.source_cancelled
+                    && self.sources[which.index()] == Some(sender)
+                {
+                    // (A source we replaced is destroyed already.)
+                    self.sources[which.index()] = None;
+                    replies.push(wire::message_bytes(sender, SOURCE_DESTROY, &[]));
                 }
             }
             Kind::Seat | Kind::Manager(_) => {}
@@ -303,10 +311,16 @@ impl WlSelections {
         }
         let types = self.offers.get(&offer).map(|(_, t)| t.clone());
         self.current[which.index()] = types.as_ref().map(|_| offer);
-        if self.sources[which.index()].is_some() {
-            return; // our own X selection, offered back
+        let ours = |t: &Vec<String>| self.marker.as_ref().is_some_and(|m| t.contains(m));
+        if types.as_ref().is_some_and(ours) {
+            return; // this bridge's X selection, offered back
         }
         notices.push(Notice::Offer { which, types });
+    }
+
+    /// The host deleted one of our objects (`wl_display.delete_id`).
+    pub fn forget(&mut self, id: u32) {
+        self.objects.remove(&id);
     }
 }
 
@@ -325,9 +339,7 @@ fn bind(registry: u32, name: u32, iface: &str, id: u32) -> Vec<u8> {
 }
 
 fn word(body: &[u8], i: usize) -> Result<u32, String> {
-    body.get(i * 4..i * 4 + 4)
-        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| "a selection event shorter than its arguments".to_string())
+    wire::word_at(body, i).ok_or_else(|| "a selection event shorter than its arguments".into())
 }
 
 const MIME: ArgumentType = ArgumentType::Str(wayland_backend::protocol::AllowNull::No);
